@@ -1,0 +1,58 @@
+//! Names and labels shared by the operator and the activator: what a Service's derived objects are called and how
+//! they are found.
+
+/// Label on every object derived from a Service, and on its pods: the Service's name.
+pub const SERVICE_LABEL: &str = "serving.runway.dev/service";
+/// `app.kubernetes.io/managed-by` value on every derived object.
+pub const MANAGED_BY: &str = "runway";
+/// The well-known managed-by label key.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The API group of Runway's resources.
+pub const GROUP: &str = "serving.runway.dev";
+/// Response header set when a request waited for its Service to scale up from zero.
+pub const COLD_START_HEADER: &str = "x-runway-cold-start";
+
+/// Name of the Deployment that runs a Service's pods.
+pub fn deployment_name(service: &str) -> String {
+    service.to_owned()
+}
+
+/// Name of the headless Kubernetes Service that selects a Service's pods; the activator reads its EndpointSlices.
+pub fn pods_service_name(service: &str) -> String {
+    format!("{service}-pods")
+}
+
+/// Name of the Kubernetes Service that in-cluster clients call: an ExternalName to the activator.
+pub fn route_service_name(service: &str) -> String {
+    service.to_owned()
+}
+
+/// The Service's public URL.
+pub fn url(service: &str, namespace: &str, domain: &str) -> String {
+    format!("http://{service}.{namespace}.{domain}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_names_of_the_longest_valid_name_are_dns_labels() {
+        let longest = "a".repeat(crate::service::MAX_NAME_LENGTH);
+        for derived in [
+            deployment_name(&longest),
+            pods_service_name(&longest),
+            route_service_name(&longest),
+        ] {
+            assert!(derived.len() <= 63, "{derived} is longer than a DNS label");
+        }
+    }
+
+    #[test]
+    fn url_is_name_namespace_domain() {
+        assert_eq!(
+            url("hello", "default", "example.com"),
+            "http://hello.default.example.com"
+        );
+    }
+}
