@@ -1,0 +1,423 @@
+//! The scaling decision: a pure function of the Service's policy, its history and one new observation.
+//!
+//! Time is a `Duration` since an arbitrary origin, so tests drive it like a fake clock.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::policy::Policy;
+use runway_api::ScalingMetric;
+
+/// What one tick observed for one Service.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Observation {
+    pub now: Duration,
+    /// Requests in flight or queued, averaged over the last second and summed over activators.
+    pub concurrency: f64,
+    /// Requests per second over the last second, summed over activators.
+    pub rps: f64,
+    /// Requests held right now by any activator (queued or in flight).
+    pub held: u32,
+    /// An activator reported a request waiting at zero since the last tick.
+    pub poked: bool,
+    /// Whether every activator reported recently: without that, held requests might be unseen.
+    pub reports_complete: bool,
+    pub ready_pods: i32,
+    /// The Deployment's current replica count.
+    pub current_scale: i32,
+}
+
+/// Per-Service memory between ticks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct History {
+    /// When this history began (operator start, leader change or Service creation): before a whole stable window
+    /// of fresh data exists, nothing is scaled down.
+    since: Duration,
+    /// One metric value per tick, newest last, covering at most the stable window.
+    samples: VecDeque<(Duration, f64)>,
+    /// Last time any request was seen (or the history began).
+    last_active: Duration,
+    /// Last time the panic window was over the threshold, while in panic mode.
+    panic_last_over: Option<Duration>,
+    /// The count decided on the previous tick.
+    last_desired: Option<i32>,
+    /// Desired counts over the scale-down delay window.
+    recent_desired: VecDeque<(Duration, i32)>,
+}
+
+/// The outcome of one tick.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub desired: i32,
+    pub stable_average: f64,
+    pub panic_average: f64,
+    pub panicking: bool,
+    pub reason: Reason,
+}
+
+/// Why the count is what it is, for events and logs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reason {
+    /// The averages asked for this count.
+    Load,
+    /// A request waited at zero.
+    Activation,
+    /// Traffic stopped for the stable window plus the grace period.
+    Idle,
+    /// Nothing was scaled down: not enough fresh data yet, or an activator's report is missing.
+    Holding,
+}
+
+impl History {
+    pub fn new(now: Duration) -> History {
+        History {
+            since: now,
+            samples: VecDeque::new(),
+            last_active: now,
+            panic_last_over: None,
+            last_desired: None,
+            recent_desired: VecDeque::new(),
+        }
+    }
+
+    /// Average of the samples newer than `window`, over the window or, while the history is shorter, over the
+    /// seconds it covers.
+    fn average(&self, now: Duration, window: Duration) -> f64 {
+        let from = now.saturating_sub(window);
+        let sum: f64 = self.samples.iter().filter(|(t, _)| *t > from).map(|(_, v)| v).sum();
+        let covered = window.min(now.saturating_sub(self.since) + Duration::from_secs(1));
+        sum / covered.as_secs_f64().max(1.0)
+    }
+}
+
+/// Decides the pod count for one tick and updates the history.
+pub fn decide(policy: &Policy, history: &mut History, obs: Observation) -> Decision {
+    let now = obs.now;
+    let value = match policy.metric {
+        ScalingMetric::Concurrency => obs.concurrency,
+        ScalingMetric::Rps => obs.rps,
+    };
+    history.samples.push_back((now, value));
+    let oldest = now.saturating_sub(policy.stable_window);
+    while history.samples.front().is_some_and(|(t, _)| *t <= oldest) {
+        history.samples.pop_front();
+    }
+    let active = value > 0.0 || obs.held > 0 || obs.poked;
+    if active {
+        history.last_active = now;
+    }
+
+    let stable_average = history.average(now, policy.stable_window);
+    let panic_average = history.average(now, policy.panic_window);
+    // Rates and the panic ratio are relative to ready pods; a Service with none counts as one.
+    let ready = f64::from(obs.ready_pods.max(1));
+    let max_up = (ready * policy.rates.max_scale_up_rate).ceil() as i32;
+    let max_down = (ready / policy.rates.max_scale_down_rate).floor() as i32;
+    let pods_for = |average: f64| ((average / policy.target_per_pod).ceil() as i32).clamp(max_down, max_up.max(1));
+    let stable_want = pods_for(stable_average);
+    let panic_want = pods_for(panic_average);
+
+    if f64::from(panic_want) / ready >= policy.panic_threshold {
+        history.panic_last_over = Some(now);
+    } else if history
+        .panic_last_over
+        .is_some_and(|t| now.saturating_sub(t) >= policy.stable_window)
+    {
+        history.panic_last_over = None;
+    }
+    let panicking = history.panic_last_over.is_some();
+
+    let mut reason = Reason::Load;
+    let mut desired = if panicking {
+        // In panic mode the count never goes down.
+        panic_want.max(history.last_desired.unwrap_or(0)).max(obs.current_scale)
+    } else {
+        stable_want
+    };
+
+    if policy.scale_down_delay > Duration::ZERO {
+        history.recent_desired.push_back((now, desired));
+        let oldest = now.saturating_sub(policy.scale_down_delay);
+        while history.recent_desired.front().is_some_and(|(t, _)| *t <= oldest) {
+            history.recent_desired.pop_front();
+        }
+        desired = history.recent_desired.iter().map(|(_, d)| *d).max().unwrap_or(desired);
+    }
+
+    if desired == 0 {
+        let idle_for = now.saturating_sub(history.last_active);
+        if obs.current_scale == 0 && active {
+            desired = policy.activation_scale;
+            reason = Reason::Activation;
+        } else if obs.held > 0
+            || (obs.current_scale > 0 && idle_for < policy.stable_window + policy.scale_to_zero_grace)
+        {
+            // Held requests, or traffic too recent: keep one pod.
+            desired = 1;
+        } else if obs.current_scale > 0 && !obs.reports_complete {
+            // An activator we cannot hear from may be holding requests.
+            desired = 1;
+            reason = Reason::Holding;
+        } else {
+            reason = Reason::Idle;
+        }
+    } else if obs.current_scale == 0 {
+        desired = desired.max(policy.activation_scale);
+        reason = Reason::Activation;
+    }
+
+    desired = policy.clamp(desired);
+    if now.saturating_sub(history.since) < policy.stable_window && desired < obs.current_scale {
+        desired = obs.current_scale;
+        reason = Reason::Holding;
+    }
+    history.last_desired = Some(desired);
+    Decision {
+        desired,
+        stable_average,
+        panic_average,
+        panicking,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autoscaler::policy::RateLimits;
+    use runway_api::{Scaling, ServiceSpec, ServiceTemplate};
+
+    /// A Service with a per-pod concurrency target of 10 (100% utilization), a 10 s stable window (so a 1 s panic
+    /// window) and a 5 s grace period, unless the scenario changes it.
+    fn policy(change: impl FnOnce(&mut Scaling)) -> Policy {
+        let mut scaling = Scaling {
+            target: Some(10),
+            target_utilization_percentage: 100,
+            stable_window_seconds: 10,
+            scale_to_zero_grace_period_seconds: 5,
+            ..Scaling::default()
+        };
+        change(&mut scaling);
+        let spec = ServiceSpec {
+            template: ServiceTemplate::default(),
+            container_concurrency: 0,
+            timeout_seconds: 300,
+            scaling,
+        };
+        Policy::from_spec(&spec, RateLimits::default())
+    }
+
+    /// One tick of a scenario: the load seen that second.
+    #[derive(Clone, Copy)]
+    struct Tick {
+        concurrency: f64,
+        rps: f64,
+        held: u32,
+        poked: bool,
+    }
+
+    fn load(concurrency: f64) -> Tick {
+        Tick {
+            concurrency,
+            rps: 0.0,
+            held: 0,
+            poked: false,
+        }
+    }
+
+    fn repeat(tick: Tick, seconds: usize) -> Vec<Tick> {
+        vec![tick; seconds]
+    }
+
+    /// Runs ticks one second apart, starting at second 1, with a simulated cluster where pods become ready at once
+    /// and the Deployment follows each decision; returns the decided count after every tick.
+    fn run(policy: &Policy, start_scale: i32, ticks: &[Tick]) -> Vec<i32> {
+        run_from(policy, &mut History::new(Duration::ZERO), start_scale, 1, ticks)
+    }
+
+    fn run_from(policy: &Policy, history: &mut History, start_scale: i32, first: u64, ticks: &[Tick]) -> Vec<i32> {
+        let mut scale = start_scale;
+        ticks
+            .iter()
+            .zip(first..)
+            .map(|(tick, second)| {
+                let obs = Observation {
+                    now: Duration::from_secs(second),
+                    concurrency: tick.concurrency,
+                    rps: tick.rps,
+                    held: tick.held,
+                    poked: tick.poked,
+                    reports_complete: true,
+                    ready_pods: scale,
+                    current_scale: scale,
+                };
+                scale = decide(policy, history, obs).desired;
+                scale
+            })
+            .collect()
+    }
+
+    #[test]
+    fn steady_load_settles_on_load_over_target() {
+        let got = run(&policy(|_| {}), 1, &repeat(load(35.0), 12));
+        assert_eq!(got, vec![4; 12]);
+    }
+
+    #[test]
+    fn a_step_up_panics_holds_and_ends_after_a_stable_window_below_threshold() {
+        let p = policy(|_| {});
+        let mut ticks = repeat(load(10.0), 10);
+        ticks.extend(repeat(load(100.0), 3));
+        ticks.extend(repeat(load(10.0), 14));
+        let got = run(&p, 1, &ticks);
+        // Second 11 panics: 10 pods wanted on 1 ready is over 200%. At 12-13 the 10 ready pods carry the burst, under
+        // the threshold, so panic mode ends 10 s after second 11; until then the count never goes down.
+        assert_eq!(&got[..10], &[1; 10]);
+        assert_eq!(&got[10..20], &[10; 10]);
+        // Then the stable average decides (28, 19, 10 ...), each tick at most halving the ready pods.
+        assert_eq!(&got[20..], &[5, 2, 1, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn burst_then_idle_reaches_zero_after_window_plus_grace() {
+        let p = policy(|_| {});
+        let mut ticks = repeat(load(20.0), 3);
+        ticks.extend(repeat(load(0.0), 20));
+        let got = run(&p, 2, &ticks);
+        // Last traffic at second 3; zero is allowed from 3 + 10 + 5 = 18 on.
+        let first_zero = got.iter().position(|&d| d == 0).map(|i| i + 1);
+        assert_eq!(first_zero, Some(18), "{got:?}");
+        assert!(got[3..17].iter().all(|&d| d >= 1), "{got:?}");
+        assert!(got[17..].iter().all(|&d| d == 0), "{got:?}");
+    }
+
+    #[test]
+    fn held_requests_block_scale_to_zero() {
+        let p = policy(|_| {});
+        let mut ticks = repeat(load(0.0), 30);
+        ticks[25].held = 1;
+        let got = run(&p, 1, &ticks);
+        assert_eq!(got[16], 0, "idle since start: zero after window + grace {got:?}");
+        // A request held at zero activates at once; then it keeps a pod for window + grace.
+        assert_eq!(&got[25..], &[1, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn missing_activator_reports_block_scale_to_zero() {
+        let p = policy(|_| {});
+        let mut history = History::new(Duration::ZERO);
+        let obs = |now| Observation {
+            now: Duration::from_secs(now),
+            reports_complete: false,
+            ready_pods: 1,
+            current_scale: 1,
+            ..Observation::default()
+        };
+        for second in 1..30 {
+            assert_eq!(decide(&p, &mut history, obs(second)).desired, 1);
+        }
+        let decision = decide(
+            &p,
+            &mut history,
+            Observation {
+                reports_complete: true,
+                ..obs(30)
+            },
+        );
+        assert_eq!((decision.desired, decision.reason), (0, Reason::Idle));
+    }
+
+    #[test]
+    fn min_and_max_scale_clamp() {
+        let p = policy(|s| {
+            s.min_scale = 2;
+            s.max_scale = 3;
+        });
+        let mut ticks = repeat(load(0.0), 20);
+        ticks.extend(repeat(load(100.0), 3));
+        assert_eq!(run(&p, 2, &ticks), [vec![2; 20], vec![3; 3]].concat());
+    }
+
+    #[test]
+    fn scale_down_is_limited_to_half_the_ready_pods_per_tick() {
+        let p = policy(|_| {});
+        // Eight idle pods: held for the first stable window (fresh history), then halved each tick down to one,
+        // which stays until window + grace since the history began.
+        let got = run(&p, 8, &repeat(load(0.0), 15));
+        assert_eq!(got, [vec![8; 9], vec![4, 2, 1, 1, 1, 0]].concat());
+    }
+
+    #[test]
+    fn scale_down_follows_the_maximum_over_the_delay_window() {
+        let p = policy(|s| {
+            s.scale_down_delay_seconds = 5;
+            s.panic_threshold_percentage = 1000;
+        });
+        let mut history = History::new(Duration::ZERO);
+        run_from(&p, &mut history, 1, 1, &repeat(load(40.0), 10));
+        let got = run_from(&p, &mut history, 4, 11, &repeat(load(10.0), 14));
+        // Without the delay the count would fall from second 14 on (4, 4, 4, 3, 3, 3, 2, ...).
+        assert_eq!(&got[..8], &[4, 4, 4, 4, 4, 4, 4, 3]);
+        assert_eq!(got.last(), Some(&1));
+    }
+
+    #[test]
+    fn a_restart_holds_the_count_for_a_stable_window() {
+        let p = policy(|_| {});
+        let mut history = History::new(Duration::from_secs(100));
+        let got = run_from(&p, &mut history, 5, 101, &repeat(load(0.0), 12));
+        assert_eq!(&got[..9], &[5; 9]);
+        assert!(got[9] < 5, "{got:?}");
+    }
+
+    #[test]
+    fn a_restart_still_scales_up() {
+        let p = policy(|_| {});
+        let got = run(&p, 1, &repeat(load(50.0), 2));
+        assert_eq!(got, vec![5, 5]);
+    }
+
+    #[test]
+    fn rps_metric_scales_on_requests_per_second() {
+        let p = policy(|s| s.metric = ScalingMetric::Rps);
+        let tick = Tick {
+            concurrency: 1.0,
+            rps: 45.0,
+            held: 0,
+            poked: false,
+        };
+        assert_eq!(run(&p, 1, &repeat(tick, 12)), vec![5; 12]);
+    }
+
+    #[test]
+    fn a_poke_at_zero_starts_activation_scale_pods() {
+        let p = policy(|s| s.activation_scale = Some(3));
+        let poke = Tick {
+            concurrency: 0.0,
+            rps: 0.0,
+            held: 1,
+            poked: true,
+        };
+        let mut history = History::new(Duration::ZERO);
+        let got = run_from(&p, &mut history, 0, 1, &[poke]);
+        assert_eq!(got, vec![3]);
+        let decision = decide(
+            &p,
+            &mut History::new(Duration::ZERO),
+            Observation {
+                now: Duration::from_secs(1),
+                poked: true,
+                ..Observation::default()
+            },
+        );
+        assert_eq!((decision.desired, decision.reason), (3, Reason::Activation));
+    }
+
+    #[test]
+    fn initial_pods_stay_for_window_plus_grace_without_traffic() {
+        let p = policy(|_| {});
+        let got = run(&p, 1, &repeat(load(0.0), 16));
+        assert_eq!(&got[..14], &[1; 14]);
+        assert_eq!(got[14], 0);
+    }
+}

@@ -1,0 +1,169 @@
+//! Applies child objects with server-side apply, refusing to take over objects that belong to someone else.
+
+use std::fmt::Debug;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Field manager of everything the reconciler applies. Deployment replicas belong to the autoscaler's manager.
+pub const FIELD_MANAGER: &str = "runway-operator";
+/// Field manager of the Deployment's replicas.
+pub const SCALE_FIELD_MANAGER: &str = "runway-autoscaler";
+
+/// What applying a child did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// Why a child was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ChildError {
+    #[error("{kind} {namespace}/{name} exists and is not owned by this Runway Service")]
+    NotOwned {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+    #[error("applying {kind} {name}: {source}")]
+    Api {
+        kind: String,
+        name: String,
+        source: kube::Error,
+    },
+}
+
+/// Whether `object`'s controller is the object with `owner_uid`.
+pub fn is_controlled_by<K: Resource>(object: &K, owner_uid: &str) -> bool {
+    object
+        .owner_references()
+        .iter()
+        .any(|r| r.controller == Some(true) && r.uid == owner_uid)
+}
+
+/// Reads the live child, refusing one controlled by anything but the owner.
+pub async fn fetch_owned<K>(api: &Api<K>, owner_uid: &str, name: &str) -> Result<Option<K>, ChildError>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    let kind = K::kind(&()).into_owned();
+    let live = api.get_opt(name).await.map_err(|source| ChildError::Api {
+        kind: kind.clone(),
+        name: name.to_owned(),
+        source,
+    })?;
+    match live {
+        Some(live) if !is_controlled_by(&live, owner_uid) => Err(ChildError::NotOwned {
+            kind,
+            namespace: live.namespace().unwrap_or_default(),
+            name: name.to_owned(),
+        }),
+        live => Ok(live),
+    }
+}
+
+/// Applies `desired`, forcing ownership of the fields it sets (they are Runway's), and says what changed compared
+/// with `live`, the object `fetch_owned` returned.
+pub async fn apply<K>(api: &Api<K>, desired: &K, live: Option<&K>) -> Result<(K, Outcome), ChildError>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let name = desired.name_any();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let applied = api
+        .patch(&name, &params, &Patch::Apply(desired))
+        .await
+        .map_err(|source| ChildError::Api {
+            kind: K::kind(&()).into_owned(),
+            name: name.clone(),
+            source,
+        })?;
+    let outcome = match live {
+        None => Outcome::Created,
+        Some(live) if live.resource_version() != applied.resource_version() => Outcome::Updated,
+        Some(_) => Outcome::Unchanged,
+    };
+    Ok((applied, outcome))
+}
+
+/// Sets the Deployment's replicas through its scale subresource, as the replicas' owner.
+pub async fn apply_scale(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<(), kube::Error> {
+    let scale = serde_json::json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": { "name": name },
+        "spec": { "replicas": replicas },
+    });
+    api.patch_scale(
+        name,
+        &PatchParams::apply(SCALE_FIELD_MANAGER).force(),
+        &Patch::Apply(&scale),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether the reconciler's field manager still owns `spec.replicas`: true right after it created the Deployment
+/// with the initial scale, until it hands the field to the autoscaler.
+pub fn reconciler_owns_replicas(deployment: &Deployment) -> bool {
+    deployment.managed_fields().iter().any(|entry| {
+        entry.manager.as_deref() == Some(FIELD_MANAGER)
+            && entry.operation.as_deref() == Some("Apply")
+            && entry
+                .fields_v1
+                .as_ref()
+                .and_then(|f| f.0.get("f:spec"))
+                .is_some_and(|spec| spec.get("f:replicas").is_some())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, OwnerReference};
+
+    fn managed(manager: &str, operation: &str, fields: serde_json::Value) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..ManagedFieldsEntry::default()
+        }
+    }
+
+    #[test]
+    fn replicas_ownership_is_read_from_managed_fields() {
+        let mut d = Deployment::default();
+        d.metadata.managed_fields = Some(vec![managed(
+            SCALE_FIELD_MANAGER,
+            "Apply",
+            serde_json::json!({"f:spec": {"f:replicas": {}}}),
+        )]);
+        assert!(!reconciler_owns_replicas(&d));
+        d.metadata.managed_fields.as_mut().unwrap().push(managed(
+            FIELD_MANAGER,
+            "Apply",
+            serde_json::json!({"f:spec": {"f:replicas": {}, "f:template": {}}}),
+        ));
+        assert!(reconciler_owns_replicas(&d));
+    }
+
+    #[test]
+    fn control_needs_the_controller_flag_and_the_uid() {
+        let mut d = Deployment::default();
+        let owner = |uid: &str, controller| OwnerReference {
+            uid: uid.into(),
+            controller: Some(controller),
+            ..OwnerReference::default()
+        };
+        d.metadata.owner_references = Some(vec![owner("a", false), owner("b", true)]);
+        assert!(is_controlled_by(&d, "b"));
+        assert!(!is_controlled_by(&d, "a"));
+        assert!(!is_controlled_by(&Deployment::default(), "b"));
+    }
+}

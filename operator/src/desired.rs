@@ -1,0 +1,432 @@
+//! The objects a Service should have, built by pure functions from the Service alone.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec, Probe, ServicePort,
+    ServiceSpec as KubeServiceSpec, SleepAction, TCPSocketAction,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use runway_api::Service;
+use runway_api::names;
+
+/// Port the serving container listens on when it declares none, as on Cloud Run.
+pub const DEFAULT_PORT: i32 = 8080;
+/// Seconds a pod keeps serving after it is marked terminating, so the activator stops routing to it before SIGTERM.
+pub const PRE_STOP_SLEEP_SECONDS: i64 = 3;
+/// Kubernetes port names that ask for HTTP/2 cleartext to the pods.
+const H2C_PORT_NAMES: [&str; 2] = ["h2c", "grpc"];
+/// appProtocol that tells the activator to speak HTTP/2 cleartext to the pods.
+pub const H2C_APP_PROTOCOL: &str = "kubernetes.io/h2c";
+
+/// Where the activator's Kubernetes Service is: in-cluster calls to a Runway Service are sent there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivatorRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ActivatorRef {
+    /// The activator Service's cluster DNS name.
+    pub fn fqdn(&self) -> String {
+        format!("{}.{}.svc.cluster.local", self.name, self.namespace)
+    }
+}
+
+/// The serving container's position in the pod spec and the port it serves on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServingPort {
+    pub container_index: usize,
+    pub port: i32,
+    /// The container port's name, when it has one.
+    pub name: Option<String>,
+}
+
+/// Finds the serving container: the only container, or the one that declares a port (the CRD's rules guarantee
+/// exactly one such container when there are several).
+pub fn serving_port(pod: &PodSpec) -> ServingPort {
+    let container_index = if pod.containers.len() == 1 {
+        0
+    } else {
+        pod.containers
+            .iter()
+            .position(|c| declared_port(c).is_some())
+            .unwrap_or(0)
+    };
+    let declared = pod.containers.get(container_index).and_then(declared_port);
+    ServingPort {
+        container_index,
+        port: declared.map_or(DEFAULT_PORT, |p| p.container_port),
+        name: declared.and_then(|p| p.name.clone()),
+    }
+}
+
+fn declared_port(container: &Container) -> Option<&ContainerPort> {
+    container.ports.as_ref().and_then(|ports| ports.first())
+}
+
+/// Labels on every derived object and on the pods.
+pub fn labels(service: &Service) -> BTreeMap<String, String> {
+    let name = service.name_any();
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), name.clone()),
+        ("app.kubernetes.io/component".to_owned(), "service".to_owned()),
+        (names::MANAGED_BY_LABEL.to_owned(), names::MANAGED_BY.to_owned()),
+        (names::SERVICE_LABEL.to_owned(), name),
+    ])
+}
+
+/// Labels that select the Service's pods.
+pub fn selector(service: &Service) -> BTreeMap<String, String> {
+    BTreeMap::from([(names::SERVICE_LABEL.to_owned(), service.name_any())])
+}
+
+fn child_meta(service: &Service, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: service.namespace(),
+        labels: Some(labels(service)),
+        owner_references: service.controller_owner_ref(&()).map(|owner| vec![owner]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The Deployment that runs the pods. `replicas` is set only when the Deployment is created: afterwards the
+/// autoscaler owns that field (see `deployment_scale`).
+pub fn deployment(service: &Service, replicas: Option<i32>) -> Deployment {
+    let template = &service.spec.template;
+    let user_meta = template.metadata.clone().unwrap_or_default();
+    let mut pod_labels = user_meta.labels;
+    pod_labels.extend(labels(service));
+    Deployment {
+        metadata: child_meta(service, names::deployment_name(&service.name_any())),
+        spec: Some(DeploymentSpec {
+            replicas,
+            selector: LabelSelector {
+                match_labels: Some(selector(service)),
+                ..LabelSelector::default()
+            },
+            // New pods must be ready before old ones go, so a rollout never leaves the Service without capacity.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::String("25%".to_owned())),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            revision_history_limit: Some(3),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(user_meta.annotations).filter(|a| !a.is_empty()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(service)),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The user's pod spec with Runway's defaults filled in where the user left a field unset.
+fn pod_spec(service: &Service) -> PodSpec {
+    let mut pod = service.spec.template.spec.clone();
+    let serving = serving_port(&pod);
+    if let Some(container) = pod.containers.get_mut(serving.container_index) {
+        default_serving_container(container, serving.port);
+    }
+    // A pod must outlive its longest request plus the pre-stop pause, or scale-down would cut requests.
+    pod.termination_grace_period_seconds
+        .get_or_insert(i64::from(service.spec.timeout_seconds) + PRE_STOP_SLEEP_SECONDS);
+    // Service links put an env var per Service of the namespace into every pod: slow starts, no use here.
+    pod.enable_service_links.get_or_insert(false);
+    pod
+}
+
+fn default_serving_container(container: &mut Container, port: i32) {
+    let ports = container.ports.get_or_insert_with(Vec::new);
+    if ports.is_empty() {
+        ports.push(ContainerPort {
+            container_port: port,
+            name: Some("http".to_owned()),
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        });
+    }
+    let env = container.env.get_or_insert_with(Vec::new);
+    if !env.iter().any(|e| e.name == "PORT") {
+        env.push(EnvVar {
+            name: "PORT".to_owned(),
+            value: Some(port.to_string()),
+            value_from: None,
+        });
+    }
+    container.readiness_probe.get_or_insert_with(|| Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(port),
+            host: None,
+        }),
+        period_seconds: Some(1),
+        ..Probe::default()
+    });
+    let lifecycle = container.lifecycle.get_or_insert_with(Lifecycle::default);
+    lifecycle.pre_stop.get_or_insert_with(|| LifecycleHandler {
+        sleep: Some(SleepAction {
+            seconds: PRE_STOP_SLEEP_SECONDS,
+        }),
+        ..LifecycleHandler::default()
+    });
+}
+
+/// The headless Kubernetes Service selecting the pods: the activator routes to the addresses in its EndpointSlices.
+pub fn pods_service(service: &Service) -> k8s_openapi::api::core::v1::Service {
+    let serving = serving_port(&service.spec.template.spec);
+    let wants_h2c = serving
+        .name
+        .as_deref()
+        .is_some_and(|name| H2C_PORT_NAMES.contains(&name));
+    k8s_openapi::api::core::v1::Service {
+        metadata: child_meta(service, names::pods_service_name(&service.name_any())),
+        spec: Some(KubeServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            selector: Some(selector(service)),
+            ports: Some(vec![ServicePort {
+                name: Some(serving.name.unwrap_or_else(|| "http".to_owned())),
+                port: serving.port,
+                target_port: Some(IntOrString::Int(serving.port)),
+                protocol: Some("TCP".to_owned()),
+                app_protocol: wants_h2c.then(|| H2C_APP_PROTOCOL.to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..KubeServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The Kubernetes Service in-cluster clients call (http://{name}.{namespace}.svc.cluster.local): a DNS alias of the
+/// activator, which routes on the Host header.
+pub fn route_service(service: &Service, activator: &ActivatorRef) -> k8s_openapi::api::core::v1::Service {
+    k8s_openapi::api::core::v1::Service {
+        metadata: child_meta(service, names::route_service_name(&service.name_any())),
+        spec: Some(KubeServiceSpec {
+            type_: Some("ExternalName".to_owned()),
+            external_name: Some(activator.fqdn()),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_owned()),
+                port: 80,
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..KubeServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::HTTPGetAction;
+    use runway_api::{ServiceSpec, ServiceTemplate, TemplateMetadata};
+
+    fn service(containers: Vec<Container>) -> Service {
+        let mut service = Service::new(
+            "hello",
+            ServiceSpec {
+                template: ServiceTemplate {
+                    metadata: Some(TemplateMetadata {
+                        labels: BTreeMap::from([("team".into(), "web".into())]),
+                        annotations: BTreeMap::from([("note".into(), "kept".into())]),
+                    }),
+                    spec: PodSpec {
+                        containers,
+                        ..PodSpec::default()
+                    },
+                },
+                container_concurrency: 0,
+                timeout_seconds: 300,
+                scaling: Default::default(),
+            },
+        );
+        service.metadata.namespace = Some("default".into());
+        service.metadata.uid = Some("uid-1".into());
+        service
+    }
+
+    fn container(image: &str, port: Option<(i32, &str)>) -> Container {
+        Container {
+            name: image.into(),
+            image: Some(image.into()),
+            ports: port.map(|(p, n)| {
+                vec![ContainerPort {
+                    container_port: p,
+                    name: Some(n.into()),
+                    ..ContainerPort::default()
+                }]
+            }),
+            ..Container::default()
+        }
+    }
+
+    fn pod(d: &Deployment) -> &PodSpec {
+        d.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    }
+
+    #[test]
+    fn deployment_carries_runway_labels_owner_and_user_metadata() {
+        let d = deployment(&service(vec![container("app", None)]), None);
+        let meta = &d.metadata;
+        assert_eq!(meta.name.as_deref(), Some("hello"));
+        assert_eq!(meta.namespace.as_deref(), Some("default"));
+        let owner = &meta.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("Service", "uid-1", Some(true))
+        );
+        let spec = d.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, None, "the autoscaler owns replicas");
+        assert_eq!(
+            spec.selector.match_labels.as_ref().unwrap()[names::SERVICE_LABEL],
+            "hello"
+        );
+        let template_meta = spec.template.metadata.as_ref().unwrap();
+        let pod_labels = template_meta.labels.as_ref().unwrap();
+        assert_eq!(pod_labels["team"], "web");
+        assert_eq!(pod_labels[names::SERVICE_LABEL], "hello");
+        assert_eq!(pod_labels[names::MANAGED_BY_LABEL], "runway");
+        assert_eq!(template_meta.annotations.as_ref().unwrap()["note"], "kept");
+    }
+
+    #[test]
+    fn replicas_are_set_only_when_asked() {
+        let d = deployment(&service(vec![container("app", None)]), Some(0));
+        assert_eq!(d.spec.unwrap().replicas, Some(0));
+    }
+
+    #[test]
+    fn a_container_without_port_gets_8080_port_env_probe_and_pre_stop() {
+        let d = deployment(&service(vec![container("app", None)]), None);
+        let c = &pod(&d).containers[0];
+        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 8080);
+        assert!(
+            c.env
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|e| e.name == "PORT" && e.value.as_deref() == Some("8080"))
+        );
+        let probe = c.readiness_probe.as_ref().unwrap();
+        assert_eq!(probe.tcp_socket.as_ref().unwrap().port, IntOrString::Int(8080));
+        assert_eq!(probe.period_seconds, Some(1));
+        let pre_stop = c.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+        assert_eq!(pre_stop.sleep.as_ref().unwrap().seconds, PRE_STOP_SLEEP_SECONDS);
+        assert_eq!(c.image_pull_policy, None, "the user's pull policy is left alone");
+        assert_eq!(pod(&d).termination_grace_period_seconds, Some(303));
+        assert_eq!(pod(&d).enable_service_links, Some(false));
+    }
+
+    #[test]
+    fn user_settings_win_over_defaults() {
+        let mut c = container("app", Some((9000, "web")));
+        c.readiness_probe = Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/ready".into()),
+                port: IntOrString::Int(9000),
+                ..Default::default()
+            }),
+            ..Probe::default()
+        });
+        c.env = Some(vec![EnvVar {
+            name: "PORT".into(),
+            value: Some("9000".into()),
+            value_from: None,
+        }]);
+        c.image_pull_policy = Some("Never".into());
+        let mut svc = service(vec![c]);
+        svc.spec.template.spec.termination_grace_period_seconds = Some(5);
+        let d = deployment(&svc, None);
+        let c = &pod(&d).containers[0];
+        assert_eq!(
+            c.readiness_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .as_deref(),
+            Some("/ready")
+        );
+        assert_eq!(c.env.as_ref().unwrap().len(), 1);
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Never"));
+        assert_eq!(pod(&d).termination_grace_period_seconds, Some(5));
+    }
+
+    #[test]
+    fn only_the_serving_container_gets_defaults() {
+        let d = deployment(
+            &service(vec![container("sidecar", None), container("app", Some((9000, "http")))]),
+            None,
+        );
+        let containers = &pod(&d).containers;
+        assert!(containers[0].readiness_probe.is_none() && containers[0].env.is_none());
+        assert!(containers[1].readiness_probe.is_some());
+        assert_eq!(
+            serving_port(pod(&d)),
+            ServingPort {
+                container_index: 1,
+                port: 9000,
+                name: Some("http".into())
+            }
+        );
+    }
+
+    #[test]
+    fn pods_service_is_headless_on_the_serving_port() {
+        let s = pods_service(&service(vec![container("app", Some((9000, "http")))]));
+        assert_eq!(s.metadata.name.as_deref(), Some("hello-pods"));
+        let spec = s.spec.unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(spec.selector.unwrap()[names::SERVICE_LABEL], "hello");
+        let port = &spec.ports.unwrap()[0];
+        assert_eq!((port.port, port.app_protocol.as_deref()), (9000, None));
+        assert_eq!(
+            s.metadata.labels.unwrap()[names::SERVICE_LABEL],
+            "hello",
+            "EndpointSlices inherit it"
+        );
+    }
+
+    #[test]
+    fn an_h2c_or_grpc_port_name_asks_for_http2() {
+        for name in ["h2c", "grpc"] {
+            let s = pods_service(&service(vec![container("app", Some((50051, name)))]));
+            assert_eq!(
+                s.spec.unwrap().ports.unwrap()[0].app_protocol.as_deref(),
+                Some(H2C_APP_PROTOCOL)
+            );
+        }
+    }
+
+    #[test]
+    fn route_service_aliases_the_activator() {
+        let activator = ActivatorRef {
+            namespace: "runway-system".into(),
+            name: "runway-activator".into(),
+        };
+        let s = route_service(&service(vec![container("app", None)]), &activator);
+        assert_eq!(s.metadata.name.as_deref(), Some("hello"));
+        let spec = s.spec.unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("ExternalName"));
+        assert_eq!(
+            spec.external_name.as_deref(),
+            Some("runway-activator.runway-system.svc.cluster.local")
+        );
+        assert_eq!(spec.ports.unwrap()[0].port, 80);
+    }
+}

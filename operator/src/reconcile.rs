@@ -1,0 +1,490 @@
+//! The Service reconciler: fetch, build the desired children, apply them, write the status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service as KubeService;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use runway_api::Service;
+use tracing::{info, warn};
+
+use crate::autoscaler::policy::{Policy, RateLimits};
+use crate::children::{self, ChildError, FIELD_MANAGER, Outcome};
+use crate::desired::{self, ActivatorRef};
+use crate::metrics::{Metrics, ReasonLabels, ResultLabels};
+use crate::status::{self, CONFIGURATION_READY, ChildProblem, Observed, ROUTES_READY};
+
+/// Reconcile again this often even without changes, to repair drift.
+const RESYNC: Duration = Duration::from_secs(300);
+/// Retry this soon when a child could not be applied.
+const RETRY: Duration = Duration::from_secs(15);
+
+/// Operator-wide settings the reconciler needs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub domain: String,
+    pub activator: ActivatorRef,
+    pub rates: RateLimits,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the Service has no namespace")]
+    NoNamespace,
+    #[error("the Service has no uid yet")]
+    NoUid,
+    #[error("writing the status: {0}")]
+    Status(#[source] kube::Error),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::NoNamespace => "no_namespace",
+            Error::NoUid => "no_uid",
+            Error::Status(_) => "status_write",
+        }
+    }
+}
+
+/// Brings the Service's children and status in line with its spec.
+pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&service, &ctx).await;
+    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    let label = if result.is_ok() { "success" } else { "error" };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ResultLabels { result: label })
+        .inc();
+    result
+}
+
+async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Error> {
+    let namespace = service.namespace().ok_or(Error::NoNamespace)?;
+    let uid = service.uid().ok_or(Error::NoUid)?;
+    let client = ctx.client.clone();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let kube_services: Api<KubeService> = Api::namespaced(client.clone(), &namespace);
+
+    let mut observed = Observed::default();
+    match apply_deployment(&deployments, service, &uid, &ctx.settings).await {
+        Ok((deployment, outcome)) => {
+            record_outcome(ctx, service, "Deployment", &deployment.name_any(), outcome).await;
+            observed.deployment = Some(deployment);
+        }
+        Err(e) => observed
+            .problems
+            .push(problem(ctx, service, CONFIGURATION_READY, e).await),
+    }
+    for desired in [
+        desired::pods_service(service),
+        desired::route_service(service, &ctx.settings.activator),
+    ] {
+        match apply_service(&kube_services, &uid, &desired).await {
+            Ok((applied, outcome)) => record_outcome(ctx, service, "Service", &applied.name_any(), outcome).await,
+            Err(e) => observed.problems.push(problem(ctx, service, ROUTES_READY, e).await),
+        }
+    }
+
+    let status = status::compute(service, &observed, &ctx.settings.domain, Timestamp::now());
+    if service.status.as_ref() != Some(&status) {
+        let services: Api<Service> = Api::namespaced(client, &namespace);
+        let patch = serde_json::json!({
+            "apiVersion": Service::api_version(&()),
+            "kind": Service::kind(&()),
+            "status": status,
+        });
+        services
+            .patch_status(
+                &service.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(Error::Status)?;
+    }
+    Ok(Action::requeue(if observed.problems.is_empty() {
+        RESYNC
+    } else {
+        RETRY
+    }))
+}
+
+/// Applies the Deployment. Creation sets the initial scale and hands `spec.replicas` to the autoscaler's field
+/// manager at once; from then on the reconciler never sends replicas, so it never fights the autoscaler.
+async fn apply_deployment(
+    api: &Api<Deployment>,
+    service: &Service,
+    uid: &str,
+    settings: &Settings,
+) -> Result<(Deployment, Outcome), ChildError> {
+    let name = runway_api::names::deployment_name(&service.name_any());
+    let api_error = |source| ChildError::Api {
+        kind: "Deployment".to_owned(),
+        name: name.clone(),
+        source,
+    };
+    let live = children::fetch_owned(api, uid, &name).await?;
+    let initial = match &live {
+        None => Some(Policy::from_spec(&service.spec, settings.rates).initial_scale),
+        Some(live) => {
+            // A reconcile that created the Deployment but stopped before the hand-over: finish it now.
+            if children::reconciler_owns_replicas(live) {
+                let current = live.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                children::apply_scale(api, &name, current).await.map_err(api_error)?;
+            }
+            None
+        }
+    };
+    let (applied, outcome) = children::apply(api, &desired::deployment(service, initial), live.as_ref()).await?;
+    if let Some(replicas) = initial {
+        children::apply_scale(api, &name, replicas).await.map_err(api_error)?;
+    }
+    Ok((applied, outcome))
+}
+
+async fn apply_service(
+    api: &Api<KubeService>,
+    uid: &str,
+    desired: &KubeService,
+) -> Result<(KubeService, Outcome), ChildError> {
+    let live = children::fetch_owned(api, uid, &desired.name_any()).await?;
+    children::apply(api, desired, live.as_ref()).await
+}
+
+async fn record_outcome(ctx: &Context, service: &Service, kind: &str, name: &str, outcome: Outcome) {
+    let reason = match outcome {
+        Outcome::Created => "Created",
+        Outcome::Updated => "Updated",
+        Outcome::Unchanged => return,
+    };
+    info!(service = %service.name_any(), namespace = ?service.namespace(), kind, name, reason, "applied child");
+    publish(
+        ctx,
+        service,
+        EventType::Normal,
+        reason,
+        format!("{kind} {name} {}", reason.to_lowercase()),
+    )
+    .await;
+}
+
+async fn problem(ctx: &Context, service: &Service, condition: &'static str, error: ChildError) -> ChildProblem {
+    let reason = match error {
+        ChildError::NotOwned { .. } => "NotOwned",
+        ChildError::Api { .. } => "ApplyFailed",
+    };
+    warn!(service = %service.name_any(), namespace = ?service.namespace(), %error, "child not applied");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ReasonLabels { reason })
+        .inc();
+    publish(ctx, service, EventType::Warning, reason, error.to_string()).await;
+    ChildProblem {
+        condition,
+        reason: reason.to_owned(),
+        message: error.to_string(),
+    }
+}
+
+/// Publishes an event about the Service; a failure to publish is logged, never fatal.
+pub async fn publish(ctx: &Context, service: &Service, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &service.object_ref(&())).await {
+        warn!(%e, "publishing an event");
+    }
+}
+
+/// Retries a failed reconcile after a pause.
+pub fn error_policy(_service: Arc<Service>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(%error, "reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ReasonLabels {
+            reason: error.metric_label(),
+        })
+        .inc();
+    Action::requeue(RETRY)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The reconcile flow against a mocked API server: each test lists the requests it expects, in order.
+
+    use super::*;
+    use http::{Method, Request, Response, StatusCode};
+    use k8s_openapi::api::apps::v1::DeploymentSpec;
+    use k8s_openapi::api::core::v1::{Container, PodSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, OwnerReference};
+    use kube::client::Body;
+    use runway_api::{ServiceSpec, ServiceTemplate};
+    use serde_json::{Value, json};
+    use tower_test::mock::{self, Handle};
+
+    type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+    fn service() -> Service {
+        let mut s = Service::new(
+            "hello",
+            ServiceSpec {
+                template: ServiceTemplate {
+                    metadata: None,
+                    spec: PodSpec {
+                        containers: vec![Container {
+                            name: "app".into(),
+                            image: Some("hello:1".into()),
+                            ..Container::default()
+                        }],
+                        ..PodSpec::default()
+                    },
+                },
+                container_concurrency: 0,
+                timeout_seconds: 300,
+                scaling: Default::default(),
+            },
+        );
+        s.metadata.namespace = Some("default".into());
+        s.metadata.uid = Some("uid-1".into());
+        s.metadata.generation = Some(1);
+        s
+    }
+
+    fn context(client: Client) -> Arc<Context> {
+        let reporter = kube::runtime::events::Reporter {
+            controller: "runway-operator".into(),
+            instance: None,
+        };
+        Arc::new(Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings: Settings {
+                domain: "example.com".into(),
+                activator: ActivatorRef {
+                    namespace: "runway-system".into(),
+                    name: "runway-activator".into(),
+                },
+                rates: RateLimits::default(),
+            },
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+
+    fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap()
+    }
+
+    fn not_found() -> Response<Body> {
+        json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+        )
+    }
+
+    /// Takes the next request that is not an event (events are answered and returned separately), checks its method
+    /// and path, answers with `respond(body)` and returns the body sent.
+    async fn expect(
+        handle: &mut ApiHandle,
+        events: &mut Vec<Value>,
+        method: Method,
+        path: &str,
+        respond: impl FnOnce(&Value) -> Response<Body>,
+    ) -> Value {
+        loop {
+            let (request, send) = handle
+                .next_request()
+                .await
+                .unwrap_or_else(|| panic!("no request, wanted {method} {path}"));
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap();
+            let body: Value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap()
+            };
+            if parts.uri.path().starts_with("/apis/events.k8s.io/") {
+                send.send_response(json_response(StatusCode::CREATED, &body));
+                events.push(body);
+                continue;
+            }
+            assert_eq!(
+                (&parts.method, parts.uri.path()),
+                (&method, path),
+                "query: {:?}",
+                parts.uri.query()
+            );
+            send.send_response(respond(&body));
+            return body;
+        }
+    }
+
+    /// Answers a status patch with the whole Service carrying that status.
+    fn with_status(body: &Value) -> Response<Body> {
+        let mut object = serde_json::to_value(service()).unwrap();
+        object["status"] = body["status"].clone();
+        json_response(StatusCode::OK, &object)
+    }
+
+    fn echo(body: &Value) -> Response<Body> {
+        let mut body = body.clone();
+        body["metadata"]["resourceVersion"] = json!("2");
+        json_response(StatusCode::OK, &body)
+    }
+
+    const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/default/deployments/hello";
+    const SCALE: &str = "/apis/apps/v1/namespaces/default/deployments/hello/scale";
+    const PODS_SERVICE: &str = "/api/v1/namespaces/default/services/hello-pods";
+    const ROUTE_SERVICE: &str = "/api/v1/namespaces/default/services/hello";
+    const STATUS: &str = "/apis/serving.runway.dev/v1alpha1/namespaces/default/services/hello/status";
+
+    fn run_reconcile(service: Service) -> (tokio::task::JoinHandle<Result<Action, Error>>, ApiHandle) {
+        let (mock, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let ctx = context(Client::new(mock, "default"));
+        (tokio::spawn(reconcile(Arc::new(service), ctx)), handle)
+    }
+
+    fn reasons(events: &[Value]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+        status["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == type_)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_service_gets_its_children_the_initial_scale_and_a_status() {
+        let (task, mut api) = run_reconcile(service());
+        let mut events = vec![];
+        expect(&mut api, &mut events, Method::GET, DEPLOYMENT, |_| not_found()).await;
+        let deployment = expect(&mut api, &mut events, Method::PATCH, DEPLOYMENT, echo).await;
+        assert_eq!(deployment["spec"]["replicas"], 1, "created at the initial scale");
+        assert_eq!(deployment["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        let scale = expect(&mut api, &mut events, Method::PATCH, SCALE, echo).await;
+        assert_eq!(
+            scale["spec"]["replicas"], 1,
+            "replicas handed to the autoscaler's field manager"
+        );
+        for path in [PODS_SERVICE, ROUTE_SERVICE] {
+            expect(&mut api, &mut events, Method::GET, path, |_| not_found()).await;
+            expect(&mut api, &mut events, Method::PATCH, path, echo).await;
+        }
+        let status = expect(&mut api, &mut events, Method::PATCH, STATUS, with_status).await;
+        assert_eq!(status["status"]["url"], "http://hello.default.example.com");
+        assert_eq!(condition(&status, "RoutesReady")["status"], "True");
+        assert_eq!(
+            condition(&status, "Ready")["status"],
+            "Unknown",
+            "the pod is not ready yet"
+        );
+        let action = task.await.unwrap().unwrap();
+        assert_eq!(action, Action::requeue(RESYNC));
+        assert_eq!(reasons(&events), ["Created", "Created", "Created"]);
+    }
+
+    #[tokio::test]
+    async fn a_deployment_that_is_not_ours_is_left_alone_and_reported() {
+        let (task, mut api) = run_reconcile(service());
+        let mut events = vec![];
+        let foreign = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hello", "namespace": "default"}});
+        expect(&mut api, &mut events, Method::GET, DEPLOYMENT, |_| {
+            json_response(StatusCode::OK, &foreign)
+        })
+        .await;
+        // The next request is already about the pods' Service: the Deployment was not patched.
+        for path in [PODS_SERVICE, ROUTE_SERVICE] {
+            expect(&mut api, &mut events, Method::GET, path, |_| not_found()).await;
+            expect(&mut api, &mut events, Method::PATCH, path, echo).await;
+        }
+        let status = expect(&mut api, &mut events, Method::PATCH, STATUS, with_status).await;
+        let ready = condition(&status, "Ready");
+        assert_eq!(
+            (ready["status"].as_str(), ready["reason"].as_str()),
+            (Some("False"), Some("NotOwned"))
+        );
+        assert_eq!(
+            ready["message"],
+            "Deployment default/hello exists and is not owned by this Runway Service"
+        );
+        assert_eq!(task.await.unwrap().unwrap(), Action::requeue(RETRY));
+        assert_eq!(reasons(&events), ["NotOwned", "Created", "Created"]);
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_replicas_hand_over_is_completed_before_the_apply() {
+        let mut live = desired::deployment(&service(), None);
+        live.metadata.resource_version = Some("7".into());
+        live.metadata.owner_references = Some(vec![OwnerReference {
+            uid: "uid-1".into(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        }]);
+        live.spec = Some(DeploymentSpec {
+            replicas: Some(3),
+            ..live.spec.unwrap()
+        });
+        live.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some(children::FIELD_MANAGER.into()),
+            operation: Some("Apply".into()),
+            fields_v1: Some(FieldsV1(json!({"f:spec": {"f:replicas": {}}}))),
+            ..ManagedFieldsEntry::default()
+        }]);
+        let live = serde_json::to_value(&live).unwrap();
+        let (task, mut api) = run_reconcile(service());
+        let mut events = vec![];
+        expect(&mut api, &mut events, Method::GET, DEPLOYMENT, |_| {
+            json_response(StatusCode::OK, &live)
+        })
+        .await;
+        let scale = expect(&mut api, &mut events, Method::PATCH, SCALE, echo).await;
+        assert_eq!(scale["spec"]["replicas"], 3, "the current count, unchanged");
+        let applied = expect(&mut api, &mut events, Method::PATCH, DEPLOYMENT, |_| {
+            json_response(StatusCode::OK, &live)
+        })
+        .await;
+        assert!(
+            applied["spec"].get("replicas").is_none(),
+            "the reconciler no longer sends replicas"
+        );
+        for path in [PODS_SERVICE, ROUTE_SERVICE] {
+            expect(&mut api, &mut events, Method::GET, path, |_| not_found()).await;
+            expect(&mut api, &mut events, Method::PATCH, path, echo).await;
+        }
+        expect(&mut api, &mut events, Method::PATCH, STATUS, with_status).await;
+        task.await.unwrap().unwrap();
+        assert_eq!(
+            reasons(&events),
+            ["Created", "Created"],
+            "the unchanged Deployment has no event"
+        );
+    }
+}
