@@ -1,1 +1,67 @@
-fn main() {}
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use runway_activator::app::Activator;
+use runway_activator::cluster::{self, PeerSource};
+use runway_activator::config::Args;
+use runway_activator::standalone::{self, StaticConfig};
+use tokio::signal::unix::{SignalKind, signal};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_json);
+    let options = args.options()?;
+    // Read the routes before binding anything: a bad file is a startup error, not a half-configured proxy.
+    let mut routes = match &args.routes_file {
+        Some(path) => StaticConfig::from_file(path)?,
+        None => StaticConfig::default(),
+    };
+    routes.routes.extend(args.routes.iter().cloned());
+    routes.peers.extend(args.peers.iter().copied());
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let activator = Activator::start(options.clone()).await?;
+    if args.standalone {
+        standalone::apply(&activator.registry, &routes, &args.domain)?;
+        activator.health.set_synced();
+    } else {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot reach the Kubernetes API: {error}"))?;
+        let (synced_tx, mut synced_rx) = tokio::sync::mpsc::channel(1);
+        let source = PeerSource {
+            namespace: args.namespace.clone(),
+            service: args.activator_service.clone(),
+            proxy_port: activator.proxy_addr.port(),
+        };
+        tokio::spawn(cluster::run(client, activator.registry.clone(), source, synced_tx));
+        let health = activator.health.clone();
+        tokio::spawn(async move {
+            if synced_rx.recv().await.is_some() {
+                tracing::info!("watches synced; ready");
+                health.set_synced();
+            }
+        });
+    }
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM"),
+        _ = interrupt.recv() => tracing::info!("SIGINT"),
+    }
+    activator.shutdown().await;
+    Ok(())
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

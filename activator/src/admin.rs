@@ -1,0 +1,128 @@
+//! The admin port: the load stream for the autoscaler, Prometheus metrics, liveness and readiness.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use runway_api::stats::{LOAD_STREAM_CONTENT_TYPE, LOAD_STREAM_PATH};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+use crate::metrics::Metrics;
+use crate::reports::LoadHub;
+
+/// Readiness: ready once the routing data is synced, unready again while draining.
+#[derive(Default)]
+pub struct Health {
+    synced: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Health {
+    pub fn set_synced(&self) {
+        self.synced.store(true, Ordering::SeqCst);
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.synced.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+pub struct Admin {
+    pub hub: Arc<LoadHub>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+}
+
+type AdminBody = BoxBody<Bytes, Infallible>;
+
+/// Serves the admin endpoints until the task is dropped.
+pub async fn serve(listener: TcpListener, admin: Admin) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let admin = admin.clone();
+        let service = service_fn(move |request| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(admin.handle(&request)) }
+        });
+        tokio::spawn(async move {
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+impl Admin {
+    fn handle(&self, request: &Request<Incoming>) -> Response<AdminBody> {
+        if request.method() != Method::GET {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
+        }
+        match request.uri().path() {
+            LOAD_STREAM_PATH => self.load_stream(),
+            "/metrics" => {
+                let mut response = text(StatusCode::OK, self.metrics.encode());
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                );
+                response
+            }
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" if self.health.is_ready() => text(StatusCode::OK, "ready\n"),
+            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    /// The never-ending ndjson stream of load reports: the latest at once, then every report as it is sent.
+    fn load_stream(&self) -> Response<AdminBody> {
+        let (first, receiver) = self.hub.subscribe();
+        let rest = futures::stream::unfold(receiver, |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(line) => return Some((line, receiver)),
+                    // A slow reader misses reports rather than holding memory; the next one is complete anyway.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        let lines = futures::stream::once(async move { first })
+            .chain(rest)
+            .map(|line| Ok::<_, Infallible>(Frame::data(line)));
+        let mut response = Response::new(BodyExt::boxed(StreamBody::new(lines)));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(LOAD_STREAM_CONTENT_TYPE));
+        response
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<AdminBody> {
+    let mut response = Response::new(Full::new(body.into()).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

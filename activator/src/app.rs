@@ -1,0 +1,132 @@
+//! Starting and stopping an activator: listeners, the report ticker and graceful shutdown.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::admin::{self, Admin, Health};
+use crate::metrics::Metrics;
+use crate::probe::ProbeConfig;
+use crate::proxy::Proxy;
+use crate::registry::Registry;
+use crate::reports::LoadHub;
+use crate::server::{self, ConnectionLimits};
+
+/// How often load is reported.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Everything an activator needs to run, whatever feeds its routes.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub domain: String,
+    pub queue_depth: usize,
+    /// Names this activator in load reports.
+    pub pod_name: String,
+    /// This activator's IP as peers see it: the slot split and the source of forwarded requests.
+    pub pod_ip: IpAddr,
+    /// Time between failing readiness and closing the listener.
+    pub drain_delay: Duration,
+    /// Bound on waiting for in-flight requests after the listener closed.
+    pub shutdown_timeout: Duration,
+    pub limits: ConnectionLimits,
+    pub connect_timeout: Duration,
+    pub probe: ProbeConfig,
+}
+
+/// A running activator.
+pub struct Activator {
+    pub registry: Arc<Registry>,
+    pub health: Arc<Health>,
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    drain_delay: Duration,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Activator {
+    /// Binds both ports and starts serving. Routes come later, through `registry`.
+    pub async fn start(options: Options) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(LoadHub::new(options.pod_name.clone()));
+        let registry = Arc::new(Registry::new(
+            options.domain.clone(),
+            options.queue_depth,
+            options.probe.clone(),
+            hub.clone(),
+            metrics.clone(),
+            options.pod_ip,
+        ));
+        let health = Arc::new(Health::default());
+        let proxy_listener = server::bind(options.listen).await?;
+        let admin_listener = server::bind(options.admin_listen).await?;
+        let proxy_addr = proxy_listener.local_addr()?;
+        let admin_addr = admin_listener.local_addr()?;
+
+        let (stop, mut stopped) = watch::channel(false);
+        let proxy = Arc::new(Proxy::new(registry.clone(), options.connect_timeout));
+        let server = tokio::spawn(server::serve(
+            proxy_listener,
+            proxy,
+            options.limits.clone(),
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            },
+            options.shutdown_timeout,
+        ));
+        let admin = Admin {
+            hub: hub.clone(),
+            metrics,
+            health: health.clone(),
+        };
+        let background = vec![
+            tokio::spawn(admin::serve(admin_listener, admin)),
+            tokio::spawn(report_periodically(registry.clone(), hub)),
+        ];
+        tracing::info!(%proxy_addr, %admin_addr, "activator serving");
+        Ok(Activator {
+            registry,
+            health,
+            proxy_addr,
+            admin_addr,
+            drain_delay: options.drain_delay,
+            stop,
+            server,
+            background,
+        })
+    }
+
+    /// Graceful stop: fail readiness, keep serving for the drain delay (so that load balancers stop sending new
+    /// connections), stop accepting, then wait (bounded) for in-flight requests.
+    pub async fn shutdown(self) {
+        self.health.set_draining();
+        tracing::info!(delay = ?self.drain_delay, "draining");
+        tokio::time::sleep(self.drain_delay).await;
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        for task in self.background {
+            task.abort();
+        }
+        tracing::info!("stopped");
+    }
+}
+
+async fn report_periodically(registry: Arc<Registry>, hub: Arc<LoadHub>) {
+    let mut ticker = tokio::time::interval_at(Instant::now() + REPORT_INTERVAL, REPORT_INTERVAL);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last = Instant::now();
+    loop {
+        ticker.tick().await;
+        let now = Instant::now();
+        let interval_ms = u64::try_from((now - last).as_millis()).unwrap_or(u64::MAX);
+        last = now;
+        hub.publish_periodic(interval_ms, registry.take_loads(now));
+    }
+}

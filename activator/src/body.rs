@@ -1,0 +1,127 @@
+//! Body types of the proxy path.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::service::Lease;
+
+/// The client's request body as sent to a backend, streamed.
+///
+/// It waits in a slot shared with the proxy until hyper first polls it. hyper-util's pooled client reports a failed
+/// connect (`is_connect()`) without having polled the body; if the slot is still full then, not one byte of the
+/// request left, so the proxy rebuilds the request around the same body and tries another pod. This keeps the pooled
+/// client (connection reuse, HTTP/2 multiplexing) instead of hand-managing connections to retry safely.
+pub struct OutgoingBody {
+    slot: BodySlot,
+    taken: Option<Incoming>,
+}
+
+/// The shared slot of an [`OutgoingBody`].
+#[derive(Clone)]
+pub struct BodySlot(Arc<Mutex<Option<Incoming>>>);
+
+impl BodySlot {
+    pub fn new(body: Incoming) -> Self {
+        BodySlot(Arc::new(Mutex::new(Some(body))))
+    }
+
+    /// Nothing has read the body yet: a failed attempt can be retried.
+    pub fn is_untouched(&self) -> bool {
+        self.0.lock().unwrap().is_some()
+    }
+
+    pub fn outgoing(&self) -> OutgoingBody {
+        OutgoingBody {
+            slot: self.clone(),
+            taken: None,
+        }
+    }
+}
+
+impl Body for OutgoingBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if self.taken.is_none() {
+            let body = self.slot.0.lock().unwrap().take();
+            self.taken = body;
+        }
+        match self.taken.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    // Both answers come from the body wherever it is, without taking it: hyper asks before sending the headers.
+    fn is_end_stream(&self) -> bool {
+        match &self.taken {
+            Some(body) => body.is_end_stream(),
+            None => self.slot.0.lock().unwrap().as_ref().is_none_or(Incoming::is_end_stream),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.taken {
+            Some(body) => body.size_hint(),
+            None => self
+                .slot
+                .0
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint),
+        }
+    }
+}
+
+/// A response body: a backend's, streamed while holding the pod's slot, or a short local one.
+pub enum ResponseBody {
+    Proxied { body: Incoming, lease: Option<Lease> },
+    Local(Full<Bytes>),
+}
+
+impl ResponseBody {
+    pub fn local(text: impl Into<Bytes>) -> Self {
+        ResponseBody::Local(Full::new(text.into()))
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ResponseBody::Proxied { body, lease } => {
+                let frame = Pin::new(body).poll_frame(cx);
+                if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
+                    // The response is complete: the pod's slot is free even if the client connection lingers.
+                    lease.take();
+                }
+                frame
+            }
+            ResponseBody::Local(full) => Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Proxied { body, .. } => body.is_end_stream(),
+            ResponseBody::Local(full) => full.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Proxied { body, .. } => body.size_hint(),
+            ResponseBody::Local(full) => full.size_hint(),
+        }
+    }
+}

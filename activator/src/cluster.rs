@@ -1,0 +1,159 @@
+//! Cluster mode: Runway Services, their pods' EndpointSlices and the peer activators, mirrored with kube-runtime
+//! reflectors (watches, no polling) into the registry.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use runway_api::names::SERVICE_LABEL;
+use tokio::sync::mpsc;
+
+use crate::endpoints::{
+    SLICE_CONTROLLER, SLICE_MANAGED_BY_LABEL, SLICE_SERVICE_NAME_LABEL, ServiceSettings, endpoints_from_slices,
+    peer_ips, slice_service,
+};
+use crate::host::ServiceKey;
+use crate::peers::Peers;
+use crate::registry::Registry;
+
+/// Where the activators' own Service lives, and the proxy port peers listen on.
+#[derive(Clone, Debug)]
+pub struct PeerSource {
+    pub namespace: String,
+    pub service: String,
+    pub proxy_port: u16,
+}
+
+/// Runs the three mirrors until the process ends; `synced` is sent once all three have listed everything.
+pub async fn run(client: Client, registry: Arc<Registry>, peers: PeerSource, synced: mpsc::Sender<()>) {
+    let (listed, mut listed_rx) = mpsc::channel::<&'static str>(3);
+    tokio::spawn(async move {
+        let mut seen = BTreeSet::new();
+        while let Some(name) = listed_rx.recv().await {
+            seen.insert(name);
+            if seen.len() == 3 {
+                let _ = synced.send(()).await;
+                return;
+            }
+        }
+    });
+    tokio::join!(
+        mirror_services(client.clone(), registry.clone(), listed.clone()),
+        mirror_pod_slices(client.clone(), registry.clone(), listed.clone()),
+        mirror_peers(client, registry, peers, listed),
+    );
+}
+
+/// Reflects `api` into a store and calls `changed` with the store and the objects touched by each event; `None`
+/// after a (re)list, when anything may have changed.
+async fn reflect<K, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+    listed: mpsc::Sender<&'static str>,
+    mut changed: F,
+) where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    F: FnMut(&Store<K>, Option<&K>),
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    let mut stream: std::pin::Pin<Box<dyn Stream<Item = _> + Send>> = Box::pin(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => changed(&store, Some(&object)),
+            Ok(watcher::Event::InitDone) => {
+                changed(&store, None);
+                let _ = listed.send(what).await;
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            Err(error) => tracing::warn!(%error, what, "watch failed; retrying"),
+        }
+    }
+}
+
+async fn mirror_services(client: Client, registry: Arc<Registry>, listed: mpsc::Sender<&'static str>) {
+    let mut known: BTreeSet<ServiceKey> = BTreeSet::new();
+    let api: Api<runway_api::Service> = Api::all(client);
+    reflect(api, watcher::Config::default(), "services", listed, |store, touched| {
+        let keys: Vec<ServiceKey> = match touched {
+            Some(service) => vec![service_key(service)],
+            None => known
+                .iter()
+                .cloned()
+                .chain(store.state().iter().map(|s| service_key(s)))
+                .collect(),
+        };
+        for key in keys {
+            let current = store.state().into_iter().find(|s| service_key(s) == key);
+            let settings = current.map(|s| ServiceSettings::from_spec(&s.spec));
+            if settings.is_some() {
+                known.insert(key.clone());
+            } else {
+                known.remove(&key);
+            }
+            registry.set_settings(&key, settings);
+        }
+    })
+    .await;
+}
+
+fn service_key(service: &runway_api::Service) -> ServiceKey {
+    ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
+}
+
+async fn mirror_pod_slices(client: Client, registry: Arc<Registry>, listed: mpsc::Sender<&'static str>) {
+    let mut known: BTreeSet<ServiceKey> = BTreeSet::new();
+    let api: Api<EndpointSlice> = Api::all(client);
+    let selector = format!("{SERVICE_LABEL},{SLICE_MANAGED_BY_LABEL}={SLICE_CONTROLLER}");
+    let config = watcher::Config::default().labels(&selector);
+    reflect(api, config, "pod endpoint slices", listed, |store, touched| {
+        let slices = store.state();
+        let keys: Vec<ServiceKey> = match touched {
+            Some(slice) => slice_service(slice).into_iter().collect(),
+            None => known
+                .iter()
+                .cloned()
+                .chain(slices.iter().filter_map(|s| slice_service(s)))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
+        for key in keys {
+            let endpoints = endpoints_from_slices(
+                slices
+                    .iter()
+                    .filter(|s| slice_service(s).as_ref() == Some(&key))
+                    .map(|s| &**s),
+            );
+            if endpoints.is_empty() {
+                known.remove(&key);
+            } else {
+                known.insert(key.clone());
+            }
+            registry.set_endpoints(&key, &endpoints);
+        }
+    })
+    .await;
+}
+
+async fn mirror_peers(client: Client, registry: Arc<Registry>, source: PeerSource, listed: mpsc::Sender<&'static str>) {
+    let api: Api<EndpointSlice> = Api::namespaced(client, &source.namespace);
+    let config = watcher::Config::default().labels(&format!("{SLICE_SERVICE_NAME_LABEL}={}", source.service));
+    let me = registry.peers().me();
+    reflect(api, config, "activator endpoint slices", listed, |store, _| {
+        let slices = store.state();
+        let ips: Vec<IpAddr> = peer_ips(slices.iter().map(|s| &**s));
+        let peers = Peers::new(me, ips.into_iter().map(|ip| SocketAddr::new(ip, source.proxy_port)));
+        if peers != *registry.peers() {
+            tracing::info!(activators = ?peers.ips(), "peer activators changed");
+            registry.set_peers(peers);
+        }
+    })
+    .await;
+}

@@ -1,0 +1,159 @@
+//! Command-line flags, each with an environment variable fallback.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::app::Options;
+use crate::probe::ProbeConfig;
+use crate::server::ConnectionLimits;
+use crate::standalone::{StaticRoute, parse_route_flag};
+
+/// Runway's activator: the data plane in front of every Service's pods.
+#[derive(Debug, Parser)]
+#[command(name = "runway-activator", version, about)]
+pub struct Args {
+    /// Proxy address: client traffic for every Service.
+    #[arg(long, env = "RUNWAY_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Admin address: /v1/load, /metrics, /healthz, /readyz.
+    #[arg(long, env = "RUNWAY_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+    /// Domain of Service URLs: {name}.{namespace}.{domain}.
+    #[arg(long, env = "RUNWAY_DOMAIN", default_value = "example.com")]
+    pub domain: String,
+    /// Requests that may wait per Service; more get 503.
+    #[arg(long, env = "RUNWAY_QUEUE_DEPTH", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queue_depth: u32,
+    /// Namespace of the activators' own Kubernetes Service (for finding peers).
+    #[arg(long, env = "RUNWAY_NAMESPACE", default_value = "runway-system")]
+    pub namespace: String,
+    /// Name of the activators' own Kubernetes Service.
+    #[arg(long, env = "RUNWAY_ACTIVATOR_SERVICE", default_value = "runway-activator")]
+    pub activator_service: String,
+    /// This pod's IP (downward API). Required in cluster mode; 127.0.0.1 in standalone mode.
+    #[arg(long, env = "POD_IP")]
+    pub pod_ip: Option<IpAddr>,
+    /// This pod's name (downward API), as load reports name the activator.
+    #[arg(long, env = "POD_NAME", default_value = "runway-activator")]
+    pub pod_name: String,
+    /// After SIGTERM, keep serving this long with /readyz failing.
+    #[arg(long, env = "RUNWAY_DRAIN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+    /// Then wait at most this long for in-flight requests.
+    #[arg(long, env = "RUNWAY_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Largest request head accepted; larger gets 431. At least 8192.
+    #[arg(long, env = "RUNWAY_MAX_HEADER_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(8192..=16_777_216))]
+    pub max_header_bytes: u32,
+    /// Time a client has to send its request head.
+    #[arg(long, env = "RUNWAY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Bound on connecting to a pod or peer; a failed connect is retried on another pod.
+    #[arg(long, env = "RUNWAY_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Pause between readiness probes of a new pod.
+    #[arg(long, env = "RUNWAY_PROBE_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    pub probe_interval: Duration,
+    /// Bound on one readiness probe.
+    #[arg(long, env = "RUNWAY_PROBE_TIMEOUT", default_value = "250ms", value_parser = parse_duration)]
+    pub probe_timeout: Duration,
+    /// Log lines as JSON.
+    #[arg(long, env = "RUNWAY_LOG_JSON")]
+    pub log_json: bool,
+    /// Run without a cluster: routes from --route and --routes-file.
+    #[arg(long, env = "RUNWAY_STANDALONE")]
+    pub standalone: bool,
+    /// Standalone routes file (YAML or JSON): routes (host, backends, containerConcurrency, timeoutSeconds, h2c)
+    /// and peers.
+    #[arg(long, env = "RUNWAY_ROUTES_FILE", requires = "standalone")]
+    pub routes_file: Option<PathBuf>,
+    /// Standalone route HOST=ADDR[,ADDR...] (unlimited concurrency, 300 s timeout); repeatable.
+    #[arg(long = "route", env = "RUNWAY_ROUTE", requires = "standalone", value_parser = parse_route_flag)]
+    pub routes: Vec<StaticRoute>,
+    /// Standalone: proxy address (IP:port) of another activator sharing the pods; repeatable or comma-separated.
+    #[arg(long = "peer", env = "RUNWAY_PEERS", requires = "standalone", value_delimiter = ',')]
+    pub peers: Vec<SocketAddr>,
+}
+
+impl Args {
+    /// The pod IP, defaulted in standalone mode; a clear error in cluster mode.
+    pub fn resolved_pod_ip(&self) -> anyhow::Result<IpAddr> {
+        match (self.pod_ip, self.standalone) {
+            (Some(ip), _) => Ok(ip),
+            (None, true) => Ok(IpAddr::from([127, 0, 0, 1])),
+            (None, false) => anyhow::bail!("--pod-ip (or POD_IP from the downward API) is required in cluster mode"),
+        }
+    }
+
+    pub fn options(&self) -> anyhow::Result<Options> {
+        Ok(Options {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            domain: self.domain.clone(),
+            queue_depth: self.queue_depth as usize,
+            pod_name: self.pod_name.clone(),
+            pod_ip: self.resolved_pod_ip()?,
+            drain_delay: self.drain_delay,
+            shutdown_timeout: self.shutdown_timeout,
+            limits: ConnectionLimits {
+                max_header_bytes: self.max_header_bytes as usize,
+                header_read_timeout: self.header_read_timeout,
+            },
+            connect_timeout: self.connect_timeout,
+            probe: ProbeConfig {
+                interval: self.probe_interval,
+                timeout: self.probe_timeout,
+            },
+        })
+    }
+}
+
+/// Parses `250ms`, `5s` or `2m`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 250ms, 5s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5 hours").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn flags_have_defaults_and_cluster_mode_needs_the_pod_ip() {
+        let args = Args::try_parse_from(["runway-activator"]).unwrap();
+        assert_eq!(args.listen.port(), 8080);
+        assert_eq!(args.admin_listen.port(), 9090);
+        assert_eq!(args.domain, "example.com");
+        assert!(args.options().unwrap_err().to_string().contains("--pod-ip"));
+        let standalone =
+            Args::try_parse_from(["runway-activator", "--standalone", "--route", "a.b=127.0.0.1:1"]).unwrap();
+        assert_eq!(standalone.options().unwrap().pod_ip, IpAddr::from([127, 0, 0, 1]));
+        assert!(Args::try_parse_from(["runway-activator", "--max-header-bytes", "100"]).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! Which Service a request is for, from its Host header or HTTP/2 :authority.
+
+use std::fmt;
+
+/// A Runway Service, by namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ServiceKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The Service a host names: `{name}.{namespace}` followed by `.{domain}`, `.svc.cluster.local`, `.svc` or nothing.
+/// A port and a trailing dot are ignored and the match is case-insensitive. `None` when the host names no Service.
+pub fn service_for_host(host: &str, domain: &str) -> Option<ServiceKey> {
+    let host = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
+    let domain = domain.trim_matches('.').to_ascii_lowercase();
+    let domain_suffix = format!(".{domain}");
+    [domain_suffix.as_str(), ".svc.cluster.local", ".svc", ""]
+        .into_iter()
+        .find_map(|suffix| host.strip_suffix(suffix).and_then(name_and_namespace))
+}
+
+/// `host` without a trailing `:port`; IPv6 literals (`[::1]:80`) keep their brackets and never name a Service.
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+fn name_and_namespace(labels: &str) -> Option<ServiceKey> {
+    let (name, namespace) = labels.split_once('.')?;
+    (is_dns_label(name) && is_dns_label(namespace)).then(|| ServiceKey::new(namespace, name))
+}
+
+fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(host: &str) -> Option<ServiceKey> {
+        service_for_host(host, "example.com")
+    }
+
+    #[test]
+    fn every_host_form_names_the_service() {
+        let hello = Some(ServiceKey::new("default", "hello"));
+        for host in [
+            "hello.default.example.com",
+            "hello.default.svc.cluster.local",
+            "hello.default.svc",
+            "hello.default",
+        ] {
+            assert_eq!(key(host), hello, "{host}");
+        }
+    }
+
+    #[test]
+    fn port_case_and_trailing_dot_are_ignored() {
+        let hello = Some(ServiceKey::new("default", "hello"));
+        assert_eq!(key("hello.default.example.com:8080"), hello);
+        assert_eq!(key("HeLLo.Default.EXAMPLE.com"), hello);
+        assert_eq!(key("hello.default.svc.cluster.local."), hello);
+        assert_eq!(key("hello.default:80"), hello);
+    }
+
+    #[test]
+    fn hosts_that_name_no_service_are_rejected() {
+        for host in [
+            "",
+            "hello",
+            "a.b.c.example.com",
+            "hello.default.other.org",
+            "hello..example.com",
+            "-x.default",
+            "hel_lo.default",
+            "[::1]:8080",
+            "127.0.0.1:8080",
+            "hello.default.svc.cluster",
+        ] {
+            assert_eq!(key(host), None, "{host}");
+        }
+    }
+
+    #[test]
+    fn the_domain_is_configurable() {
+        assert_eq!(
+            service_for_host("api.prod.apps.corp.net", "apps.corp.net"),
+            Some(ServiceKey::new("prod", "api"))
+        );
+        assert_eq!(service_for_host("api.prod.example.com", "apps.corp.net"), None);
+    }
+}

@@ -1,0 +1,25 @@
+//! Runway's activator: the only data-plane component. It routes every request by host to one of its Service's pods,
+//! holds requests while a Service scales from zero, enforces containerConcurrency (split across activator
+//! replicas) and streams load reports to the autoscaler.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod balance;
+pub mod body;
+pub mod cluster;
+pub mod config;
+pub mod endpoints;
+pub mod headers;
+pub mod host;
+pub mod load;
+pub mod metrics;
+pub mod peers;
+pub mod probe;
+pub mod proxy;
+pub mod registry;
+pub mod reports;
+pub mod server;
+pub mod service;
+pub mod slots;
+pub mod standalone;

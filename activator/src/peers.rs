@@ -1,0 +1,68 @@
+//! The activator replicas that share the pods' containerConcurrency slots.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// The activators this one knows of, itself included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peers {
+    me: IpAddr,
+    /// Every known activator (`me` included) and the address of its proxy port.
+    proxies: BTreeMap<IpAddr, SocketAddr>,
+}
+
+impl Peers {
+    /// Only this activator: every slot is its own.
+    pub fn alone(me: IpAddr) -> Self {
+        Peers {
+            me,
+            proxies: BTreeMap::new(),
+        }
+    }
+
+    /// This activator and the others, each with the address of its proxy port.
+    pub fn new(me: IpAddr, others: impl IntoIterator<Item = SocketAddr>) -> Self {
+        let proxies = others.into_iter().map(|addr| (addr.ip(), addr)).collect();
+        Peers { me, proxies }
+    }
+
+    pub fn me(&self) -> IpAddr {
+        self.me
+    }
+
+    /// Every known activator's IP, `me` included, sorted.
+    pub fn ips(&self) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = self.proxies.keys().copied().collect();
+        if !self.proxies.contains_key(&self.me) {
+            ips.push(self.me);
+            ips.sort_unstable();
+        }
+        ips
+    }
+
+    /// Whether a connection from `ip` comes from another activator.
+    pub fn is_peer(&self, ip: IpAddr) -> bool {
+        ip != self.me && self.proxies.contains_key(&ip)
+    }
+
+    /// The proxy address of another activator.
+    pub fn proxy_addr(&self, ip: IpAddr) -> Option<SocketAddr> {
+        self.proxies.get(&ip).copied().filter(|_| ip != self.me)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn me_is_always_known_but_never_a_peer() {
+        let me: IpAddr = "10.0.0.2".parse().unwrap();
+        let peers = Peers::new(me, ["10.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(peers.ips(), vec!["10.0.0.1".parse::<IpAddr>().unwrap(), me]);
+        assert!(peers.is_peer("10.0.0.1".parse().unwrap()));
+        assert!(!peers.is_peer(me));
+        assert_eq!(peers.proxy_addr(me), None);
+        assert_eq!(Peers::alone(me).ips(), vec![me]);
+    }
+}

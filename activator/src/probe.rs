@@ -1,0 +1,71 @@
+//! Readiness probes of new pods, so that a cold start does not wait for the kubelet's probe period.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::service::{ProbeRequest, ServiceHandle};
+
+#[derive(Clone, Debug)]
+pub struct ProbeConfig {
+    /// Pause between attempts.
+    pub interval: Duration,
+    /// Bound on one attempt.
+    pub timeout: Duration,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Probes the pod until it answers or no longer needs probing (routable through Kubernetes, gone, terminating).
+pub fn spawn(service: Arc<ServiceHandle>, request: ProbeRequest, config: ProbeConfig) {
+    tokio::spawn(async move {
+        while let Some(path) = service.probe_plan(request.id) {
+            let ready = tokio::time::timeout(config.timeout, probe_once(request.addr, path.as_deref()))
+                .await
+                .unwrap_or(false);
+            if ready {
+                tracing::debug!(service = %service.key, pod = %request.addr, "probe succeeded");
+                service.probe_succeeded(request.id);
+                return;
+            }
+            tokio::time::sleep(config.interval).await;
+        }
+    });
+}
+
+/// One attempt: a TCP connect, or an HTTP GET of `path` that must answer 2xx or 3xx.
+async fn probe_once(addr: SocketAddr, path: Option<&str>) -> bool {
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    let Some(path) = path else {
+        return true;
+    };
+    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
+        return false;
+    };
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, addr.to_string())
+        .header(http::header::USER_AGENT, "runway-activator-probe")
+        .body(Empty::<Bytes>::new());
+    let Ok(request) = request else {
+        return false;
+    };
+    match sender.send_request(request).await {
+        Ok(response) => response.status().is_success() || response.status().is_redirection(),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,150 @@
+//! All Services known to this activator, found by host, and the peer activators they share slots with.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use runway_api::stats::ServiceLoad;
+use tokio::time::Instant;
+
+use crate::endpoints::{EndpointState, ServiceSettings};
+use crate::host::{ServiceKey, service_for_host};
+use crate::metrics::Metrics;
+use crate::peers::Peers;
+use crate::probe;
+use crate::reports::LoadHub;
+use crate::service::ServiceHandle;
+
+/// The routing table and the shared pieces each Service needs.
+pub struct Registry {
+    domain: String,
+    queue_limit: usize,
+    probe: probe::ProbeConfig,
+    pub hub: Arc<LoadHub>,
+    pub metrics: Arc<Metrics>,
+    services: RwLock<HashMap<ServiceKey, Arc<ServiceHandle>>>,
+    peers: RwLock<Arc<Peers>>,
+}
+
+/// What a host leads to.
+pub enum Route {
+    Service(Arc<ServiceHandle>),
+    /// The host names no Service known here.
+    Unknown,
+}
+
+impl Registry {
+    pub fn new(
+        domain: impl Into<String>,
+        queue_limit: usize,
+        probe: probe::ProbeConfig,
+        hub: Arc<LoadHub>,
+        metrics: Arc<Metrics>,
+        me: IpAddr,
+    ) -> Self {
+        Registry {
+            domain: domain.into(),
+            queue_limit,
+            probe,
+            hub,
+            metrics,
+            services: RwLock::default(),
+            peers: RwLock::new(Arc::new(Peers::alone(me))),
+        }
+    }
+
+    /// The Service a Host header or :authority names, if it exists.
+    pub fn route(&self, host: &str) -> Route {
+        let Some(key) = service_for_host(host, &self.domain) else {
+            return Route::Unknown;
+        };
+        match self.services.read().unwrap().get(&key) {
+            Some(service) if service.settings().is_some() => Route::Service(service.clone()),
+            _ => Route::Unknown,
+        }
+    }
+
+    pub fn peers(&self) -> Arc<Peers> {
+        self.peers.read().unwrap().clone()
+    }
+
+    /// A Service was created or changed (`Some`) or deleted (`None`).
+    pub fn set_settings(&self, key: &ServiceKey, settings: Option<ServiceSettings>) {
+        match settings {
+            Some(settings) => self.service(key).set_settings(Some(settings)),
+            None => {
+                if let Some(service) = self.existing(key) {
+                    service.set_settings(None);
+                    self.forget_if_unused(key);
+                }
+            }
+        }
+    }
+
+    /// The pods of a Service changed; new ones are probed.
+    pub fn set_endpoints(&self, key: &ServiceKey, endpoints: &[EndpointState]) {
+        if endpoints.is_empty() && self.existing(key).is_none() {
+            return;
+        }
+        let service = self.service(key);
+        for request in service.set_endpoints(endpoints) {
+            probe::spawn(service.clone(), request, self.probe.clone());
+        }
+        self.forget_if_unused(key);
+    }
+
+    /// The set of activators changed.
+    pub fn set_peers(&self, peers: Peers) {
+        let peers = Arc::new(peers);
+        *self.peers.write().unwrap() = peers.clone();
+        let services: Vec<Arc<ServiceHandle>> = self.services.read().unwrap().values().cloned().collect();
+        for service in services {
+            service.set_peers(peers.clone());
+        }
+    }
+
+    /// Every Service with load in the interval ending now.
+    pub fn take_loads(&self, now: Instant) -> Vec<ServiceLoad> {
+        let services: Vec<Arc<ServiceHandle>> = self.services.read().unwrap().values().cloned().collect();
+        let mut loads: Vec<ServiceLoad> = services.iter().filter_map(|s| s.take_load(now)).collect();
+        loads.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        loads
+    }
+
+    pub fn probe_config(&self) -> &probe::ProbeConfig {
+        &self.probe
+    }
+
+    fn existing(&self, key: &ServiceKey) -> Option<Arc<ServiceHandle>> {
+        self.services.read().unwrap().get(key).cloned()
+    }
+
+    fn service(&self, key: &ServiceKey) -> Arc<ServiceHandle> {
+        if let Some(service) = self.existing(key) {
+            return service;
+        }
+        let mut services = self.services.write().unwrap();
+        services
+            .entry(key.clone())
+            .or_insert_with(|| {
+                ServiceHandle::new(
+                    key.clone(),
+                    self.metrics.for_service(key),
+                    self.hub.clone(),
+                    self.queue_limit,
+                    self.peers(),
+                )
+            })
+            .clone()
+    }
+
+    fn forget_if_unused(&self, key: &ServiceKey) {
+        let mut services = self.services.write().unwrap();
+        if let Some(service) = services.get(key)
+            && service.is_unused()
+        {
+            self.metrics.forget(&service.metrics);
+            services.remove(key);
+        }
+    }
+}

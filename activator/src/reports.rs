@@ -1,0 +1,61 @@
+//! The load stream to the autoscaler: periodic reports and pokes, fanned out to every open `/v1/load` stream.
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use runway_api::stats::{LoadReport, ReportKind, ServiceLoad};
+use tokio::sync::broadcast;
+
+/// Reports kept for a stream that falls behind before it starts losing them.
+const STREAM_BACKLOG: usize = 64;
+
+/// Fans report lines out to the open load streams.
+pub struct LoadHub {
+    activator: String,
+    lines: broadcast::Sender<Bytes>,
+    latest_periodic: Mutex<Option<Bytes>>,
+}
+
+impl LoadHub {
+    /// `activator` is this activator's pod name, as reports name it.
+    pub fn new(activator: impl Into<String>) -> Self {
+        LoadHub {
+            activator: activator.into(),
+            lines: broadcast::channel(STREAM_BACKLOG).0,
+            latest_periodic: Mutex::new(None),
+        }
+    }
+
+    /// Sends a periodic report covering `interval_ms`.
+    pub fn publish_periodic(&self, interval_ms: u64, services: Vec<ServiceLoad>) {
+        let line = self.line(ReportKind::Periodic, interval_ms, services);
+        *self.latest_periodic.lock().unwrap() = Some(line.clone());
+        // No receiver is not an error: nobody listens yet.
+        let _ = self.lines.send(line);
+    }
+
+    /// Sends a poke at once: requests are waiting for a Service with no routable pod.
+    pub fn poke(&self, service: ServiceLoad) {
+        let _ = self.lines.send(self.line(ReportKind::Poke, 0, vec![service]));
+    }
+
+    /// A new stream: the line to send at once (the latest periodic report, or an empty one before the first) and
+    /// the reports that follow.
+    pub fn subscribe(&self) -> (Bytes, broadcast::Receiver<Bytes>) {
+        let receiver = self.lines.subscribe();
+        let first = self.latest_periodic.lock().unwrap().clone();
+        let first = first.unwrap_or_else(|| self.line(ReportKind::Periodic, 0, Vec::new()));
+        (first, receiver)
+    }
+
+    fn line(&self, kind: ReportKind, interval_ms: u64, services: Vec<ServiceLoad>) -> Bytes {
+        LoadReport {
+            activator: self.activator.clone(),
+            kind,
+            interval_ms,
+            services,
+        }
+        .to_line()
+        .into()
+    }
+}

@@ -1,0 +1,526 @@
+//! One Service's pods, their in-flight counters and the requests waiting for a slot.
+//!
+//! All of it sits behind one small mutex. A slot that frees up is handed straight to the head of the queue, so the
+//! counters are exact: a pod never has more requests in flight than this activator's slots on it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use runway_api::stats::ServiceLoad;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::balance::{PodLoad, choose_pod};
+use crate::endpoints::{EndpointState, ServiceSettings};
+use crate::host::ServiceKey;
+use crate::load::{LoadSample, LoadTracker};
+use crate::metrics::ServiceMetrics;
+use crate::peers::Peers;
+use crate::reports::LoadHub;
+use crate::slots::{Slots, first_ranked, slots_for};
+
+/// At most one poke per Service this often while requests keep arriving at zero.
+pub const POKE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Where to send a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// HTTP/2 with prior knowledge.
+    pub h2c: bool,
+}
+
+/// What a request may do now.
+pub enum Grant {
+    /// Send it to this pod; the slot is held until the lease is dropped.
+    Pod(Lease),
+    /// This activator holds no slot on any routable pod: send it to the peer activator at this proxy address.
+    Peer(SocketAddr),
+}
+
+/// The outcome of asking for a slot.
+pub enum Admission {
+    Granted(Grant),
+    /// Wait in the queue.
+    Queued(Waiting),
+    /// The queue is at its bound.
+    QueueFull,
+    /// The Service was deleted.
+    Gone,
+}
+
+/// One Service as the data path sees it.
+pub struct ServiceHandle {
+    /// This handle, for the leases it hands out.
+    this: Weak<ServiceHandle>,
+    pub key: ServiceKey,
+    pub metrics: ServiceMetrics,
+    hub: Arc<LoadHub>,
+    queue_limit: usize,
+    state: Mutex<ServiceState>,
+}
+
+struct ServiceState {
+    settings: Option<ServiceSettings>,
+    peers: Arc<Peers>,
+    pods: Vec<Pod>,
+    next_id: u64,
+    waiters: VecDeque<Waiter>,
+    rotation: usize,
+    load: LoadTracker,
+    last_poke: Option<Instant>,
+    /// A cold start is under way (requests arrived with no routable pod); counted once.
+    cold_start: bool,
+}
+
+struct Pod {
+    id: u64,
+    target: Target,
+    k8s_ready: bool,
+    /// Once Kubernetes has called the pod ready, its word beats our own probe.
+    k8s_was_ready: bool,
+    probed_ready: bool,
+    /// A connection to it failed; unroutable until a probe succeeds.
+    failed: bool,
+    terminating: bool,
+    /// Gone from the endpoints; kept until its in-flight requests finish so the counters stay exact.
+    removed: bool,
+    probing: bool,
+    in_flight: u32,
+    slots: Slots,
+}
+
+impl Pod {
+    fn routable(&self) -> bool {
+        !self.removed
+            && !self.terminating
+            && !self.failed
+            && (self.k8s_ready || (self.probed_ready && !self.k8s_was_ready))
+    }
+
+    fn needs_probe(&self) -> bool {
+        !self.removed && !self.terminating && (self.failed || (!self.k8s_was_ready && !self.probed_ready))
+    }
+
+    fn load(&self) -> PodLoad {
+        PodLoad {
+            routable: self.routable(),
+            in_flight: self.in_flight,
+            slots: self.slots,
+        }
+    }
+}
+
+struct Waiter {
+    id: u64,
+    /// Came from a peer activator: must not be forwarded again.
+    hop: bool,
+    grant: oneshot::Sender<Grant>,
+}
+
+/// A probe the caller must start: the pod `id` at `addr`.
+pub struct ProbeRequest {
+    pub id: u64,
+    pub addr: SocketAddr,
+}
+
+impl ServiceHandle {
+    pub fn new(
+        key: ServiceKey,
+        metrics: ServiceMetrics,
+        hub: Arc<LoadHub>,
+        queue_limit: usize,
+        peers: Arc<Peers>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|this| ServiceHandle {
+            this: this.clone(),
+            key,
+            metrics,
+            hub,
+            queue_limit,
+            state: Mutex::new(ServiceState {
+                settings: None,
+                peers,
+                pods: Vec::new(),
+                next_id: 0,
+                waiters: VecDeque::new(),
+                rotation: 0,
+                load: LoadTracker::new(Instant::now()),
+                last_poke: None,
+                cold_start: false,
+            }),
+        })
+    }
+
+    fn arc(&self) -> Arc<Self> {
+        self.this.upgrade().expect("a handle in use is held by an Arc")
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ServiceState> {
+        // A panic while holding the lock leaves plain counters behind; keep serving with them.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn settings(&self) -> Option<ServiceSettings> {
+        self.lock().settings.clone()
+    }
+
+    /// Asks for a slot for a request that just arrived. `hop`: it came from a peer and must not be forwarded.
+    pub fn admit(&self, hop: bool) -> Admission {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.settings.is_none() {
+            return Admission::Gone;
+        }
+        if state.waiters.is_empty()
+            && let Some(index) = state.choose()
+        {
+            state.load.arrived();
+            let lease = state.lease(index, self.arc(), now);
+            self.publish_gauges(&state);
+            return Admission::Granted(Grant::Pod(lease));
+        }
+        if !hop && let Some(peer) = state.forward_target() {
+            return Admission::Granted(Grant::Peer(peer));
+        }
+        state.load.arrived();
+        if state.waiters.len() >= self.queue_limit {
+            return Admission::QueueFull;
+        }
+        let cold = !state.pods.iter().any(Pod::routable);
+        let (sender, receiver) = oneshot::channel();
+        let id = state.next_id;
+        state.next_id += 1;
+        state.waiters.push_back(Waiter { id, hop, grant: sender });
+        state.load.change_queued(now, 1);
+        if cold && !state.cold_start {
+            state.cold_start = true;
+            self.metrics.cold_starts.inc();
+        }
+        let poke = cold && state.last_poke.is_none_or(|at| now - at >= POKE_INTERVAL);
+        if poke {
+            state.last_poke = Some(now);
+        }
+        let sample = state.load.peek(now);
+        self.publish_gauges(&state);
+        drop(state);
+        if poke {
+            self.hub.poke(self.service_load(sample));
+        }
+        Admission::Queued(Waiting {
+            id,
+            cold,
+            receiver: Some(receiver),
+            service: self.arc(),
+        })
+    }
+
+    /// Replaces the Service's settings; `None` when it was deleted (waiting requests are then let go).
+    pub fn set_settings(&self, settings: Option<ServiceSettings>) {
+        let mut state = self.lock();
+        if settings.is_none() {
+            let dropped = state.waiters.len();
+            state.waiters.clear();
+            state.load.change_queued(Instant::now(), -(dropped as i32));
+        }
+        state.settings = settings;
+        state.recompute_slots();
+        self.dispatch(&mut state);
+    }
+
+    /// Replaces the peer activators; the slot split follows.
+    pub fn set_peers(&self, peers: Arc<Peers>) {
+        let mut state = self.lock();
+        state.peers = peers;
+        state.recompute_slots();
+        self.dispatch(&mut state);
+    }
+
+    /// Replaces the endpoints. Returns the new endpoints to probe.
+    pub fn set_endpoints(&self, endpoints: &[EndpointState]) -> Vec<ProbeRequest> {
+        let mut state = self.lock();
+        for pod in &mut state.pods {
+            pod.removed = !endpoints.iter().any(|e| e.addr == pod.target.addr);
+        }
+        for endpoint in endpoints {
+            match state.pods.iter_mut().find(|p| p.target.addr == endpoint.addr) {
+                Some(pod) => {
+                    pod.target.h2c = endpoint.h2c;
+                    pod.k8s_ready = endpoint.ready;
+                    pod.k8s_was_ready |= endpoint.ready;
+                    pod.terminating = endpoint.terminating;
+                }
+                None => {
+                    let id = state.next_id;
+                    state.next_id += 1;
+                    state.pods.push(Pod {
+                        id,
+                        target: Target {
+                            addr: endpoint.addr,
+                            h2c: endpoint.h2c,
+                        },
+                        k8s_ready: endpoint.ready,
+                        k8s_was_ready: endpoint.ready,
+                        probed_ready: false,
+                        failed: false,
+                        terminating: endpoint.terminating,
+                        removed: false,
+                        probing: false,
+                        in_flight: 0,
+                        slots: Slots::Limited(0),
+                    });
+                }
+            }
+        }
+        state.pods.retain(|p| !p.removed || p.in_flight > 0);
+        state.recompute_slots();
+        let probes = state.claim_probes();
+        self.dispatch(&mut state);
+        probes
+    }
+
+    /// The readiness path to probe pod `id` with (`Some(None)`: TCP connect), or `None` once it needs no probe.
+    pub fn probe_plan(&self, id: u64) -> Option<Option<String>> {
+        let mut state = self.lock();
+        let path = state.settings.as_ref().and_then(|s| s.readiness_path.clone());
+        let pod = state.pods.iter_mut().find(|p| p.id == id)?;
+        if pod.needs_probe() {
+            Some(path)
+        } else {
+            pod.probing = false;
+            None
+        }
+    }
+
+    /// Pod `id` answered its probe: it is routable.
+    pub fn probe_succeeded(&self, id: u64) {
+        let mut state = self.lock();
+        if let Some(pod) = state.pods.iter_mut().find(|p| p.id == id) {
+            pod.probed_ready = true;
+            pod.failed = false;
+            pod.probing = false;
+        }
+        self.dispatch(&mut state);
+    }
+
+    /// The connection to the leased pod failed before the request was sent: stop routing to it until a probe
+    /// succeeds. Returns the probe to start, if one is not already running.
+    pub fn connect_failed(&self, mut lease: Lease) -> Option<ProbeRequest> {
+        lease.released = true;
+        let mut state = self.lock();
+        state.release(lease.pod_id, Instant::now());
+        let pod = state.pods.iter_mut().find(|p| p.id == lease.pod_id);
+        let probe = pod.and_then(|pod| {
+            pod.failed = true;
+            (!pod.probing).then(|| {
+                pod.probing = true;
+                ProbeRequest {
+                    id: pod.id,
+                    addr: pod.target.addr,
+                }
+            })
+        });
+        self.dispatch(&mut state);
+        probe
+    }
+
+    /// The interval's load, ending the interval; `None` when the Service was idle.
+    pub fn take_load(&self, now: Instant) -> Option<ServiceLoad> {
+        let sample = self.lock().load.take(now);
+        sample.is_active().then(|| self.service_load(sample))
+    }
+
+    /// Nothing left to serve or to wait for: the registry may forget the Service.
+    pub fn is_unused(&self) -> bool {
+        let state = self.lock();
+        state.settings.is_none() && state.pods.is_empty() && state.waiters.is_empty()
+    }
+
+    fn release(&self, pod_id: u64) {
+        let mut state = self.lock();
+        state.release(pod_id, Instant::now());
+        self.dispatch(&mut state);
+    }
+
+    fn remove_waiter(&self, id: u64) {
+        let mut state = self.lock();
+        if let Some(position) = state.waiters.iter().position(|w| w.id == id) {
+            state.waiters.remove(position);
+            state.load.change_queued(Instant::now(), -1);
+            self.publish_gauges(&state);
+        }
+    }
+
+    /// Hands free slots to the head of the queue, and forwards waiting requests when all slots belong to peers.
+    fn dispatch(&self, state: &mut ServiceState) {
+        let now = Instant::now();
+        while !state.waiters.is_empty() {
+            let Some(index) = state.choose() else {
+                break;
+            };
+            let waiter = state.waiters.pop_front().expect("checked non-empty");
+            state.load.change_queued(now, -1);
+            let lease = state.lease(index, self.arc(), now);
+            if let Err(Grant::Pod(mut lease)) = waiter.grant.send(Grant::Pod(lease)) {
+                // The request gave up meanwhile; undo without the lease's Drop, which would take the lock again.
+                lease.released = true;
+                state.release(lease.pod_id, now);
+            }
+        }
+        if !state.waiters.is_empty()
+            && let Some(peer) = state.forward_target()
+        {
+            let (hops, forwardable): (VecDeque<Waiter>, VecDeque<Waiter>) =
+                std::mem::take(&mut state.waiters).into_iter().partition(|w| w.hop);
+            state.load.change_queued(now, -(forwardable.len() as i32));
+            for waiter in forwardable {
+                let _ = waiter.grant.send(Grant::Peer(peer));
+            }
+            state.waiters = hops;
+        }
+        if state.pods.iter().any(Pod::routable) {
+            state.cold_start = false;
+        }
+        self.publish_gauges(state);
+    }
+
+    fn publish_gauges(&self, state: &ServiceState) {
+        self.metrics.queue_depth.set(i64::from(state.load.queued()));
+        self.metrics.in_flight.set(i64::from(state.load.in_flight()));
+    }
+
+    fn service_load(&self, sample: LoadSample) -> ServiceLoad {
+        ServiceLoad {
+            namespace: self.key.namespace.clone(),
+            name: self.key.name.clone(),
+            concurrency: sample.concurrency,
+            rps: sample.rps,
+            queued: sample.queued,
+            in_flight: sample.in_flight,
+        }
+    }
+}
+
+impl ServiceState {
+    fn choose(&mut self) -> Option<usize> {
+        let loads: Vec<PodLoad> = self.pods.iter().map(Pod::load).collect();
+        choose_pod(&loads, self.rotation, |n| fastrand::usize(..n))
+    }
+
+    fn lease(&mut self, index: usize, service: Arc<ServiceHandle>, now: Instant) -> Lease {
+        self.rotation = self.rotation.wrapping_add(1);
+        let pod = &mut self.pods[index];
+        pod.in_flight += 1;
+        self.load.change_in_flight(now, 1);
+        Lease {
+            service,
+            pod_id: pod.id,
+            target: pod.target,
+            released: false,
+        }
+    }
+
+    fn release(&mut self, pod_id: u64, now: Instant) {
+        self.load.change_in_flight(now, -1);
+        if let Some(index) = self.pods.iter().position(|p| p.id == pod_id) {
+            let pod = &mut self.pods[index];
+            pod.in_flight -= 1;
+            if pod.removed && pod.in_flight == 0 {
+                self.pods.remove(index);
+            }
+        }
+    }
+
+    fn cc(&self) -> u32 {
+        self.settings.as_ref().map_or(0, |s| s.container_concurrency)
+    }
+
+    fn recompute_slots(&mut self) {
+        let (cc, me, activators) = (self.cc(), self.peers.me(), self.peers.ips());
+        for pod in &mut self.pods {
+            pod.slots = slots_for(me, pod.target.addr.ip(), cc, &activators);
+        }
+    }
+
+    /// The peer to forward to when this activator holds no slot on any routable pod but a peer does.
+    fn forward_target(&mut self) -> Option<SocketAddr> {
+        if self.cc() == 0 {
+            return None;
+        }
+        let routable: Vec<&Pod> = self.pods.iter().filter(|p| p.routable()).collect();
+        if routable.is_empty() || routable.iter().any(|p| !p.slots.is_zero()) {
+            return None;
+        }
+        self.rotation = self.rotation.wrapping_add(1);
+        let pod = routable[self.rotation % routable.len()];
+        let owner = first_ranked(pod.target.addr.ip(), &self.peers.ips())?;
+        self.peers.proxy_addr(owner)
+    }
+
+    fn claim_probes(&mut self) -> Vec<ProbeRequest> {
+        self.pods
+            .iter_mut()
+            .filter(|p| p.needs_probe() && !p.probing)
+            .map(|pod| {
+                pod.probing = true;
+                ProbeRequest {
+                    id: pod.id,
+                    addr: pod.target.addr,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A slot on one pod, held from dispatch until the response is complete (or the upgraded connection closes).
+pub struct Lease {
+    service: Arc<ServiceHandle>,
+    pod_id: u64,
+    pub target: Target,
+    released: bool,
+}
+
+impl Lease {
+    pub fn service(&self) -> &Arc<ServiceHandle> {
+        &self.service
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.released {
+            self.service.release(self.pod_id);
+        }
+    }
+}
+
+/// A request waiting in the queue. Dropping it (timeout, client gone) takes it out of the queue.
+pub struct Waiting {
+    id: u64,
+    /// The Service had no routable pod when the request arrived.
+    pub cold: bool,
+    receiver: Option<oneshot::Receiver<Grant>>,
+    service: Arc<ServiceHandle>,
+}
+
+impl Waiting {
+    /// Waits for a slot or a peer to forward to; `None` if the Service was deleted meanwhile.
+    pub async fn granted(mut self) -> Option<Grant> {
+        let receiver = self.receiver.as_mut().expect("present until granted or dropped");
+        let grant = receiver.await.ok();
+        self.receiver = None;
+        grant
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(receiver) = self.receiver.take() {
+            self.service.remove_waiter(self.id);
+            // A grant sent in the meantime is dropped with the receiver, which releases its slot.
+            drop(receiver);
+        }
+    }
+}
