@@ -1,0 +1,121 @@
+# Stopping the cluster and removing what it leaves on the host (sourced by down.sh, and by up.sh to recover from a
+# run that was killed). Everything here acts only on what this cluster owns: its recorded pids, processes in its
+# pod cgroups, shims serving its containerd socket, mounts under STATE, its bridge, and the KUBE-/CNI-/RUNWAY-
+# iptables chains that the kubelet, kube-proxy, the CNI plugins and up.sh create.
+# shellcheck shell=bash
+
+# stop_component NAME: SIGTERM to its recorded pid, SIGKILL if it has not exited after 20 s.
+stop_component() {
+  local name=$1 pid
+  pid=$(pid_of "$name")
+  rm -f "$(pid_file "$name")"
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_for "$name (pid $pid) to exit" 20 pid_gone "$pid"; then
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_for "$name (pid $pid) to die" 5 pid_gone "$pid" || true
+  fi
+  log "stopped $name (pid $pid)"
+}
+
+pid_gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# pod_pids: every process in the kubelet's pod cgroups (the containers and pause processes of this node).
+pod_pids() {
+  local dir
+  for dir in /sys/fs/cgroup/*/kubepods; do
+    [ -d "$dir" ] && find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null
+  done | sort -u
+}
+
+# shim_pids: containerd-shim processes started by this cluster's containerd (their command line names its socket).
+shim_pids() {
+  local dir
+  for dir in /proc/[0-9]*; do
+    if tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | grep -q "^[^ ]*containerd-shim[^ ]* .*-address $CONTAINERD_SOCK "; then
+      echo "${dir#/proc/}"
+    fi
+  done
+}
+
+no_pod_pids() { [ -z "$(pod_pids)" ]; }
+no_shim_pids() { [ -z "$(shim_pids)" ]; }
+
+kill_pods() {
+  local pids
+  pids=$(pod_pids)
+  if [ -n "$pids" ]; then
+    log "killing $(wc -w <<<"$pids") pod processes"
+    # shellcheck disable=SC2086 # one pid per word
+    kill -KILL $pids 2>/dev/null || true
+    wait_for "pod processes to exit" 20 no_pod_pids || true
+  fi
+  pids=$(shim_pids)
+  if [ -n "$pids" ]; then
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null || true
+    # shellcheck disable=SC2046
+    wait_for "containerd shims to exit" 10 no_shim_pids || { kill -KILL $(shim_pids) 2>/dev/null || true; }
+  fi
+}
+
+# unmount_state: every mount point under STATE (overlay roots, shm, netns, secret volumes), deepest first.
+unmount_state() {
+  local mnt
+  # Field 5 of mountinfo is the mount point, with spaces written as \040.
+  while read -r mnt; do
+    umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || log "could not unmount $mnt"
+  done < <(awk -v s="$STATE/" 'index($5, s) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
+}
+
+remove_cgroups() {
+  local dir
+  for dir in /sys/fs/cgroup/*/kubepods; do
+    [ -d "$dir" ] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
+  return 0
+}
+
+# purge_iptables: rewrites each table without the KUBE-, CNI- and RUNWAY- chains and the rules that use them.
+purge_iptables() {
+  local cmd rules
+  for cmd in iptables ip6tables; do
+    command -v "$cmd-save" >/dev/null || continue
+    rules=$("$cmd-save")
+    if grep -qE 'KUBE-|CNI-|RUNWAY-' <<<"$rules"; then
+      grep -vE 'KUBE-|CNI-|RUNWAY-' <<<"$rules" | "$cmd-restore"
+    fi
+  done
+}
+
+remove_network() {
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip link delete "$BRIDGE"
+  fi
+  purge_iptables
+}
+
+# cleanup: stops whatever of the cluster still runs and leaves the host as before `up`. Keeps the logs in
+# target/cluster-logs so a failed run can still be read after `down`.
+cleanup() {
+  local i
+  # Stop the kubelet first so it does not restart what is being killed; containerd goes after its pods.
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    [ "${COMPONENTS[i]}" = containerd ] && kill_pods
+    stop_component "${COMPONENTS[i]}"
+  done
+  kill_pods
+  unmount_state
+  remove_cgroups
+  remove_network
+  if [ -d "$LOG_DIR" ]; then
+    rm -rf "$REPO/target/cluster-logs"
+    mkdir -p "$REPO/target"
+    cp -r "$LOG_DIR" "$REPO/target/cluster-logs"
+  fi
+  # A mount left under STATE (a volume bind-mounting some host path, say) must never be deleted through.
+  if awk -v s="$STATE/" 'index($5, s) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+    die "mounts remain under $STATE; not removing it (see /proc/self/mountinfo)"
+  fi
+  rm -rf --one-file-system "$STATE"
+}

@@ -1,0 +1,103 @@
+# Settings and helpers shared by the local cluster's scripts (sourced, not run).
+# shellcheck shell=bash disable=SC2034 # the settings are used by the scripts that source this
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=versions.env
+source "$REPO/hack/cluster/versions.env"
+
+# Everything a running cluster owns (certs, etcd data, containerd root, kubelet root, logs, pid files, mounts) is
+# under STATE; the repo's .cluster/ only gets the kubeconfig and links to the client binaries.
+STATE=${RUNWAY_CLUSTER_DIR:-/var/lib/runway-cluster}
+RUNWAY_CACHE=${RUNWAY_CACHE:-$HOME/.cache/runway}
+CLIENT_DIR=$REPO/.cluster
+KUBECONFIG_PATH=$CLIENT_DIR/kubeconfig
+PKI=$STATE/pki
+LOG_DIR=$STATE/logs
+PID_DIR=$STATE/run
+CONTAINERD_SOCK=$STATE/containerd/containerd.sock
+KUBELET_ROOT=$STATE/kubelet
+CNI_CONF_DIR=$STATE/cni/net.d
+CNI_BIN_DIR=/usr/lib/cni
+IMAGE_DIR=$REPO/target/images
+
+# The network: pods live on our own bridge, whose gateway address doubles as the node IP, so the node address
+# never depends on (or leads to) the host's outside interface. Services route onto the same bridge.
+NODE_NAME=runway
+BRIDGE=runway0
+POD_CIDR=10.88.0.0/16
+NODE_IP=10.88.0.1
+SERVICE_CIDR=10.96.0.0/16
+API_SERVICE_IP=10.96.0.1
+DNS_SERVICE_IP=10.96.0.10
+CLUSTER_DOMAIN=cluster.local
+API_PORT=6443
+
+PAUSE_IMAGE=runway.local/pause:3.10
+COREDNS_IMAGE=runway.local/coredns:${COREDNS_VERSION#v}
+
+# Start order; down stops them in reverse.
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+die() {
+  echo "error: $*" >&2
+  exit 1
+}
+need() {
+  local cmd
+  for cmd in "$@"; do
+    command -v "$cmd" >/dev/null 2>&1 || die "$cmd not found (hack/cluster/up.sh installs it)"
+  done
+}
+
+# Binary folders from the build cache, keyed like build.sh keys them. Empty until build.sh has run.
+bin_dirs() {
+  local gover
+  gover=$(go env GOVERSION)
+  K8S_BIN=$RUNWAY_CACHE/bin/kubernetes-$K8S_VERSION-$gover
+  ETCD_BIN=$RUNWAY_CACHE/bin/etcd-$ETCD_VERSION-$gover
+  COREDNS_BIN=$RUNWAY_CACHE/bin/coredns-$COREDNS_VERSION-$gover
+  HELM_BIN=$RUNWAY_CACHE/bin/helm-$HELM_VERSION-$gover
+}
+
+# binary_of COMPONENT: the absolute path a component is started from (its pid is checked against it).
+binary_of() {
+  case $1 in
+    etcd) echo "$ETCD_BIN/etcd" ;;
+    containerd) command -v containerd ;;
+    *) echo "$K8S_BIN/$1" ;;
+  esac
+}
+
+pid_file() { echo "$PID_DIR/$1.pid"; }
+
+# pid_of COMPONENT: prints the pid recorded for it if that process is alive and still runs the component's binary
+# (a stale pid file, or a pid reused by another program, prints nothing).
+pid_of() {
+  local file pid exe
+  file=$(pid_file "$1")
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file")
+  [[ $pid =~ ^[0-9]+$ ]] || return 0
+  exe=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | head -n1) || return 0
+  [ "$exe" = "$(binary_of "$1")" ] && echo "$pid"
+  return 0
+}
+
+is_running() { [ -n "$(pid_of "$1")" ]; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every half second until it succeeds or time runs out.
+wait_for() {
+  local what=$1 timeout=$2
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      log "timed out after ${timeout}s waiting for $what"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+kubectl_admin() { "$K8S_BIN/kubectl" --kubeconfig "$STATE/kubeconfig/admin.kubeconfig" "$@"; }
