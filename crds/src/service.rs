@@ -32,8 +32,7 @@ pub const MAX_NAME_LENGTH: usize = 58;
     printcolumn(name = "Reason", type_ = "string", priority = 1, json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = kube::core::Rule::new("self.metadata.name.size() <= 58 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
-        .message("metadata.name: must be a DNS-1035 label of at most 58 characters (lowercase letters, digits and '-', starting with a letter), so that every derived object name is valid")
-        .field_path(".metadata.name"),
+        .message("metadata.name: must be a DNS-1035 label of at most 58 characters (lowercase letters, digits and '-', starting with a letter), so that every derived object name is valid"),
     validation = kube::core::Rule::new("!has(self.spec.scaling.target) || self.spec.containerConcurrency == 0 || self.spec.scaling.metric != 'concurrency' || self.spec.scaling.target <= self.spec.containerConcurrency")
         .message("spec.scaling.target: must not exceed spec.containerConcurrency when both are set (the soft target cannot be above the hard limit)")
         .field_path(".spec.scaling.target"),
@@ -57,7 +56,8 @@ pub struct ServiceSpec {
     #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: i32,
 
-    /// How the Service scales on load, to zero and back.
+    /// How the Service scales on load, to zero and back. Fields left out take the operator's defaults, which the
+    /// installation can change (Helm values `autoscaler.*`).
     #[serde(default)]
     pub scaling: Scaling,
 }
@@ -114,15 +114,15 @@ pub enum ScalingMetric {
 }
 
 /// Autoscaling settings: the target load per pod, the bounds, and how fast to react.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[x_kube(
-    validation = kube::core::Rule::new("self.maxScale == 0 || self.minScale <= self.maxScale")
+    validation = kube::core::Rule::new("!has(self.minScale) || !has(self.maxScale) || self.maxScale == 0 || self.minScale <= self.maxScale")
         .message("spec.scaling.minScale: must not exceed spec.scaling.maxScale when maxScale is set")
         .field_path(".minScale"),
-    validation = kube::core::Rule::new("!has(self.initialScale) || (self.initialScale >= self.minScale && (self.maxScale == 0 || self.initialScale <= self.maxScale))")
+    validation = kube::core::Rule::new("!has(self.initialScale) || ((!has(self.minScale) || self.initialScale >= self.minScale) && (!has(self.maxScale) || self.maxScale == 0 || self.initialScale <= self.maxScale))")
         .message("spec.scaling.initialScale: must lie within [minScale, maxScale]")
         .field_path(".initialScale"),
-    validation = kube::core::Rule::new("!has(self.activationScale) || (self.activationScale >= self.minScale && (self.maxScale == 0 || self.activationScale <= self.maxScale))")
+    validation = kube::core::Rule::new("!has(self.activationScale) || ((!has(self.minScale) || self.activationScale >= self.minScale) && (!has(self.maxScale) || self.maxScale == 0 || self.activationScale <= self.maxScale))")
         .message("spec.scaling.activationScale: must lie within [minScale, maxScale]")
         .field_path(".activationScale"),
 )]
@@ -132,26 +132,27 @@ pub struct Scaling {
     #[serde(default)]
     pub metric: ScalingMetric,
 
-    /// Per-pod soft target of the metric. Defaults to containerConcurrency when that is set, else 100 for
-    /// concurrency and 200 for rps.
+    /// Per-pod soft target of the metric. Defaults to containerConcurrency when that is set, else to the operator's
+    /// default (100 for concurrency, 200 for rps, unless the installation changed them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]
     pub target: Option<i32>,
 
     /// Share of the target the autoscaler aims for, leaving headroom for bursts: pods = load / (target x this / 100).
-    #[serde(default = "default_target_utilization")]
+    /// Defaults to the operator's setting (70).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
-    pub target_utilization_percentage: i32,
+    pub target_utilization_percentage: Option<i32>,
 
-    /// Fewest pods, even when idle. 0 lets the Service scale to zero.
-    #[serde(default)]
+    /// Fewest pods, even when idle. 0 (the default) lets the Service scale to zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1000))]
-    pub min_scale: i32,
+    pub min_scale: Option<i32>,
 
-    /// Most pods. 0 means unlimited.
-    #[serde(default)]
+    /// Most pods. 0 (the default) means unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1000))]
-    pub max_scale: i32,
+    pub max_scale: Option<i32>,
 
     /// Pods started when the Service is created, before any request; 0 is allowed. Defaults to max(1, minScale).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,68 +164,35 @@ pub struct Scaling {
     #[schemars(range(min = 1, max = 1000))]
     pub activation_scale: Option<i32>,
 
-    /// Seconds without any request, after the stable window, before the last pod is removed.
-    #[serde(default = "default_scale_to_zero_grace")]
+    /// Seconds without any request, after the stable window, before the last pod is removed. Defaults to the
+    /// operator's setting (30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 3600))]
-    pub scale_to_zero_grace_period_seconds: i32,
+    pub scale_to_zero_grace_period_seconds: Option<i32>,
 
     /// Seconds of load history averaged for ordinary scaling decisions, and the quiet time that ends panic mode.
-    #[serde(default = "default_stable_window")]
+    /// Defaults to the operator's setting (60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 6, max = 3600))]
-    pub stable_window_seconds: i32,
+    pub stable_window_seconds: Option<i32>,
 
     /// The panic window, as a percentage of the stable window (at least one second): the short average that reacts
-    /// to bursts.
-    #[serde(default = "default_panic_window_percentage")]
+    /// to bursts. Defaults to the operator's setting (10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
-    pub panic_window_percentage: i32,
+    pub panic_window_percentage: Option<i32>,
 
     /// Panic mode starts when the panic window asks for this percentage of the ready pods or more; while panicking
-    /// the Service never scales down.
-    #[serde(default = "default_panic_threshold_percentage")]
+    /// the Service never scales down. Defaults to the operator's setting (200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 110, max = 1000))]
-    pub panic_threshold_percentage: i32,
+    pub panic_threshold_percentage: Option<i32>,
 
     /// Seconds a lower pod count must persist before scaling down to it: the Service scales down only to the
-    /// highest count wanted over this trailing window.
-    #[serde(default)]
+    /// highest count wanted over this trailing window. Defaults to the operator's setting (0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 3600))]
-    pub scale_down_delay_seconds: i32,
-}
-
-fn default_target_utilization() -> i32 {
-    70
-}
-fn default_scale_to_zero_grace() -> i32 {
-    30
-}
-fn default_stable_window() -> i32 {
-    60
-}
-fn default_panic_window_percentage() -> i32 {
-    10
-}
-fn default_panic_threshold_percentage() -> i32 {
-    200
-}
-
-impl Default for Scaling {
-    fn default() -> Self {
-        Scaling {
-            metric: ScalingMetric::default(),
-            target: None,
-            target_utilization_percentage: default_target_utilization(),
-            min_scale: 0,
-            max_scale: 0,
-            initial_scale: None,
-            activation_scale: None,
-            scale_to_zero_grace_period_seconds: default_scale_to_zero_grace(),
-            stable_window_seconds: default_stable_window(),
-            panic_window_percentage: default_panic_window_percentage(),
-            panic_threshold_percentage: default_panic_threshold_percentage(),
-            scale_down_delay_seconds: 0,
-        }
-    }
+    pub scale_down_delay_seconds: Option<i32>,
 }
 
 /// What the operator observed of the Service.

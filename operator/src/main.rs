@@ -28,7 +28,7 @@ use tracing::{error, info, warn};
 
 use autoscaler::board::Board;
 use autoscaler::collector::{self, ActivatorEndpoints};
-use autoscaler::policy::RateLimits;
+use autoscaler::policy::Defaults;
 use autoscaler::scaler::Scaler;
 use desired::ActivatorRef;
 use leader::ElectionConfig;
@@ -60,12 +60,8 @@ struct Args {
     /// Address of this process's /healthz, /readyz and /metrics.
     #[arg(long, env = "RUNWAY_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
     admin_listen: SocketAddr,
-    /// One autoscaler tick may grow a Service to at most ready pods x this.
-    #[arg(long, env = "RUNWAY_MAX_SCALE_UP_RATE", default_value_t = 1000.0, value_parser = at_least_one)]
-    max_scale_up_rate: f64,
-    /// One autoscaler tick may shrink a Service to no less than ready pods / this.
-    #[arg(long, env = "RUNWAY_MAX_SCALE_DOWN_RATE", default_value_t = 2.0, value_parser = at_least_one)]
-    max_scale_down_rate: f64,
+    #[command(flatten)]
+    autoscaler: AutoscalerArgs,
     /// Namespace of the leader Lease (the operator's own).
     #[arg(long, env = "POD_NAMESPACE", default_value = "runway-system")]
     lease_namespace: String,
@@ -81,6 +77,58 @@ struct Args {
     /// Log filter, in tracing's EnvFilter syntax.
     #[arg(long, env = "RUNWAY_LOG_LEVEL", default_value = "info")]
     log_level: String,
+}
+
+/// Operator-wide autoscaler settings: rate limits, and the defaults of scaling fields a Service leaves out.
+#[derive(clap::Args, Debug)]
+struct AutoscalerArgs {
+    /// One autoscaler tick may grow a Service to at most ready pods x this.
+    #[arg(long, env = "RUNWAY_MAX_SCALE_UP_RATE", default_value_t = 1000.0, value_parser = at_least_one)]
+    max_scale_up_rate: f64,
+    /// One autoscaler tick may shrink a Service to no less than ready pods / this.
+    #[arg(long, env = "RUNWAY_MAX_SCALE_DOWN_RATE", default_value_t = 2.0, value_parser = at_least_one)]
+    max_scale_down_rate: f64,
+    /// Default per-pod concurrency target (when containerConcurrency is 0).
+    #[arg(long, env = "RUNWAY_DEFAULT_CONCURRENCY_TARGET", default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    default_concurrency_target: i32,
+    /// Default per-pod requests-per-second target.
+    #[arg(long, env = "RUNWAY_DEFAULT_RPS_TARGET", default_value_t = 200, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    default_rps_target: i32,
+    /// Default targetUtilizationPercentage.
+    #[arg(long, env = "RUNWAY_DEFAULT_TARGET_UTILIZATION_PERCENTAGE", default_value_t = 70, value_parser = clap::value_parser!(i32).range(1..=100))]
+    default_target_utilization_percentage: i32,
+    /// Default stableWindowSeconds.
+    #[arg(long, env = "RUNWAY_DEFAULT_STABLE_WINDOW_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(i32).range(6..=3600))]
+    default_stable_window_seconds: i32,
+    /// Default panicWindowPercentage.
+    #[arg(long, env = "RUNWAY_DEFAULT_PANIC_WINDOW_PERCENTAGE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=100))]
+    default_panic_window_percentage: i32,
+    /// Default panicThresholdPercentage.
+    #[arg(long, env = "RUNWAY_DEFAULT_PANIC_THRESHOLD_PERCENTAGE", default_value_t = 200, value_parser = clap::value_parser!(i32).range(110..=1000))]
+    default_panic_threshold_percentage: i32,
+    /// Default scaleToZeroGracePeriodSeconds.
+    #[arg(long, env = "RUNWAY_DEFAULT_SCALE_TO_ZERO_GRACE_PERIOD_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(i32).range(0..=3600))]
+    default_scale_to_zero_grace_period_seconds: i32,
+    /// Default scaleDownDelaySeconds.
+    #[arg(long, env = "RUNWAY_DEFAULT_SCALE_DOWN_DELAY_SECONDS", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=3600))]
+    default_scale_down_delay_seconds: i32,
+}
+
+impl AutoscalerArgs {
+    fn defaults(&self) -> Defaults {
+        Defaults {
+            max_scale_up_rate: self.max_scale_up_rate,
+            max_scale_down_rate: self.max_scale_down_rate,
+            concurrency_target: self.default_concurrency_target,
+            rps_target: self.default_rps_target,
+            target_utilization_percentage: self.default_target_utilization_percentage,
+            stable_window_seconds: self.default_stable_window_seconds,
+            panic_window_percentage: self.default_panic_window_percentage,
+            panic_threshold_percentage: self.default_panic_threshold_percentage,
+            scale_to_zero_grace_period_seconds: self.default_scale_to_zero_grace_period_seconds,
+            scale_down_delay_seconds: self.default_scale_down_delay_seconds,
+        }
+    }
 }
 
 fn at_least_one(value: &str) -> Result<f64, String> {
@@ -176,17 +224,14 @@ async fn lead(
         instance: Some(args.identity.clone()),
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let rates = RateLimits {
-        max_scale_up_rate: args.max_scale_up_rate,
-        max_scale_down_rate: args.max_scale_down_rate,
-    };
+    let defaults = args.autoscaler.defaults();
     let settings = Settings {
         domain: args.domain.clone(),
         activator: ActivatorRef {
             namespace: args.activator_namespace.clone(),
             name: args.activator_service.clone(),
         },
-        rates,
+        defaults,
     };
     let context = Arc::new(Context {
         client: client.clone(),
@@ -222,7 +267,7 @@ async fn lead(
         deployments,
         board,
         metrics,
-        rates,
+        defaults,
     }
     .run(poke_rx);
 

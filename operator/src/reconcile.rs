@@ -13,7 +13,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use runway_api::Service;
 use tracing::{info, warn};
 
-use crate::autoscaler::policy::{Policy, RateLimits};
+use crate::autoscaler::policy::{Defaults, Policy};
 use crate::children::{self, ChildError, FIELD_MANAGER, Outcome};
 use crate::desired::{self, ActivatorRef};
 use crate::metrics::{Metrics, ReasonLabels, ResultLabels};
@@ -29,7 +29,7 @@ const RETRY: Duration = Duration::from_secs(15);
 pub struct Settings {
     pub domain: String,
     pub activator: ActivatorRef,
-    pub rates: RateLimits,
+    pub defaults: Defaults,
 }
 
 /// Shared by every reconcile.
@@ -140,7 +140,7 @@ async fn apply_deployment(
     };
     let live = children::fetch_owned(api, uid, &name).await?;
     let initial = match &live {
-        None => Some(Policy::from_spec(&service.spec, settings.rates).initial_scale),
+        None => Some(Policy::from_spec(&service.spec, &settings.defaults).initial_scale),
         Some(live) => {
             // A reconcile that created the Deployment but stopped before the hand-over: finish it now.
             if children::reconciler_owns_replicas(live) {
@@ -283,7 +283,7 @@ mod tests {
                     namespace: "runway-system".into(),
                     name: "runway-activator".into(),
                 },
-                rates: RateLimits::default(),
+                defaults: Defaults::default(),
             },
             metrics: Arc::new(Metrics::default()),
         })

@@ -111,8 +111,8 @@ pub fn decide(policy: &Policy, history: &mut History, obs: Observation) -> Decis
     let panic_average = history.average(now, policy.panic_window);
     // Rates and the panic ratio are relative to ready pods; a Service with none counts as one.
     let ready = f64::from(obs.ready_pods.max(1));
-    let max_up = (ready * policy.rates.max_scale_up_rate).ceil() as i32;
-    let max_down = (ready / policy.rates.max_scale_down_rate).floor() as i32;
+    let max_up = (ready * policy.max_scale_up_rate).ceil() as i32;
+    let max_down = (ready / policy.max_scale_down_rate).floor() as i32;
     let pods_for = |average: f64| ((average / policy.target_per_pod).ceil() as i32).clamp(max_down, max_up.max(1));
     let stable_want = pods_for(stable_average);
     let panic_want = pods_for(panic_average);
@@ -184,7 +184,7 @@ pub fn decide(policy: &Policy, history: &mut History, obs: Observation) -> Decis
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autoscaler::policy::RateLimits;
+    use crate::autoscaler::policy::Defaults;
     use runway_api::{Scaling, ServiceSpec, ServiceTemplate};
 
     /// A Service with a per-pod concurrency target of 10 (100% utilization), a 10 s stable window (so a 1 s panic
@@ -192,9 +192,9 @@ mod tests {
     fn policy(change: impl FnOnce(&mut Scaling)) -> Policy {
         let mut scaling = Scaling {
             target: Some(10),
-            target_utilization_percentage: 100,
-            stable_window_seconds: 10,
-            scale_to_zero_grace_period_seconds: 5,
+            target_utilization_percentage: Some(100),
+            stable_window_seconds: Some(10),
+            scale_to_zero_grace_period_seconds: Some(5),
             ..Scaling::default()
         };
         change(&mut scaling);
@@ -204,7 +204,7 @@ mod tests {
             timeout_seconds: 300,
             scaling,
         };
-        Policy::from_spec(&spec, RateLimits::default())
+        Policy::from_spec(&spec, &Defaults::default())
     }
 
     /// One tick of a scenario: the load seen that second.
@@ -330,8 +330,8 @@ mod tests {
     #[test]
     fn min_and_max_scale_clamp() {
         let p = policy(|s| {
-            s.min_scale = 2;
-            s.max_scale = 3;
+            s.min_scale = Some(2);
+            s.max_scale = Some(3);
         });
         let mut ticks = repeat(load(0.0), 20);
         ticks.extend(repeat(load(100.0), 3));
@@ -350,8 +350,8 @@ mod tests {
     #[test]
     fn scale_down_follows_the_maximum_over_the_delay_window() {
         let p = policy(|s| {
-            s.scale_down_delay_seconds = 5;
-            s.panic_threshold_percentage = 1000;
+            s.scale_down_delay_seconds = Some(5);
+            s.panic_threshold_percentage = Some(1000);
         });
         let mut history = History::new(Duration::ZERO);
         run_from(&p, &mut history, 1, 1, &repeat(load(40.0), 10));

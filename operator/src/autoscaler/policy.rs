@@ -4,25 +4,38 @@ use std::time::Duration;
 
 use runway_api::{ScalingMetric, ServiceSpec};
 
-/// Default per-pod concurrency target when the Service sets neither a target nor containerConcurrency.
-pub const DEFAULT_CONCURRENCY_TARGET: i32 = 100;
-/// Default per-pod requests-per-second target.
-pub const DEFAULT_RPS_TARGET: i32 = 200;
-
-/// Operator-wide limits on how fast one tick may change the pod count.
+/// Operator-wide autoscaler settings: the rates limiting one tick, and the defaults of every scaling field a Service
+/// leaves out.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RateLimits {
+pub struct Defaults {
     /// One tick may grow the count to at most ceil(ready x this).
     pub max_scale_up_rate: f64,
     /// One tick may shrink the count to no less than floor(ready / this).
     pub max_scale_down_rate: f64,
+    pub concurrency_target: i32,
+    pub rps_target: i32,
+    pub target_utilization_percentage: i32,
+    pub stable_window_seconds: i32,
+    pub panic_window_percentage: i32,
+    pub panic_threshold_percentage: i32,
+    pub scale_to_zero_grace_period_seconds: i32,
+    pub scale_down_delay_seconds: i32,
 }
 
-impl Default for RateLimits {
+impl Default for Defaults {
+    /// Knative's defaults, which Cloud Run and Knative users know.
     fn default() -> Self {
-        RateLimits {
+        Defaults {
             max_scale_up_rate: 1000.0,
             max_scale_down_rate: 2.0,
+            concurrency_target: 100,
+            rps_target: 200,
+            target_utilization_percentage: 70,
+            stable_window_seconds: 60,
+            panic_window_percentage: 10,
+            panic_threshold_percentage: 200,
+            scale_to_zero_grace_period_seconds: 30,
+            scale_down_delay_seconds: 0,
         }
     }
 }
@@ -44,35 +57,49 @@ pub struct Policy {
     pub panic_threshold: f64,
     pub scale_to_zero_grace: Duration,
     pub scale_down_delay: Duration,
-    pub rates: RateLimits,
+    pub max_scale_up_rate: f64,
+    pub max_scale_down_rate: f64,
 }
 
 impl Policy {
-    /// Resolves the Service's settings, filling the defaults that depend on other fields.
-    pub fn from_spec(spec: &ServiceSpec, rates: RateLimits) -> Policy {
+    /// Resolves the Service's settings, filling what it leaves out from the operator's defaults.
+    pub fn from_spec(spec: &ServiceSpec, defaults: &Defaults) -> Policy {
         let s = &spec.scaling;
         let target = s.target.unwrap_or(match (s.metric, spec.container_concurrency) {
             (ScalingMetric::Concurrency, cc) if cc > 0 => cc,
-            (ScalingMetric::Concurrency, _) => DEFAULT_CONCURRENCY_TARGET,
-            (ScalingMetric::Rps, _) => DEFAULT_RPS_TARGET,
+            (ScalingMetric::Concurrency, _) => defaults.concurrency_target,
+            (ScalingMetric::Rps, _) => defaults.rps_target,
         });
-        let stable_window = secs(s.stable_window_seconds);
+        let utilization = s
+            .target_utilization_percentage
+            .unwrap_or(defaults.target_utilization_percentage);
+        let stable_window = secs(s.stable_window_seconds.unwrap_or(defaults.stable_window_seconds));
+        let panic_percentage = s.panic_window_percentage.unwrap_or(defaults.panic_window_percentage);
         // The panic window is a share of the stable window, never shorter than one bucket.
-        let panic_window = (stable_window * s.panic_window_percentage.max(0) as u32 / 100).max(Duration::from_secs(1));
-        let at_least_one = s.min_scale.max(1);
+        let panic_window =
+            (stable_window * u32::try_from(panic_percentage).unwrap_or(0) / 100).max(Duration::from_secs(1));
+        let min_scale = s.min_scale.unwrap_or(0);
+        let at_least_one = min_scale.max(1);
         Policy {
             metric: s.metric,
-            target_per_pod: f64::from(target) * f64::from(s.target_utilization_percentage) / 100.0,
-            min_scale: s.min_scale,
-            max_scale: (s.max_scale > 0).then_some(s.max_scale),
+            target_per_pod: f64::from(target) * f64::from(utilization) / 100.0,
+            min_scale,
+            max_scale: s.max_scale.filter(|max| *max > 0),
             initial_scale: s.initial_scale.unwrap_or(at_least_one),
             activation_scale: s.activation_scale.unwrap_or(at_least_one),
             stable_window,
             panic_window,
-            panic_threshold: f64::from(s.panic_threshold_percentage) / 100.0,
-            scale_to_zero_grace: secs(s.scale_to_zero_grace_period_seconds),
-            scale_down_delay: secs(s.scale_down_delay_seconds),
-            rates,
+            panic_threshold: f64::from(
+                s.panic_threshold_percentage
+                    .unwrap_or(defaults.panic_threshold_percentage),
+            ) / 100.0,
+            scale_to_zero_grace: secs(
+                s.scale_to_zero_grace_period_seconds
+                    .unwrap_or(defaults.scale_to_zero_grace_period_seconds),
+            ),
+            scale_down_delay: secs(s.scale_down_delay_seconds.unwrap_or(defaults.scale_down_delay_seconds)),
+            max_scale_up_rate: defaults.max_scale_up_rate,
+            max_scale_down_rate: defaults.max_scale_down_rate,
         }
     }
 
@@ -103,7 +130,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_knative() {
-        let p = Policy::from_spec(&spec(0, Scaling::default()), RateLimits::default());
+        let p = Policy::from_spec(&spec(0, Scaling::default()), &Defaults::default());
         assert_eq!(p.target_per_pod, 70.0);
         assert_eq!(p.stable_window, Duration::from_secs(60));
         assert_eq!(p.panic_window, Duration::from_secs(6));
@@ -117,7 +144,7 @@ mod tests {
     #[test]
     fn target_defaults_to_container_concurrency_then_metric_default() {
         assert_eq!(
-            Policy::from_spec(&spec(10, Scaling::default()), RateLimits::default()).target_per_pod,
+            Policy::from_spec(&spec(10, Scaling::default()), &Defaults::default()).target_per_pod,
             7.0
         );
         let rps = Scaling {
@@ -125,16 +152,16 @@ mod tests {
             ..Scaling::default()
         };
         assert_eq!(
-            Policy::from_spec(&spec(10, rps), RateLimits::default()).target_per_pod,
+            Policy::from_spec(&spec(10, rps), &Defaults::default()).target_per_pod,
             140.0
         );
         let explicit = Scaling {
             target: Some(5),
-            target_utilization_percentage: 100,
+            target_utilization_percentage: Some(100),
             ..Scaling::default()
         };
         assert_eq!(
-            Policy::from_spec(&spec(10, explicit), RateLimits::default()).target_per_pod,
+            Policy::from_spec(&spec(10, explicit), &Defaults::default()).target_per_pod,
             5.0
         );
     }
@@ -142,24 +169,43 @@ mod tests {
     #[test]
     fn panic_window_is_at_least_one_second_and_initial_scale_follows_min_scale() {
         let s = Scaling {
-            stable_window_seconds: 6,
-            panic_window_percentage: 1,
-            min_scale: 3,
+            stable_window_seconds: Some(6),
+            panic_window_percentage: Some(1),
+            min_scale: Some(3),
             ..Scaling::default()
         };
-        let p = Policy::from_spec(&spec(0, s), RateLimits::default());
+        let p = Policy::from_spec(&spec(0, s), &Defaults::default());
         assert_eq!(p.panic_window, Duration::from_secs(1));
         assert_eq!((p.initial_scale, p.activation_scale), (3, 3));
     }
 
     #[test]
-    fn clamp_applies_min_and_max() {
-        let s = Scaling {
-            min_scale: 2,
-            max_scale: 5,
+    fn operator_defaults_fill_what_the_service_leaves_out() {
+        let defaults = Defaults {
+            target_utilization_percentage: 50,
+            stable_window_seconds: 120,
+            ..Defaults::default()
+        };
+        let p = Policy::from_spec(&spec(0, Scaling::default()), &defaults);
+        assert_eq!(
+            (p.target_per_pod, p.stable_window, p.panic_window),
+            (50.0, Duration::from_secs(120), Duration::from_secs(12))
+        );
+        let own = Scaling {
+            target_utilization_percentage: Some(90),
             ..Scaling::default()
         };
-        let p = Policy::from_spec(&spec(0, s), RateLimits::default());
+        assert_eq!(Policy::from_spec(&spec(0, own), &defaults).target_per_pod, 90.0);
+    }
+
+    #[test]
+    fn clamp_applies_min_and_max() {
+        let s = Scaling {
+            min_scale: Some(2),
+            max_scale: Some(5),
+            ..Scaling::default()
+        };
+        let p = Policy::from_spec(&spec(0, s), &Defaults::default());
         assert_eq!([p.clamp(0), p.clamp(3), p.clamp(9)], [2, 3, 5]);
     }
 }

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::board::{Board, ServiceKey, Totals};
 use super::decision::{Decision, History, Observation, Reason, decide};
-use super::policy::{Policy, RateLimits};
+use super::policy::{Defaults, Policy};
 use crate::children::apply_scale;
 use crate::metrics::{Metrics, ResultLabels, ServiceLabels};
 
@@ -28,7 +28,7 @@ pub struct Scaler {
     pub deployments: Store<Deployment>,
     pub board: Arc<Mutex<Board>>,
     pub metrics: Arc<Metrics>,
-    pub rates: RateLimits,
+    pub defaults: Defaults,
 }
 
 /// A write the Deployment may not show yet: the reflector lags behind the API server.
@@ -100,7 +100,7 @@ impl Scaler {
                 complete,
                 &deployment,
             );
-            let policy = Policy::from_spec(&service.spec, self.rates);
+            let policy = Policy::from_spec(&service.spec, &self.defaults);
             let decision = decide(&policy, &mut entry.history, observation);
             self.export(&key, &decision);
             if entry.should_write(decision.desired, observation.current_scale, now)
@@ -126,7 +126,7 @@ impl Scaler {
         entry.poked = true;
         let current = current_scale(&deployment);
         if current == 0 {
-            let policy = Policy::from_spec(&service.spec, self.rates);
+            let policy = Policy::from_spec(&service.spec, &self.defaults);
             let decision = Decision {
                 desired: policy.clamp(policy.activation_scale),
                 stable_average: 0.0,
@@ -283,7 +283,7 @@ mod tests {
             timeout_seconds: 300,
             scaling: Scaling::default(),
         };
-        Policy::from_spec(&spec, RateLimits::default())
+        Policy::from_spec(&spec, &Defaults::default())
     }
 
     fn decision(desired: i32, reason: Reason, panicking: bool) -> Decision {

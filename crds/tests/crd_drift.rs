@@ -1,0 +1,30 @@
+//! The committed CRD YAML files must match the Rust types.
+
+use std::path::Path;
+
+/// Every place the generated CRD is committed: the API crate and the Helm chart.
+const COMMITTED: [&str; 2] = [
+    "serving.runway.dev_services.yaml",
+    "../deploy/runway/crds/serving.runway.dev_services.yaml",
+];
+
+#[test]
+fn committed_crd_yaml_is_current() {
+    let generated = runway_api::crd::service_crd_yaml();
+    for file in COMMITTED {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{} is stale: run `make crds` (cargo run -p runway-api --bin crdgen) and commit the result",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn the_crd_fits_in_a_client_side_apply_annotation() {
+    // kubectl apply (client-side) stores the object as compact JSON in an annotation limited to 256 KiB.
+    let json = serde_json::to_vec(&runway_api::crd::service_crd()).unwrap();
+    assert!(json.len() < 200 * 1024, "the CRD is {} bytes of JSON", json.len());
+}
