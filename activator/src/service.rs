@@ -524,3 +524,213 @@ impl Drop for Waiting {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use std::net::IpAddr;
+
+    fn service(cc: u32, queue_limit: usize) -> Arc<ServiceHandle> {
+        let key = ServiceKey::new("default", "hello");
+        let handle = ServiceHandle::new(
+            key.clone(),
+            Metrics::default().for_service(&key),
+            Arc::new(LoadHub::new("test")),
+            queue_limit,
+            Arc::new(Peers::alone(IpAddr::from([10, 0, 0, 1]))),
+        );
+        handle.set_settings(Some(ServiceSettings {
+            container_concurrency: cc,
+            timeout: Duration::from_secs(300),
+            readiness_path: None,
+        }));
+        handle
+    }
+
+    fn ready(port: u16) -> EndpointState {
+        EndpointState {
+            addr: SocketAddr::from(([10, 1, 0, 1], port)),
+            h2c: false,
+            ready: true,
+            terminating: false,
+        }
+    }
+
+    fn lease(admission: Admission) -> Lease {
+        match admission {
+            Admission::Granted(Grant::Pod(lease)) => lease,
+            _ => panic!("expected a pod"),
+        }
+    }
+
+    fn queued(admission: Admission) -> Waiting {
+        match admission {
+            Admission::Queued(waiting) => waiting,
+            _ => panic!("expected to wait"),
+        }
+    }
+
+    fn counts(service: &ServiceHandle) -> (u32, u32) {
+        let state = service.lock();
+        (state.load.in_flight(), state.load.queued())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_freed_slot_goes_to_the_head_of_the_queue() {
+        let service = service(1, 10);
+        service.set_endpoints(&[ready(8080)]);
+        let first = lease(service.admit(false));
+        let second = queued(service.admit(false));
+        let third = queued(service.admit(false));
+        assert_eq!(counts(&service), (1, 2));
+        drop(first);
+        let Some(Grant::Pod(second)) = second.granted().await else {
+            panic!("the head waiter gets the slot")
+        };
+        assert_eq!(counts(&service), (1, 1));
+        drop(second);
+        assert!(matches!(third.granted().await, Some(Grant::Pod(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_that_gave_up_are_skipped_and_uncounted() {
+        let service = service(1, 10);
+        service.set_endpoints(&[ready(8080)]);
+        let first = lease(service.admit(false));
+        let gave_up = queued(service.admit(false));
+        let patient = queued(service.admit(false));
+        drop(gave_up);
+        assert_eq!(counts(&service), (1, 1));
+        drop(first);
+        assert!(matches!(patient.granted().await, Some(Grant::Pod(_))));
+        assert_eq!(counts(&service), (0, 0), "the grant was dropped with its lease");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_queue_is_bounded() {
+        let service = service(0, 2);
+        let _a = queued(service.admit(false));
+        let _b = queued(service.admit(false));
+        assert!(matches!(service.admit(false), Admission::QueueFull));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_request_times_out_and_leaves_the_queue() {
+        let service = service(0, 10);
+        let waiting = queued(service.admit(false));
+        assert!(waiting.cold);
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(300), waiting.granted()).await;
+        assert!(outcome.is_err());
+        assert_eq!(started.elapsed(), Duration::from_secs(300));
+        assert_eq!(counts(&service), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlimited_pods_take_every_request() {
+        let service = service(0, 10);
+        service.set_endpoints(&[ready(8080), ready(8081)]);
+        let leases: Vec<Lease> = (0..100).map(|_| lease(service.admit(false))).collect();
+        assert_eq!(counts(&service), (100, 0));
+        drop(leases);
+        assert_eq!(counts(&service), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn terminating_pods_get_no_new_requests_but_finish_old_ones() {
+        let service = service(0, 10);
+        service.set_endpoints(&[ready(8080)]);
+        let in_flight = lease(service.admit(false));
+        service.set_endpoints(&[EndpointState {
+            terminating: true,
+            ..ready(8080)
+        }]);
+        let waiting = queued(service.admit(false));
+        service.set_endpoints(&[]);
+        assert_eq!(counts(&service), (1, 1));
+        drop(in_flight);
+        assert_eq!(counts(&service), (0, 1));
+        service.set_endpoints(&[ready(9090)]);
+        let Some(Grant::Pod(lease)) = waiting.granted().await else {
+            panic!("the new pod serves the waiter")
+        };
+        assert_eq!(lease.target.addr.port(), 9090);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unready_endpoints_are_probed_before_use() {
+        let service = service(0, 10);
+        let probes = service.set_endpoints(&[EndpointState {
+            ready: false,
+            ..ready(8080)
+        }]);
+        assert_eq!(probes.len(), 1);
+        let waiting = queued(service.admit(false));
+        assert_eq!(service.probe_plan(probes[0].id), Some(None));
+        service.probe_succeeded(probes[0].id);
+        assert!(matches!(waiting.granted().await, Some(Grant::Pod(_))));
+        assert_eq!(service.probe_plan(probes[0].id), None, "routable pods are not probed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pod_that_refused_a_connection_waits_for_a_probe() {
+        let service = service(0, 10);
+        service.set_endpoints(&[ready(8080)]);
+        let probe = service
+            .connect_failed(lease(service.admit(false)))
+            .expect("a probe starts");
+        assert!(queued(service.admit(false)).cold);
+        service.probe_succeeded(probe.id);
+        lease(service.admit(false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_slots_requests_go_to_the_peer_that_has_them() {
+        let me = IpAddr::from([10, 0, 0, 1]);
+        let peer: SocketAddr = "10.0.0.2:8080".parse().unwrap();
+        let service = service(1, 10);
+        service.set_peers(Arc::new(Peers::new(me, [peer])));
+        // A pod whose single slot the peer holds.
+        let pod_owned_by_peer = (1..=255u8)
+            .map(|last| SocketAddr::new(IpAddr::from([10, 1, 0, last]), 8080))
+            .find(|addr| first_ranked(addr.ip(), &[me, peer.ip()]) == Some(peer.ip()))
+            .unwrap();
+        let waiting_before = queued(service.admit(false));
+        service.set_endpoints(&[EndpointState {
+            addr: pod_owned_by_peer,
+            ..ready(8080)
+        }]);
+        assert!(matches!(waiting_before.granted().await, Some(Grant::Peer(addr)) if addr == peer));
+        assert!(matches!(service.admit(false), Admission::Granted(Grant::Peer(addr)) if addr == peer));
+        // A request a peer already forwarded waits here instead of bouncing back.
+        assert!(matches!(service.admit(true), Admission::Queued(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poke_leaves_at_once_and_at_most_every_interval() {
+        let key = ServiceKey::new("default", "hello");
+        let hub = Arc::new(LoadHub::new("test"));
+        let (_, mut lines) = hub.subscribe();
+        let service = ServiceHandle::new(
+            key.clone(),
+            Metrics::default().for_service(&key),
+            hub,
+            10,
+            Arc::new(Peers::alone(IpAddr::from([10, 0, 0, 1]))),
+        );
+        service.set_settings(Some(ServiceSettings {
+            container_concurrency: 0,
+            timeout: Duration::from_secs(300),
+            readiness_path: None,
+        }));
+        let _first = queued(service.admit(false));
+        let line = lines.try_recv().expect("poked at once");
+        assert!(String::from_utf8_lossy(&line).contains("\"kind\":\"poke\""));
+        let _second = queued(service.admit(false));
+        assert!(lines.try_recv().is_err(), "rate-limited");
+        tokio::time::advance(POKE_INTERVAL).await;
+        let _third = queued(service.admit(false));
+        assert!(lines.try_recv().is_ok());
+    }
+}

@@ -1,0 +1,174 @@
+//! Helpers for the activator's integration tests: activators, backends and clients on loopback.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use runway_activator::app::{Activator, Options};
+use runway_activator::endpoints::{EndpointState, ServiceSettings};
+use runway_activator::host::ServiceKey;
+use runway_activator::probe::ProbeConfig;
+use runway_activator::server::ConnectionLimits;
+use tokio::net::TcpListener;
+
+pub const HOST: &str = "hello.default.example.com";
+
+pub fn key() -> ServiceKey {
+    ServiceKey::new("default", "hello")
+}
+
+pub fn options(ip: IpAddr) -> Options {
+    Options {
+        listen: SocketAddr::new(ip, 0),
+        admin_listen: SocketAddr::new(ip, 0),
+        domain: "example.com".into(),
+        queue_depth: 10_000,
+        pod_name: format!("activator-{ip}"),
+        pod_ip: ip,
+        drain_delay: Duration::ZERO,
+        shutdown_timeout: Duration::from_secs(5),
+        limits: ConnectionLimits {
+            max_header_bytes: 16 * 1024,
+            header_read_timeout: Duration::from_secs(5),
+        },
+        connect_timeout: Duration::from_secs(1),
+        probe: ProbeConfig::default(),
+    }
+}
+
+pub async fn activator() -> Activator {
+    Activator::start(options(IpAddr::from([127, 0, 0, 1]))).await.unwrap()
+}
+
+pub fn settings(cc: u32, timeout: Duration) -> Option<ServiceSettings> {
+    Some(ServiceSettings {
+        container_concurrency: cc,
+        timeout,
+        readiness_path: None,
+    })
+}
+
+pub fn ready(addr: SocketAddr) -> EndpointState {
+    EndpointState {
+        addr,
+        h2c: false,
+        ready: true,
+        terminating: false,
+    }
+}
+
+/// A backend on loopback serving HTTP/1.1 and h2c with `handler`.
+pub async fn backend<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(request).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A backend answering 200 with `hello` after `delay`.
+pub async fn hello_backend(delay: Duration) -> SocketAddr {
+    backend(move |_request| async move {
+        tokio::time::sleep(delay).await;
+        Response::new(Full::new(Bytes::from_static(b"hello")))
+    })
+    .await
+}
+
+pub type TestClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub fn h2c_client() -> TestClient {
+    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+}
+
+/// GET `path` through the activator at `proxy` for `host`.
+pub fn get(proxy: SocketAddr, host: &str, path: &str) -> Request<Full<Bytes>> {
+    Request::get(format!("http://{proxy}{path}"))
+        .header(http::header::HOST, host)
+        .body(Full::default())
+        .unwrap()
+}
+
+/// Sends the request; status, headers and the whole body.
+pub async fn send(client: &TestClient, request: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap, String) {
+    let response = client.request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Installs the test Service with the given pods.
+pub fn route(activator: &Activator, cc: u32, timeout: Duration, pods: &[SocketAddr]) {
+    activator.registry.set_settings(&key(), settings(cc, timeout));
+    let endpoints: Vec<EndpointState> = pods.iter().map(|addr| ready(*addr)).collect();
+    activator.registry.set_endpoints(&key(), &endpoints);
+}
+
+/// A loopback port with nothing listening.
+pub async fn dead_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// Tracks overlapping requests: a cc=1 app that fails when it sees two at once.
+#[derive(Default)]
+pub struct OverlapDetector {
+    in_flight: std::sync::atomic::AtomicU32,
+    pub overlaps: std::sync::atomic::AtomicU32,
+    pub served: std::sync::atomic::AtomicU32,
+}
+
+pub async fn single_request_backend(detector: Arc<OverlapDetector>, work: Duration) -> SocketAddr {
+    use std::sync::atomic::Ordering::SeqCst;
+    backend(move |_request| {
+        let detector = detector.clone();
+        async move {
+            let overlapped = detector.in_flight.fetch_add(1, SeqCst) > 0;
+            tokio::time::sleep(work).await;
+            detector.in_flight.fetch_sub(1, SeqCst);
+            detector.served.fetch_add(1, SeqCst);
+            if overlapped {
+                detector.overlaps.fetch_add(1, SeqCst);
+                let mut response = Response::new(Full::new(Bytes::from_static(b"overlap")));
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                response
+            } else {
+                Response::new(Full::new(Bytes::from_static(b"ok")))
+            }
+        }
+    })
+    .await
+}

@@ -1,0 +1,363 @@
+//! The activator end to end on loopback: real HTTP servers, no cluster.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use futures::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use runway_activator::endpoints::EndpointState;
+use runway_api::names::COLD_START_HEADER;
+use runway_api::stats::{LoadReport, ReportKind};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const LONG: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn unknown_hosts_get_404_naming_the_host() {
+    let activator = activator().await;
+    let (status, _, body) = send(&client(), get(activator.proxy_addr, "nope.default.example.com", "/")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, "no Runway service for host nope.default.example.com\n");
+}
+
+#[tokio::test]
+async fn requests_are_proxied_with_forwarded_headers() {
+    let activator = activator().await;
+    let pod = backend(|request: Request<hyper::body::Incoming>| async move {
+        let headers = request.headers();
+        let echo = format!(
+            "{} {} xff={} proto={} host={}",
+            request.method(),
+            request.uri(),
+            headers.get("x-forwarded-for").map_or("", |v| v.to_str().unwrap()),
+            headers.get("x-forwarded-proto").map_or("", |v| v.to_str().unwrap()),
+            headers.get("host").map_or("", |v| v.to_str().unwrap()),
+        );
+        Response::new(Full::new(Bytes::from(echo)))
+    })
+    .await;
+    route(&activator, 0, LONG, &[pod]);
+    let (status, headers, body) = send(&client(), get(activator.proxy_addr, "Hello.Default:8080", "/a?b=c")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "GET /a?b=c xff=127.0.0.1 proto=http host=Hello.Default:8080");
+    assert!(headers.get(COLD_START_HEADER).is_none());
+    assert!(headers.get("server-timing").is_none());
+}
+
+#[tokio::test]
+async fn requests_wait_for_a_backend_then_all_succeed() {
+    let activator = activator().await;
+    activator.registry.set_settings(&key(), settings(0, LONG));
+    let client = client();
+    let waiting: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(send_owned(client.clone(), get(activator.proxy_addr, HOST, "/"))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(waiting.iter().all(|w| !w.is_finished()));
+    // The pod appears unready in its EndpointSlice; the activator's own probe makes it routable.
+    let pod = hello_backend(Duration::ZERO).await;
+    activator.registry.set_endpoints(
+        &key(),
+        &[EndpointState {
+            ready: false,
+            ..ready(pod)
+        }],
+    );
+    for request in waiting {
+        let (status, headers, body) = request.await.unwrap();
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
+        assert_eq!(headers.get(COLD_START_HEADER).unwrap(), "true");
+        assert!(
+            headers
+                .get("server-timing")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("runway-queue;dur=")
+        );
+    }
+}
+
+async fn send_owned(client: TestClient, request: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap, String) {
+    send(&client, request).await
+}
+
+#[tokio::test]
+async fn container_concurrency_one_never_overlaps() {
+    let activator = activator().await;
+    let detector = Arc::new(OverlapDetector::default());
+    let pods = [
+        single_request_backend(detector.clone(), Duration::from_millis(5)).await,
+        single_request_backend(Arc::new(OverlapDetector::default()), Duration::from_millis(5)).await,
+    ];
+    route(&activator, 1, LONG, &pods[..1]);
+    let client = client();
+    let requests: Vec<_> = (0..60)
+        .map(|_| tokio::spawn(send_owned(client.clone(), get(activator.proxy_addr, HOST, "/"))))
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap().0, StatusCode::OK);
+    }
+    assert_eq!(detector.overlaps.load(SeqCst), 0);
+    assert_eq!(detector.served.load(SeqCst), 60);
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after() {
+    let mut options = options([127, 0, 0, 1].into());
+    options.queue_depth = 2;
+    let activator = runway_activator::app::Activator::start(options).await.unwrap();
+    activator.registry.set_settings(&key(), settings(0, LONG));
+    let client = client();
+    let _held: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(send_owned(client.clone(), get(activator.proxy_addr, HOST, "/"))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, headers, body) = send(&client, get(activator.proxy_addr, HOST, "/")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers.get("retry-after").unwrap(), "1");
+    assert!(body.contains("retry later"));
+}
+
+#[tokio::test]
+async fn the_timeout_covers_queueing_and_gives_504() {
+    let activator = activator().await;
+    activator
+        .registry
+        .set_settings(&key(), settings(0, Duration::from_secs(1)));
+    let started = Instant::now();
+    let (status, _, _) = send(&client(), get(activator.proxy_addr, HOST, "/")).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() >= Duration::from_secs(1) && started.elapsed() < Duration::from_secs(3));
+
+    // A slow pod: the time until response headers counts too.
+    let slow = hello_backend(Duration::from_secs(5)).await;
+    route(&activator, 0, Duration::from_secs(1), &[slow]);
+    let (status, _, _) = send(&client(), get(activator.proxy_addr, HOST, "/")).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_on_another_pod() {
+    let activator = activator().await;
+    let live = hello_backend(Duration::ZERO).await;
+    route(&activator, 0, LONG, &[dead_port().await, live]);
+    let client = client();
+    for _ in 0..20 {
+        let (status, _, body) = send(&client, get(activator.proxy_addr, HOST, "/")).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
+    }
+}
+
+#[tokio::test]
+async fn request_heads_that_are_too_large_get_431() {
+    let activator = activator().await;
+    route(&activator, 0, LONG, &[hello_backend(Duration::ZERO).await]);
+    let mut request = get(activator.proxy_addr, HOST, "/");
+    request
+        .headers_mut()
+        .insert("x-big", "a".repeat(32 * 1024).parse().unwrap());
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn h2c_clients_and_h2c_backends_work() {
+    let activator = activator().await;
+    let pod = backend(|request: Request<hyper::body::Incoming>| async move {
+        let text = format!("{:?} {}", request.version(), request.uri().path());
+        Response::new(Full::new(Bytes::from(text)))
+    })
+    .await;
+    activator.registry.set_settings(&key(), settings(0, LONG));
+    activator.registry.set_endpoints(
+        &key(),
+        &[EndpointState {
+            h2c: true,
+            ..ready(pod)
+        }],
+    );
+    // h2c client -> activator -> h2c backend; the Host header comes through as :authority is the activator's.
+    let request = Request::get(format!("http://{HOST}/grpc.Service/Call"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let stream = TcpStream::connect(activator.proxy_addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "HTTP/2.0 /grpc.Service/Call");
+
+    // HTTP/1.1 client -> activator -> h2c backend.
+    let (status, _, body) = send(&client(), get(activator.proxy_addr, HOST, "/x")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "HTTP/2.0 /x"));
+}
+
+#[tokio::test]
+async fn websockets_pass_through() {
+    let activator = activator().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pod = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+                while let Some(Ok(message)) = socket.next().await {
+                    if message.is_text() && socket.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    route(&activator, 1, Duration::from_secs(1), &[pod]);
+    let url = format!("ws://{}/socket", activator.proxy_addr);
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+    request.headers_mut().insert("host", HOST.parse().unwrap());
+    let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    // Longer than the Service timeout: upgraded connections are not cut by it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for text in ["one", "two"] {
+        socket.send(text.into()).await.unwrap();
+        let echoed = socket.next().await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap(), text);
+    }
+    // The socket holds the pod's single slot: a plain request waits until the socket closes.
+    let waiting = tokio::spawn(send_owned(client(), get(activator.proxy_addr, HOST, "/")));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished());
+    socket.close(None).await.unwrap();
+    drop(socket);
+    let (status, _, _) = waiting.await.unwrap();
+    assert_ne!(
+        status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "the slot was released when the socket closed"
+    );
+}
+
+#[tokio::test]
+async fn the_first_request_at_zero_pokes_the_load_stream_within_50ms() {
+    let activator = activator().await;
+    activator.registry.set_settings(&key(), settings(0, LONG));
+    let mut stream = TcpStream::connect(activator.admin_addr).await.unwrap();
+    stream
+        .write_all(b"GET /v1/load HTTP/1.1\r\nhost: admin\r\n\r\n")
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(stream);
+    let mut first_report = None;
+    let mut line = String::new();
+    // Response head, then the chunked body: chunk-size lines alternate with report lines.
+    while first_report.is_none() {
+        line.clear();
+        lines.read_line(&mut line).await.unwrap();
+        if line.starts_with('{') {
+            first_report = Some(LoadReport::from_line(line.trim().as_bytes()).unwrap());
+        }
+    }
+    assert_eq!(first_report.unwrap().kind, ReportKind::Periodic);
+
+    let sent = Instant::now();
+    let _request = tokio::spawn(send_owned(client(), get(activator.proxy_addr, HOST, "/")));
+    loop {
+        line.clear();
+        lines.read_line(&mut line).await.unwrap();
+        if !line.starts_with('{') {
+            continue;
+        }
+        let report = LoadReport::from_line(line.trim().as_bytes()).unwrap();
+        if report.kind == ReportKind::Poke {
+            let elapsed = sent.elapsed();
+            assert!(elapsed < Duration::from_millis(50), "poke after {elapsed:?}");
+            assert_eq!(report.services[0].name, "hello");
+            assert_eq!(report.services[0].queued, 1);
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn periodic_reports_carry_concurrency_and_rps() {
+    let activator = activator().await;
+    route(&activator, 0, LONG, &[hello_backend(Duration::from_millis(300)).await]);
+    let client = client();
+    let requests: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(send_owned(client.clone(), get(activator.proxy_addr, HOST, "/"))))
+        .collect();
+    for request in requests {
+        request.await.unwrap();
+    }
+    let mut stream = TcpStream::connect(activator.admin_addr).await.unwrap();
+    stream
+        .write_all(b"GET /v1/load HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(stream);
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut seen = false;
+    while Instant::now() < deadline && !seen {
+        line.clear();
+        lines.read_line(&mut line).await.unwrap();
+        if let Ok(report) = LoadReport::from_line(line.trim().as_bytes())
+            && let Some(load) = report.services.iter().find(|s| s.name == "hello")
+        {
+            assert!(load.rps > 0.0 && load.concurrency > 0.0, "{load:?}");
+            seen = true;
+        }
+    }
+    assert!(seen, "a periodic report listed the service");
+    let metrics = send(
+        &client,
+        Request::get(format!("http://{}/metrics", activator.admin_addr))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await
+    .2;
+    assert!(
+        metrics.contains("runway_activator_requests_total{namespace=\"default\",service=\"hello\",code=\"200\"} 4"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn readiness_fails_while_draining_and_in_flight_requests_finish() {
+    let activator = activator().await;
+    activator.health.set_synced();
+    route(&activator, 0, LONG, &[hello_backend(Duration::from_millis(500)).await]);
+    let admin = activator.admin_addr;
+    let readyz = || {
+        send_owned(
+            client(),
+            Request::get(format!("http://{admin}/readyz"))
+                .body(Full::default())
+                .unwrap(),
+        )
+    };
+    assert_eq!(readyz().await.0, StatusCode::OK);
+    let in_flight = tokio::spawn(send_owned(client(), get(activator.proxy_addr, HOST, "/")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let health = activator.health.clone();
+    let stopping = tokio::spawn(activator.shutdown());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!health.is_ready());
+    let (status, _, body) = in_flight.await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
+    stopping.await.unwrap();
+}
