@@ -4,21 +4,32 @@
 # iptables chains that the kubelet, kube-proxy, the CNI plugins and up.sh create.
 # shellcheck shell=bash
 
-# stop_component NAME: SIGTERM to its recorded pid, SIGKILL if it has not exited after 20 s.
-stop_component() {
-  local name=$1 pid
-  pid=$(pid_of "$name")
-  rm -f "$(pid_file "$name")"
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_for "$name (pid $pid) to exit" 20 pid_gone "$pid"; then
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_for "$name (pid $pid) to die" 5 pid_gone "$pid" || true
+# stop_components NAME...: SIGTERM to each one's recorded pid at once, SIGKILL to any still there after 20 s.
+stop_components() {
+  local name pid pids=() names=()
+  for name in "$@"; do
+    pid=$(pid_of "$name")
+    rm -f "$(pid_file "$name")"
+    [ -n "$pid" ] || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    pids+=("$pid")
+    names+=("$name")
+  done
+  [ ${#pids[@]} -gt 0 ] || return 0
+  if ! wait_for "${names[*]} to exit" 20 pids_gone "${pids[@]}"; then
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+    wait_for "${names[*]} to die" 5 pids_gone "${pids[@]}" || true
   fi
-  log "stopped $name (pid $pid)"
+  log "stopped ${names[*]}"
 }
 
-pid_gone() { ! kill -0 "$1" 2>/dev/null; }
+pids_gone() {
+  local pid
+  for pid in "$@"; do
+    kill -0 "$pid" 2>/dev/null && return 1
+  done
+  return 0
+}
 
 # pod_pids: every process in the kubelet's pod cgroups (the containers and pause processes of this node).
 pod_pids() {
@@ -98,13 +109,13 @@ remove_network() {
 # cleanup: stops whatever of the cluster still runs and leaves the host as before `up`. Keeps the logs in
 # target/cluster-logs so a failed run can still be read after `down`.
 cleanup() {
-  local i
-  # Stop the kubelet first so it does not restart what is being killed; containerd goes after its pods.
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    [ "${COMPONENTS[i]}" = containerd ] && kill_pods
-    stop_component "${COMPONENTS[i]}"
-  done
+  # The kubelet goes first so it does not restart what is being killed; containerd goes after its pods, etcd
+  # after the apiserver.
+  stop_components kube-proxy kubelet
   kill_pods
+  stop_components containerd kube-scheduler kube-controller-manager kube-apiserver
+  stop_components etcd
+  kill_pods # shims of a containerd that died before this cleanup
   unmount_state
   remove_cgroups
   remove_network

@@ -94,8 +94,11 @@ start_scheduler() {
 write_containerd_config() {
   mkdir -p "$STATE/containerd/certs.d/_default"
   cat >"$STATE/containerd/certs.d/_default/hosts.toml" <<'EOF'
-# Only imported images exist in this cluster: a pull goes nowhere.
+# Only imported images exist in this cluster: a pull goes to a closed loopback port. (containerd 1.6 rejects a
+# hosts.toml without a host table, hence the host entry repeating the server.)
 server = "http://127.0.0.1:1"
+[host."http://127.0.0.1:1"]
+  capabilities = ["pull", "resolve"]
 EOF
   cat >"$STATE/containerd/config.toml" <<EOF
 version = 2

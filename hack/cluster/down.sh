@@ -10,6 +10,7 @@ source "$here/lib.sh"
 source "$here/cleanup.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root"
+lock_cluster
 bin_dirs
 cleanup
 rm -f "$KUBECONFIG_PATH"

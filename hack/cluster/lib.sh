@@ -35,7 +35,7 @@ API_PORT=6443
 PAUSE_IMAGE=runway.local/pause:3.10
 COREDNS_IMAGE=runway.local/coredns:${COREDNS_VERSION#v}
 
-# Start order; down stops them in reverse.
+# Every process up starts, in start order.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
@@ -101,3 +101,9 @@ wait_for() {
 }
 
 kubectl_admin() { "$K8S_BIN/kubectl" --kubeconfig "$STATE/kubeconfig/admin.kubeconfig" "$@"; }
+
+# lock_cluster: one up or down at a time (a second one waits up to 10 minutes for the first).
+lock_cluster() {
+  exec 9>/tmp/runway-cluster.lock
+  flock -w 600 9 || die "another hack/cluster/up.sh or down.sh holds /tmp/runway-cluster.lock"
+}

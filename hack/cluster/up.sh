@@ -136,6 +136,7 @@ publish_kubeconfig() {
 
 main() {
   [ "$(id -u)" = 0 ] || die "run as root (the cluster manages mounts, cgroups, iptables and a bridge)"
+  lock_cluster
   local start=$SECONDS
   install_packages
   build_binaries
