@@ -1,7 +1,7 @@
 //! Cluster mode: Runway Services, their pods' EndpointSlices and the peer activators, mirrored with kube-runtime
 //! reflectors (watches, no polling) into the registry.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -81,17 +81,17 @@ async fn mirror_services(client: Client, registry: Arc<Registry>, listed: mpsc::
     let mut known: BTreeSet<ServiceKey> = BTreeSet::new();
     let api: Api<runway_api::Service> = Api::all(client);
     reflect(api, watcher::Config::default(), "services", listed, |store, touched| {
-        let keys: Vec<ServiceKey> = match touched {
-            Some(service) => vec![service_key(service)],
-            None => known
-                .iter()
-                .cloned()
-                .chain(store.state().iter().map(|s| service_key(s)))
-                .collect(),
+        let current: BTreeMap<ServiceKey, ServiceSettings> = store
+            .state()
+            .iter()
+            .map(|s| (service_key(s), ServiceSettings::from_spec(&s.spec)))
+            .collect();
+        let keys: BTreeSet<ServiceKey> = match touched {
+            Some(service) => BTreeSet::from([service_key(service)]),
+            None => known.iter().chain(current.keys()).cloned().collect(),
         };
         for key in keys {
-            let current = store.state().into_iter().find(|s| service_key(s) == key);
-            let settings = current.map(|s| ServiceSettings::from_spec(&s.spec));
+            let settings = current.get(&key).cloned();
             if settings.is_some() {
                 known.insert(key.clone());
             } else {
@@ -113,24 +113,24 @@ async fn mirror_pod_slices(client: Client, registry: Arc<Registry>, listed: mpsc
     let selector = format!("{SERVICE_LABEL},{SLICE_MANAGED_BY_LABEL}={SLICE_CONTROLLER}");
     let config = watcher::Config::default().labels(&selector);
     reflect(api, config, "pod endpoint slices", listed, |store, touched| {
-        let slices = store.state();
-        let keys: Vec<ServiceKey> = match touched {
-            Some(slice) => slice_service(slice).into_iter().collect(),
-            None => known
-                .iter()
-                .cloned()
-                .chain(slices.iter().filter_map(|s| slice_service(s)))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
+        let touched_key = touched.map(slice_service);
+        let mut by_service: BTreeMap<ServiceKey, Vec<Arc<EndpointSlice>>> = BTreeMap::new();
+        for slice in store.state() {
+            if let Some(key) = slice_service(&slice)
+                && touched_key
+                    .as_ref()
+                    .is_none_or(|touched| touched.as_ref() == Some(&key))
+            {
+                by_service.entry(key).or_default().push(slice);
+            }
+        }
+        let keys: BTreeSet<ServiceKey> = match touched_key {
+            Some(key) => key.into_iter().collect(),
+            None => known.iter().chain(by_service.keys()).cloned().collect(),
         };
         for key in keys {
-            let endpoints = endpoints_from_slices(
-                slices
-                    .iter()
-                    .filter(|s| slice_service(s).as_ref() == Some(&key))
-                    .map(|s| &**s),
-            );
+            let slices = by_service.get(&key).map(Vec::as_slice).unwrap_or_default();
+            let endpoints = endpoints_from_slices(slices.iter().map(|s| &**s));
             if endpoints.is_empty() {
                 known.remove(&key);
             } else {
