@@ -33,9 +33,10 @@ async fn requests_are_proxied_with_forwarded_headers() {
     let pod = backend(|request: Request<hyper::body::Incoming>| async move {
         let headers = request.headers();
         let echo = format!(
-            "{} {} xff={} proto={} host={}",
+            "{} {} hop={} xff={} proto={} host={}",
             request.method(),
             request.uri(),
+            headers.contains_key("x-runway-hop"),
             headers.get("x-forwarded-for").map_or("", |v| v.to_str().unwrap()),
             headers.get("x-forwarded-proto").map_or("", |v| v.to_str().unwrap()),
             headers.get("host").map_or("", |v| v.to_str().unwrap()),
@@ -44,9 +45,15 @@ async fn requests_are_proxied_with_forwarded_headers() {
     })
     .await;
     route(&activator, 0, LONG, &[pod]);
-    let (status, headers, body) = send(&client(), get(activator.proxy_addr, "Hello.Default:8080", "/a?b=c")).await;
+    let mut request = get(activator.proxy_addr, "Hello.Default:8080", "/a?b=c");
+    // Not from a peer: the hop header is dropped.
+    request.headers_mut().insert("x-runway-hop", "1".parse().unwrap());
+    let (status, headers, body) = send(&client(), request).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, "GET /a?b=c xff=127.0.0.1 proto=http host=Hello.Default:8080");
+    assert_eq!(
+        body,
+        "GET /a?b=c hop=false xff=127.0.0.1 proto=http host=Hello.Default:8080"
+    );
     assert!(headers.get(COLD_START_HEADER).is_none());
     assert!(headers.get("server-timing").is_none());
 }
@@ -360,4 +367,39 @@ async fn readiness_fails_while_draining_and_in_flight_requests_finish() {
     let (status, _, body) = in_flight.await.unwrap();
     assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
     stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_new_pod_is_routable_once_its_http_readiness_probe_passes() {
+    let activator = activator().await;
+    let ready_after = Instant::now() + Duration::from_millis(300);
+    let pod = backend(move |request: Request<hyper::body::Incoming>| async move {
+        let status = match request.uri().path() {
+            "/ready" if Instant::now() < ready_after => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::OK,
+        };
+        let mut response = Response::new(Full::new(Bytes::from(request.uri().path().to_owned())));
+        *response.status_mut() = status;
+        response
+    })
+    .await;
+    activator.registry.set_settings(
+        &key(),
+        Some(runway_activator::endpoints::ServiceSettings {
+            container_concurrency: 0,
+            timeout: LONG,
+            readiness_path: Some("/ready".into()),
+        }),
+    );
+    activator.registry.set_endpoints(
+        &key(),
+        &[EndpointState {
+            ready: false,
+            ..ready(pod)
+        }],
+    );
+    let (status, headers, body) = send(&client(), get(activator.proxy_addr, HOST, "/work")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "/work"));
+    assert!(Instant::now() >= ready_after, "served only after the probe passed");
+    assert_eq!(headers.get(COLD_START_HEADER).unwrap(), "true");
 }
