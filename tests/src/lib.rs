@@ -1,1 +1,19 @@
+//! Helpers for suites that run against a real Kubernetes cluster, by default the local one that `make up` starts
+//! (kubeconfig in `<repo>/.cluster/kubeconfig`, or `$KUBECONFIG`).
+//!
+//! - [`cluster::Cluster`]: a kube client and a [`kubectl::Kubectl`] for the same kubeconfig.
+//! - [`wait::wait_until`]: polls a condition until a deadline and reports what it saw last.
+//! - [`scenario::run_scenario`]: runs a test body in a fresh namespace and prints diagnostics if it fails.
+//! - [`diagnostics`]: events, pod descriptions, container logs and the cluster components' logs.
+//! - [`workloads`], [`pods`]: the sample app's manifests and pod readiness checks.
+//! - [`http`]: a plain HTTP client for requests from the host.
+#![forbid(unsafe_code)]
 
+pub mod cluster;
+pub mod diagnostics;
+pub mod http;
+pub mod kubectl;
+pub mod pods;
+pub mod scenario;
+pub mod wait;
+pub mod workloads;
