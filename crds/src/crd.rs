@@ -1,12 +1,20 @@
 //! The CustomResourceDefinition as installed: generated from the Rust types.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{CustomResourceDefinition, JSONSchemaProps};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSON, JSONSchemaProps, JSONSchemaPropsOrArray,
+};
 use kube::CustomResourceExt;
 
 use crate::Service;
 
-/// The Service CRD, with the embedded PodSpec's nested field descriptions removed: kept, they make the CRD ~500 KB,
-/// past the 256 KB that client-side `kubectl apply` can store. `kubectl explain pod.spec` documents those fields.
+/// Name given to a container that has none: Cloud Run and Knative users leave it out.
+pub const DEFAULT_CONTAINER_NAME: &str = "app";
+
+/// The Service CRD, adjusted where the embedded PodSpec's schema does not fit:
+/// - its nested field descriptions are removed: kept, they make the CRD ~500 KB, past the 256 KB that client-side
+///   `kubectl apply` can store (`kubectl explain pod.spec` documents those fields);
+/// - a container's name is optional and defaults to `app`, as on Cloud Run; containers form a list keyed by name,
+///   so the API server rejects two with the same name.
 pub fn service_crd() -> CustomResourceDefinition {
     let mut crd = Service::crd();
     for version in &mut crd.spec.versions {
@@ -21,9 +29,25 @@ pub fn service_crd() -> CustomResourceDefinition {
             for field in pod_spec.properties.iter_mut().flat_map(|p| p.values_mut()) {
                 strip_nested_descriptions(field);
             }
+            if let Some(containers) = property(pod_spec, "containers") {
+                containers.x_kubernetes_list_type = Some("map".to_owned());
+                containers.x_kubernetes_list_map_keys = Some(vec!["name".to_owned()]);
+                if let Some(JSONSchemaPropsOrArray::Schema(container)) = containers.items.as_mut() {
+                    default_container_name(container);
+                }
+            }
         }
     }
     crd
+}
+
+fn default_container_name(container: &mut JSONSchemaProps) {
+    if let Some(required) = container.required.as_mut() {
+        required.retain(|field| field != "name");
+    }
+    if let Some(name) = property(container, "name") {
+        name.default = Some(JSON(serde_json::Value::from(DEFAULT_CONTAINER_NAME)));
+    }
 }
 
 fn property<'a>(schema: &'a mut JSONSchemaProps, name: &str) -> Option<&'a mut JSONSchemaProps> {
@@ -37,12 +61,8 @@ fn strip_nested_descriptions(schema: &mut JSONSchemaProps) {
         .iter_mut()
         .flat_map(|p| p.values_mut())
         .chain(schema.items.iter_mut().flat_map(|items| match items {
-            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray::Schema(s) => {
-                std::slice::from_mut(s.as_mut())
-            }
-            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray::Schemas(v) => {
-                v.as_mut_slice()
-            }
+            JSONSchemaPropsOrArray::Schema(s) => std::slice::from_mut(s.as_mut()),
+            JSONSchemaPropsOrArray::Schemas(v) => v.as_mut_slice(),
         }))
         .chain(schema.additional_properties.iter_mut().flat_map(|ap| match ap {
             k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrBool::Schema(s) => {

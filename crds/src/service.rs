@@ -72,7 +72,7 @@ fn default_timeout_seconds() -> i32 {
     validation = kube::core::Rule::new("self.spec.containers.size() >= 1 && self.spec.containers.all(c, has(c.image) && c.image != '')")
         .message("spec.template.spec.containers: at least one container is required and every container needs an image")
         .field_path(".spec.containers"),
-    validation = kube::core::Rule::new("self.spec.containers.size() <= 1 || self.spec.containers.filter(c, has(c.ports) && c.ports.size() > 0).size() == 1")
+    validation = kube::core::Rule::new("self.spec.containers.size() <= 1 || self.spec.containers.exists_one(c, has(c.ports) && c.ports.size() > 0)")
         .message("spec.template.spec.containers: with several containers, exactly one must declare the serving port")
         .field_path(".spec.containers"),
     validation = kube::core::Rule::new("self.spec.containers.all(c, !has(c.ports) || c.ports.size() <= 1)")

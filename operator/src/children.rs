@@ -85,10 +85,19 @@ where
         })?;
     let outcome = match live {
         None => Outcome::Created,
-        Some(live) if live.resource_version() != applied.resource_version() => Outcome::Updated,
+        Some(live) if differs(live, &applied) => Outcome::Updated,
         Some(_) => Outcome::Unchanged,
     };
     Ok((applied, outcome))
+}
+
+/// Whether applying changed what the object says (its spec, labels or owners); bookkeeping such as managed fields
+/// or a status write does not count.
+fn differs<K: Resource + Serialize>(before: &K, after: &K) -> bool {
+    let spec = |object: &K| serde_json::to_value(object).ok().and_then(|v| v.get("spec").cloned());
+    spec(before) != spec(after)
+        || before.labels() != after.labels()
+        || before.owner_references() != after.owner_references()
 }
 
 /// Sets the Deployment's replicas through its scale subresource, as the replicas' owner.
@@ -151,6 +160,18 @@ mod tests {
             serde_json::json!({"f:spec": {"f:replicas": {}, "f:template": {}}}),
         ));
         assert!(reconciler_owns_replicas(&d));
+    }
+
+    #[test]
+    fn only_spec_labels_or_owners_count_as_a_change() {
+        let mut before = Deployment::default();
+        before.metadata.resource_version = Some("1".into());
+        let mut after = before.clone();
+        after.metadata.resource_version = Some("2".into());
+        after.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        assert!(!differs(&before, &after));
+        after.spec = Some(Default::default());
+        assert!(differs(&before, &after));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service as KubeService;
+use k8s_openapi::api::core::v1::{ObjectReference, Service as KubeService};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -83,7 +83,7 @@ async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Err
     let mut observed = Observed::default();
     match apply_deployment(&deployments, service, &uid, &ctx.settings).await {
         Ok((deployment, outcome)) => {
-            record_outcome(ctx, service, "Deployment", &deployment.name_any(), outcome).await;
+            record_outcome(ctx, service, &deployment, outcome).await;
             observed.deployment = Some(deployment);
         }
         Err(e) => observed
@@ -95,7 +95,7 @@ async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Err
         desired::route_service(service, &ctx.settings.activator),
     ] {
         match apply_service(&kube_services, &uid, &desired).await {
-            Ok((applied, outcome)) => record_outcome(ctx, service, "Service", &applied.name_any(), outcome).await,
+            Ok((applied, outcome)) => record_outcome(ctx, service, &applied, outcome).await,
             Err(e) => observed.problems.push(problem(ctx, service, ROUTES_READY, e).await),
         }
     }
@@ -166,19 +166,22 @@ async fn apply_service(
     children::apply(api, desired, live.as_ref()).await
 }
 
-async fn record_outcome(ctx: &Context, service: &Service, kind: &str, name: &str, outcome: Outcome) {
+async fn record_outcome<K: Resource<DynamicType = ()>>(ctx: &Context, service: &Service, child: &K, outcome: Outcome) {
     let reason = match outcome {
         Outcome::Created => "Created",
         Outcome::Updated => "Updated",
         Outcome::Unchanged => return,
     };
-    info!(service = %service.name_any(), namespace = ?service.namespace(), kind, name, reason, "applied child");
+    let (kind, name) = (K::kind(&()), child.name_any());
+    info!(service = %service.name_any(), namespace = ?service.namespace(), %kind, %name, reason, "applied child");
+    let note = format!("{kind} {name} {}", reason.to_lowercase());
     publish(
         ctx,
         service,
         EventType::Normal,
         reason,
-        format!("{kind} {name} {}", reason.to_lowercase()),
+        note,
+        Some(child.object_ref(&())),
     )
     .await;
 }
@@ -193,7 +196,7 @@ async fn problem(ctx: &Context, service: &Service, condition: &'static str, erro
         .reconcile_errors
         .get_or_create(&ReasonLabels { reason })
         .inc();
-    publish(ctx, service, EventType::Warning, reason, error.to_string()).await;
+    publish(ctx, service, EventType::Warning, reason, error.to_string(), None).await;
     ChildProblem {
         condition,
         reason: reason.to_owned(),
@@ -201,14 +204,22 @@ async fn problem(ctx: &Context, service: &Service, condition: &'static str, erro
     }
 }
 
-/// Publishes an event about the Service; a failure to publish is logged, never fatal.
-pub async fn publish(ctx: &Context, service: &Service, type_: EventType, reason: &str, note: String) {
+/// Publishes an event about the Service, optionally naming the child it concerns (which also keeps events about
+/// different children apart); a failure to publish is logged, never fatal.
+async fn publish(
+    ctx: &Context,
+    service: &Service,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    child: Option<ObjectReference>,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
         note: Some(note),
         action: "Reconcile".to_owned(),
-        secondary: None,
+        secondary: child,
     };
     if let Err(e) = ctx.recorder.publish(&event, &service.object_ref(&())).await {
         warn!(%e, "publishing an event");
