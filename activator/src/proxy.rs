@@ -120,10 +120,10 @@ impl Proxy {
         host: &str,
         arrival: Instant,
     ) -> Response<ResponseBody> {
-        let Some(settings) = service.settings() else {
+        let Some(timeout) = service.timeout() else {
             return local(StatusCode::NOT_FOUND, format!("no Runway service for host {host}\n"));
         };
-        let deadline = arrival + settings.timeout;
+        let deadline = arrival + timeout;
         let hop = request.headers_mut().remove(HOP_HEADER).is_some() && self.registry.peers().is_peer(remote.ip());
         let upgrade = (request.version() == Version::HTTP_11)
             .then(|| requested_upgrade(request.headers()))

@@ -59,7 +59,7 @@ impl Registry {
             return Route::Unknown;
         };
         match self.services.read().unwrap().get(&key) {
-            Some(service) if service.settings().is_some() => Route::Service(service.clone()),
+            Some(service) if service.timeout().is_some() => Route::Service(service.clone()),
             _ => Route::Unknown,
         }
     }

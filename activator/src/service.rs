@@ -163,8 +163,9 @@ impl ServiceHandle {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn settings(&self) -> Option<ServiceSettings> {
-        self.lock().settings.clone()
+    /// The Service's timeout; `None` once it was deleted.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.lock().settings.as_ref().map(|s| s.timeout)
     }
 
     /// Asks for a slot for a request that just arrived. `hop`: it came from a peer and must not be forwarded.
