@@ -20,7 +20,7 @@ start() {
   # whether or not setsid had to fork.
   # shellcheck disable=SC2016 # expanded by the inner bash
   setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" "$(binary_of "$name")" "$@" \
-    >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+    >>"$LOG_DIR/$name.log" 2>&1 </dev/null 9>&- & # 9>&-: the component must not hold lock_cluster's lock
   wait_for "$name's pid file" 10 test -s "$pidfile"
   log "started $name (pid $(cat "$pidfile"), log $LOG_DIR/$name.log)"
 }
@@ -69,7 +69,11 @@ start_apiserver() {
     --kubelet-preferred-address-types=InternalIP,Hostname \
     --service-account-issuer="https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
     --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
-    --service-cluster-ip-range="$SERVICE_CIDR" --profiling=false --v=1
+    --service-cluster-ip-range="$SERVICE_CIDR" --profiling=false --v=1 \
+    --requestheader-client-ca-file="$PKI/ca.crt" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key"
 }
 
 start_controller_manager() {
@@ -92,15 +96,14 @@ start_scheduler() {
 # Every registry (hosts.toml "_default") points at a closed loopback port, so a missing image fails at once
 # instead of sending a request off the machine.
 write_containerd_config() {
-  mkdir -p "$STATE/containerd/certs.d/_default"
-  cat >"$STATE/containerd/certs.d/_default/hosts.toml" <<'EOF'
+  write_file "$STATE/containerd/certs.d/_default/hosts.toml" <<'EOF'
 # Only imported images exist in this cluster: a pull goes to a closed loopback port. (containerd 1.6 rejects a
 # hosts.toml without a host table, hence the host entry repeating the server.)
 server = "http://127.0.0.1:1"
 [host."http://127.0.0.1:1"]
   capabilities = ["pull", "resolve"]
 EOF
-  cat >"$STATE/containerd/config.toml" <<EOF
+  write_file "$STATE/containerd/config.toml" <<EOF
 version = 2
 root = "$STATE/containerd/root"
 state = "$STATE/containerd/state"
@@ -145,8 +148,7 @@ EOF
 # write_cni_config: one bridge network; host-local keeps its leases under STATE. No masquerading: pod traffic has
 # nowhere to go but this machine (see guard_egress).
 write_cni_config() {
-  mkdir -p "$CNI_CONF_DIR"
-  cat >"$CNI_CONF_DIR/10-runway.conflist" <<EOF
+  write_file "$CNI_CONF_DIR/10-runway.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "runway",
@@ -179,7 +181,7 @@ start_containerd() {
 # write_kubelet_config: cgroupfs on cgroup v1, no image GC (imported images cannot be pulled again), webhook
 # authorization, a static client certificate, and no host resolv.conf for pods (only cluster DNS).
 write_kubelet_config() {
-  cat >"$STATE/kubelet-config.yaml" <<EOF
+  write_file "$STATE/kubelet-config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: 0.0.0.0
@@ -220,11 +222,12 @@ start_kubelet() {
 }
 
 write_kube_proxy_config() {
-  cat >"$STATE/kube-proxy-config.yaml" <<EOF
+  write_file "$STATE/kube-proxy-config.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: "$STATE/kubeconfig/kube-proxy.kubeconfig"}
 mode: iptables
+nodePortAddresses: [primary] # NodePorts on the node IP only, not on the host's outside interface
 clusterCIDR: "$POD_CIDR"
 hostnameOverride: "$NODE_NAME"
 bindAddress: 127.0.0.1

@@ -107,3 +107,17 @@ lock_cluster() {
   exec 9>/tmp/runway-cluster.lock
   flock -w 600 9 || die "another hack/cluster/up.sh or down.sh holds /tmp/runway-cluster.lock"
 }
+
+# write_file PATH: writes stdin to PATH atomically, and not at all if PATH already has that content. Components
+# watch their files (kube-proxy exits when its config changes; containerd reloads the CNI folder), so an
+# unchanged file must stay untouched and a changed one must never be seen half-written.
+write_file() {
+  local path=$1
+  mkdir -p "$(dirname "$path")"
+  cat >"$path.tmp"
+  if cmp -s "$path.tmp" "$path"; then
+    rm "$path.tmp"
+  else
+    mv "$path.tmp" "$path"
+  fi
+}

@@ -14,11 +14,17 @@ issue() {
   rm "$PKI/$name.csr"
 }
 
-# make_pki: the CA, every component's certificate and the service-account signing key. Skipped when present:
-# every input (names, addresses) is a constant of lib.sh, so an existing set is still right.
+# Bumped whenever make_pki issues a different set of certificates.
+PKI_LAYOUT=2
+
+# make_pki: the CA, every component's certificate and the service-account signing key. Skipped when a set of the
+# same layout exists: every other input (names, addresses) is a constant of lib.sh.
 make_pki() {
-  if [ -f "$PKI/.complete" ]; then
+  if [ "$(cat "$PKI/.complete" 2>/dev/null)" = "$PKI_LAYOUT" ]; then
     return
+  fi
+  if [ -n "$(pid_of kube-apiserver)" ]; then
+    die "the running cluster's certificates are of an older layout: run 'make down' first"
   fi
   log "generating certificates in $PKI"
   rm -rf "$PKI" "$STATE/kubeconfig" # kubeconfigs embed the old certificates
@@ -33,6 +39,7 @@ make_pki() {
   issue apiserver "/CN=kube-apiserver" serverAuth "$api_san"
   issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
   issue admin "/O=system:masters/CN=runway-admin" clientAuth
+  issue front-proxy-client "/CN=front-proxy-client" clientAuth
   issue controller-manager "/CN=system:kube-controller-manager" clientAuth
   issue scheduler "/CN=system:kube-scheduler" clientAuth
   issue kube-proxy "/CN=system:kube-proxy" clientAuth
@@ -40,7 +47,7 @@ make_pki() {
   issue kubelet-serving "/CN=$NODE_NAME" serverAuth "DNS:$NODE_NAME,DNS:localhost,IP:$NODE_IP,IP:127.0.0.1"
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 2>/dev/null
   openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub"
-  touch "$PKI/.complete"
+  echo "$PKI_LAYOUT" >"$PKI/.complete"
 }
 
 # kubeconfig FILE CERT_NAME: a kubeconfig for the user of PKI/CERT_NAME.{crt,key}, certificates embedded so the
