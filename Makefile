@@ -18,6 +18,7 @@ help:
 # Release binaries packed as OCI tarballs in target/images; oci-image.sh imports each at once if the cluster
 # runs, and every `make up` imports all of target/images.
 images:
+	$(CLUSTER)/deps.sh
 	cargo build --release -p runway-hello
 	$(CLUSTER)/oci-image.sh runway.local/hello:$(VERSION) target/release/runway-hello
 # >>> Runway's operator and activator images go here, e.g.

@@ -41,7 +41,7 @@ shift 2
 [[ $ref == *:* && ${ref##*:} != */* ]] || die "oci-image: $ref needs a tag (name:tag)"
 [ -x "$binary" ] || die "oci-image: $binary is not an executable file"
 [[ $user == *:* ]] || user=$user:$user
-need jq
+need jq # hack/cluster/deps.sh installs it
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -16,24 +16,6 @@ source "$here/cleanup.sh"
 # shellcheck source=images.sh
 source "$here/images.sh"
 
-# install_packages: the Debian packages the cluster needs, installed only when one is missing.
-install_packages() {
-  local -A probe=(
-    [containerd]=/usr/bin/containerd [runc]=/usr/sbin/runc [containernetworking-plugins]=$CNI_BIN_DIR/bridge
-    [iptables]=/usr/sbin/iptables [conntrack]=/usr/sbin/conntrack [openssl]=/usr/bin/openssl [jq]=/usr/bin/jq
-    [bind9-dnsutils]=/usr/bin/dig [iproute2]=/usr/sbin/ip [curl]=/usr/bin/curl [gcc]=/usr/bin/gcc
-    [libc6-dev]=/usr/include/stdio.h [util-linux]=/usr/bin/setsid
-  )
-  local pkg missing=()
-  for pkg in "${!probe[@]}"; do
-    [ -e "${probe[$pkg]}" ] || missing+=("$pkg")
-  done
-  [ ${#missing[@]} -eq 0 ] && return
-  log "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
 build_binaries() {
   log "building (or reusing) the cluster binaries; first time ~10 min, see docs/local-cluster.md"
   "$here/build.sh" >/dev/null
@@ -138,7 +120,7 @@ main() {
   [ "$(id -u)" = 0 ] || die "run as root (the cluster manages mounts, cgroups, iptables and a bridge)"
   lock_cluster
   local start=$SECONDS
-  install_packages
+  "$here/deps.sh"
   build_binaries
   recover_if_dead
   mkdir -p "$STATE" "$LOG_DIR" "$PID_DIR"
