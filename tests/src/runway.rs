@@ -1,0 +1,184 @@
+//! Runway on the cluster: its installation, Services, and requests through the activator.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use runway_api::Service;
+use serde_json::{Value, json};
+
+use crate::cluster::{Cluster, repo_root};
+use crate::kubectl::Kubectl;
+use crate::wait::wait_until;
+use crate::workloads::hello_image;
+
+/// Namespace `make up` installs Runway into.
+pub const NAMESPACE: &str = "runway-system";
+/// The URL domain of the installation (the chart's default).
+pub const DOMAIN: &str = "example.com";
+/// A Service goes Ready within this time when its pod starts normally.
+pub const READY: Duration = Duration::from_secs(90);
+
+/// The helm binary: `$HELM`, else the one the local cluster built.
+pub fn helm() -> String {
+    std::env::var("HELM").unwrap_or_else(|_| repo_root().join(".cluster/bin/helm").display().to_string())
+}
+
+/// Where clients reach the activator: its Service's ClusterIP and port (routed from the host by kube-proxy).
+pub async fn activator_address(cluster: &Cluster) -> anyhow::Result<SocketAddr> {
+    let services: Api<KubeService> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    let service = services
+        .get("runway-activator")
+        .await
+        .context("the runway-activator Service")?;
+    let spec = service.spec.context("runway-activator has no spec")?;
+    let ip = spec.cluster_ip.context("runway-activator has no ClusterIP")?;
+    let port = spec.ports.and_then(|p| p.first().map(|p| p.port)).unwrap_or(80);
+    Ok(SocketAddr::new(ip.parse()?, u16::try_from(port)?))
+}
+
+/// The Host header that routes to Service `name` in `ns`.
+pub fn host(name: &str, ns: &str) -> String {
+    format!("{name}.{ns}.{DOMAIN}")
+}
+
+/// A Service manifest of the sample app with `spec` merged over the defaults (image, pull policy) and `env` set.
+pub fn hello_service(name: &str, env: &[(&str, &str)], spec: Value) -> anyhow::Result<Service> {
+    let env: Vec<Value> = env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+    let mut manifest = json!({
+        "apiVersion": "serving.runway.dev/v1alpha1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"template": {"spec": {"containers": [{
+            "image": hello_image(),
+            "imagePullPolicy": "IfNotPresent",
+            "env": env,
+        }]}}},
+    });
+    merge(&mut manifest["spec"], spec);
+    Ok(serde_json::from_value(manifest)?)
+}
+
+/// Deep-merges `patch` into `base` (objects merge, anything else replaces).
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(base), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(base.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (base, patch) => *base = patch,
+    }
+}
+
+/// Creates the Service in `ns`.
+pub async fn create(cluster: &Cluster, ns: &str, service: &Service) -> anyhow::Result<Service> {
+    let api: Api<Service> = Api::namespaced(cluster.client.clone(), ns);
+    Ok(api.create(&PostParams::default(), service).await?)
+}
+
+/// The condition `type_` of the Service as `status/reason`, or what is missing.
+pub fn condition(service: &Service, type_: &str) -> String {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .map_or_else(
+            || format!("no {type_} condition"),
+            |c| format!("{}/{}", c.status, c.reason),
+        )
+}
+
+/// Waits until the Service is Ready=True and returns it.
+pub async fn wait_ready(cluster: &Cluster, ns: &str, name: &str, timeout: Duration) -> anyhow::Result<Service> {
+    let api: Api<Service> = Api::namespaced(cluster.client.clone(), ns);
+    let service = wait_until(format!("Service {ns}/{name} Ready"), timeout, || async {
+        let service = api.get(name).await.map_err(|e| e.to_string())?;
+        let ready = condition(&service, "Ready");
+        if ready.starts_with("True/") {
+            Ok(service)
+        } else {
+            Err(format!("Ready={ready}"))
+        }
+    })
+    .await?;
+    Ok(service)
+}
+
+/// The Deployment's `spec.replicas` (what the autoscaler asks for).
+pub async fn scale(cluster: &Cluster, ns: &str, name: &str) -> anyhow::Result<i32> {
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), ns);
+    let deployment = api.get(name).await?;
+    Ok(deployment.spec.and_then(|s| s.replicas).unwrap_or(0))
+}
+
+/// Waits until the Deployment asks for `want` pods.
+pub async fn wait_scale(cluster: &Cluster, ns: &str, name: &str, want: i32, timeout: Duration) -> anyhow::Result<()> {
+    wait_until(
+        format!("Deployment {ns}/{name} at {want} replicas"),
+        timeout,
+        || async {
+            match scale(cluster, ns, name).await {
+                Ok(n) if n == want => Ok(()),
+                Ok(n) => Err(format!("{n} replicas")),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The pods of Service `name` (any phase).
+pub async fn pods(cluster: &Cluster, ns: &str, name: &str) -> anyhow::Result<Vec<Pod>> {
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    let selector = format!("{}={name}", runway_api::names::SERVICE_LABEL);
+    Ok(api.list(&ListParams::default().labels(&selector)).await?.items)
+}
+
+/// Runway's own state for a failure report: the Services of `ns` in full, and the components' recent logs.
+pub async fn report(kubectl: &Kubectl, ns: &str) -> String {
+    let mut out = String::new();
+    for (title, args) in [
+        (
+            format!("Runway Services in {ns}"),
+            vec!["-n", ns, "get", "rsvc", "-o", "yaml"],
+        ),
+        (
+            "Runway components".to_owned(),
+            vec!["-n", NAMESPACE, "get", "pods", "-o", "wide"],
+        ),
+        (
+            "operator logs".to_owned(),
+            vec![
+                "-n",
+                NAMESPACE,
+                "logs",
+                "-l",
+                "app.kubernetes.io/name=runway-operator",
+                "--tail=60",
+                "--prefix",
+            ],
+        ),
+        (
+            "activator logs".to_owned(),
+            vec![
+                "-n",
+                NAMESPACE,
+                "logs",
+                "-l",
+                "app.kubernetes.io/name=runway-activator",
+                "--tail=60",
+                "--prefix",
+            ],
+        ),
+    ] {
+        let text = kubectl.run(&args).await.unwrap_or_else(|e| format!("({e:#})"));
+        out.push_str(&format!("\n===== {title} =====\n{text}\n"));
+    }
+    out
+}

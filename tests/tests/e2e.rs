@@ -1,0 +1,574 @@
+//! End-to-end suite: Runway installed with Helm on a real cluster (by default the local one from `make up`), real
+//! pods of the sample app, real HTTP through the activator. Each test runs in its own namespace.
+//! Run with `cargo test -p runway-tests --features cluster --test e2e -- --test-threads=1`: the tests measure pod
+//! counts and latencies, so they run one at a time.
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use runway_api::Service;
+use runway_tests::cluster::{Cluster, repo_root};
+use runway_tests::load::{self, Load, Outcome, Target};
+use runway_tests::runway::{self, NAMESPACE, READY};
+use runway_tests::scenario::run_scenario;
+use runway_tests::wait::wait_until;
+use serde_json::json;
+
+const REQUEST: Duration = Duration::from_secs(30);
+/// Settings that let a Service reach zero within seconds: a 6 s stable window and no grace period.
+fn quick_zero() -> serde_json::Value {
+    json!({"scaling": {"stableWindowSeconds": 6, "scaleToZeroGracePeriodSeconds": 0}})
+}
+
+/// Runs `body` in a fresh namespace; a failure also prints Runway's Services and component logs.
+async fn scenario<F, Fut>(prefix: &str, body: F)
+where
+    F: FnOnce(Cluster, String) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    run_scenario(prefix, |cluster, ns| async move {
+        let kubectl = cluster.kubectl();
+        match body(cluster, ns.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(e.context(runway::report(&kubectl, &ns).await)),
+        }
+    })
+    .await;
+}
+
+async fn target(cluster: &Cluster, ns: &str, name: &str) -> anyhow::Result<Target> {
+    Ok(Target {
+        address: runway::activator_address(cluster).await?,
+        host: runway::host(name, ns),
+    })
+}
+
+/// Creates the sample app as Service `name` and waits until it is Ready.
+async fn deploy(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    env: &[(&str, &str)],
+    spec: serde_json::Value,
+) -> anyhow::Result<Target> {
+    runway::create(cluster, ns, &runway::hello_service(name, env, spec)?).await?;
+    runway::wait_ready(cluster, ns, name, READY).await?;
+    target(cluster, ns, name).await
+}
+
+fn ensure_all_ok(what: &str, outcomes: &[Outcome]) -> anyhow::Result<()> {
+    let tally = load::tally(outcomes);
+    eprintln!("{what}: {tally:?}");
+    ensure!(
+        !outcomes.is_empty() && outcomes.iter().all(Outcome::ok),
+        "{what}: not all 200: {tally:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn t01_helm_install_makes_operator_and_activator_ready() {
+    scenario("e2e-install", |cluster, _ns| async move {
+        // `make up` installed the chart; upgrading it in place must work and leave both components Ready.
+        let output = tokio::process::Command::new(runway::helm())
+            .args([
+                "upgrade",
+                "--install",
+                "runway",
+                "deploy/runway",
+                "--namespace",
+                NAMESPACE,
+                "--create-namespace",
+            ])
+            .args(["--wait", "--timeout", "180s", "--kubeconfig"])
+            .arg(cluster.kubeconfig())
+            .current_dir(repo_root())
+            .output()
+            .await?;
+        ensure!(
+            output.status.success(),
+            "helm upgrade --install: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+        for name in ["runway-operator", "runway-activator"] {
+            wait_until(format!("{name} ready"), READY, || async {
+                let d = deployments.get(name).await.map_err(|e| e.to_string())?;
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+                if ready == want && want >= 2 {
+                    Ok(())
+                } else {
+                    Err(format!("{ready}/{want} ready"))
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t02_a_service_gets_a_url_and_answers_from_outside_and_inside_the_cluster() {
+    scenario("e2e-ready", |cluster, ns| async move {
+        let target = deploy(&cluster, &ns, "hello", &[], json!({})).await?;
+        let service: Api<Service> = Api::namespaced(cluster.client.clone(), &ns);
+        let url = service.get("hello").await?.status.and_then(|s| s.url);
+        ensure!(
+            url.as_deref() == Some(&*format!("http://hello.{ns}.example.com")),
+            "url {url:?}"
+        );
+
+        let outcome = load::get(&load::client(), &target, "/", REQUEST).await;
+        ensure!(
+            outcome.ok() && outcome.body.starts_with("hello from hello-"),
+            "through the activator: {outcome:?}"
+        );
+        eprintln!(
+            "through the activator with Host {}: {}",
+            target.host,
+            outcome.body.trim()
+        );
+
+        // From inside a pod, by the Service's cluster DNS name (an ExternalName to the activator).
+        let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
+        pods.create(&Default::default(), &runway_tests::workloads::hello_pod("client", &[]))
+            .await?;
+        runway_tests::pods::wait_ready(&pods, "app=client", 1, READY).await?;
+        let url = format!("http://hello.{ns}.svc.cluster.local/");
+        let body = wait_until(format!("GET {url} from a pod"), Duration::from_secs(30), || async {
+            cluster
+                .kubectl()
+                .run(&[
+                    "-n",
+                    &ns,
+                    "exec",
+                    "client",
+                    "--",
+                    "/usr/local/bin/runway-hello",
+                    "get",
+                    &url,
+                ])
+                .await
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|body| {
+                    if body.starts_with("hello from hello-") {
+                        Ok(body)
+                    } else {
+                        Err(body)
+                    }
+                })
+        })
+        .await?;
+        eprintln!("from pod client, {url}: {}", body.trim());
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t03_an_idle_service_scales_to_zero_and_stays_ready() {
+    scenario("e2e-zero", |cluster, ns| async move {
+        deploy(&cluster, &ns, "idle", &[], quick_zero()).await?;
+        let started = Instant::now();
+        runway::wait_scale(&cluster, &ns, "idle", 0, Duration::from_secs(60)).await?;
+        eprintln!("scaled to zero {:?} after Ready", started.elapsed());
+        wait_until("no pods left", Duration::from_secs(60), || async {
+            let left = runway::pods(&cluster, &ns, "idle").await.map_err(|e| e.to_string())?;
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{} pods", left.len()))
+            }
+        })
+        .await?;
+        let service = runway::wait_ready(&cluster, &ns, "idle", Duration::from_secs(5)).await?;
+        ensure!(
+            runway::condition(&service, "ConfigurationReady") == "True/ScaledToZero",
+            "{:?}",
+            service.status
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// The instant the pod's app started listening, from its log line `listening ... unix_ms=N`.
+async fn listen_instant(cluster: &Cluster, ns: &str, pod: &str) -> anyhow::Result<u128> {
+    let logs = cluster.kubectl().run(&["-n", ns, "logs", pod]).await?;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("listening"))
+        .context("no listening line")?;
+    let value = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("unix_ms="))
+        .context("no unix_ms")?;
+    Ok(value.parse()?)
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+#[tokio::test]
+async fn t04_cold_start_serves_the_first_request_and_a_burst_with_one_pod() {
+    scenario("e2e-cold", |cluster, ns| async move {
+        let target = deploy(&cluster, &ns, "cold", &[], quick_zero()).await?;
+        runway::wait_scale(&cluster, &ns, "cold", 0, Duration::from_secs(60)).await?;
+        wait_until("no pods", Duration::from_secs(60), || async {
+            let n = runway::pods(&cluster, &ns, "cold").await.map_err(|e| e.to_string())?.len();
+            if n == 0 { Ok(()) } else { Err(format!("{n} pods")) }
+        })
+        .await?;
+
+        let sent_ms = unix_ms();
+        let first = load::get(&load::client(), &target, "/", REQUEST).await;
+        ensure!(first.ok() && first.cold_start, "first request at zero: {first:?}");
+        let pod = first.body.trim().strip_prefix("hello from ").context("no pod name")?.to_owned();
+        let listening_ms = listen_instant(&cluster, &ns, &pod).await?;
+        eprintln!(
+            "cold start: time to first byte {:?}; the app listened {} ms after the request was sent, answered {} ms after",
+            first.time_to_headers,
+            listening_ms.saturating_sub(sent_ms),
+            (sent_ms + first.time_to_headers.as_millis()).saturating_sub(listening_ms),
+        );
+
+        runway::wait_scale(&cluster, &ns, "cold", 0, Duration::from_secs(60)).await?;
+        wait_until("no pods", Duration::from_secs(60), || async {
+            let n = runway::pods(&cluster, &ns, "cold").await.map_err(|e| e.to_string())?.len();
+            if n == 0 { Ok(()) } else { Err(format!("{n} pods")) }
+        })
+        .await?;
+        let burst = load::burst(&target, "/", 50, REQUEST).await;
+        ensure_all_ok("50 concurrent requests at zero", &burst)?;
+        let mut ttfb: Vec<Duration> = burst.iter().map(|o| o.time_to_headers).collect();
+        eprintln!("burst time to first byte: p50 {:?}, max {:?}", load::percentile(&mut ttfb, 0.5), load::percentile(&mut ttfb, 1.0));
+        let started = runway::pods(&cluster, &ns, "cold").await?;
+        ensure!(started.len() == 1, "one cold start, but {} pods were started", started.len());
+        ensure!(burst.iter().all(|o| o.cold_start), "every request of the burst waited for the one cold start");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t05_steady_load_scales_to_the_expected_count_within_the_bound_and_back_to_zero() {
+    scenario("e2e-load", |cluster, ns| async move {
+        // Per-pod target 10 x 70% = 7; 20 clients each holding a 200 ms request keep 20 in flight: ceil(20/7) = 3
+        // pods, never more than ceil(3 x 1.1) = 4.
+        let spec = json!({"scaling": {"target": 10, "stableWindowSeconds": 10, "scaleToZeroGracePeriodSeconds": 0}});
+        let target = deploy(&cluster, &ns, "load", &[], spec).await?;
+        let (expected, bound) = (3, 4);
+        let load = Load::start(&target, "/sleep?ms=200", 20, REQUEST);
+        let started = Instant::now();
+        let mut highest = 0;
+        let mut reached = None;
+        // The panic window (1 s) plus pod start, with a margin for this 2-core machine.
+        while started.elapsed() < Duration::from_secs(40) {
+            let now = runway::scale(&cluster, &ns, "load").await?;
+            highest = highest.max(now);
+            if now >= expected && reached.is_none() {
+                reached = Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let outcomes = load.finish().await;
+        eprintln!("reached {expected} pods after {reached:?}; highest {highest}");
+        ensure!(
+            reached.is_some_and(|t| t < Duration::from_secs(30)),
+            "never reached {expected} pods in time"
+        );
+        ensure!(highest <= bound, "scaled to {highest} pods, above the bound {bound}");
+        ensure_all_ok("steady load", &outcomes)?;
+        runway::wait_scale(&cluster, &ns, "load", 0, Duration::from_secs(60)).await?;
+        Ok(())
+    })
+    .await;
+}
+
+/// Sets the activator Deployment's replicas and waits until exactly that many are ready.
+async fn set_activators(cluster: &Cluster, replicas: i32) -> anyhow::Result<()> {
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    api.patch_scale(
+        "runway-activator",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+    )
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    wait_until(format!("{replicas} activator pods, all ready"), READY, || async {
+        let list = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/name=runway-activator"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let ready = list.items.iter().filter(|p| runway_tests::pods::is_ready(p)).count();
+        if list.items.len() == replicas as usize && ready == replicas as usize {
+            Ok(())
+        } else {
+            Err(format!("{ready} ready of {}", list.items.len()))
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn t06_container_concurrency_1_never_overlaps_with_one_or_two_activators() {
+    scenario("e2e-cc1", |cluster, ns| async move {
+        let target = deploy(
+            &cluster,
+            &ns,
+            "single",
+            &[("REJECT_OVERLAP", "true")],
+            json!({"containerConcurrency": 1}),
+        )
+        .await?;
+        for activators in [1, 2] {
+            set_activators(&cluster, activators).await?;
+            let load = Load::start(&target, "/sleep?ms=50", 5, REQUEST);
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            let outcomes = load.finish().await;
+            ensure_all_ok(&format!("5 clients for 20 s, {activators} activator(s)"), &outcomes)?;
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t07_container_concurrency_1_with_max_scale_10_serves_100_concurrent_requests() {
+    scenario("e2e-burst", |cluster, ns| async move {
+        let spec = json!({"containerConcurrency": 1, "scaling": {"maxScale": 10}});
+        let target = deploy(&cluster, &ns, "burst", &[("REJECT_OVERLAP", "true")], spec).await?;
+        let outcomes = load::burst(&target, "/sleep?ms=300", 100, Duration::from_secs(120)).await;
+        ensure_all_ok("100 concurrent 300 ms requests", &outcomes)?;
+        let highest = runway::scale(&cluster, &ns, "burst").await?;
+        ensure!(highest <= 10, "maxScale 10, but {highest} replicas");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t08_a_request_past_its_timeout_gets_504() {
+    scenario("e2e-timeout", |cluster, ns| async move {
+        let target = deploy(&cluster, &ns, "slow", &[], json!({"timeoutSeconds": 2})).await?;
+        let outcome = load::get(&load::client(), &target, "/sleep?ms=5000", REQUEST).await;
+        eprintln!(
+            "5 s request with a 2 s timeout: {} after {:?}",
+            outcome.label(),
+            outcome.time_to_headers
+        );
+        ensure!(outcome.status == Some(http::StatusCode::GATEWAY_TIMEOUT), "{outcome:?}");
+        let took = outcome.time_to_headers;
+        ensure!(
+            took >= Duration::from_millis(1900) && took < Duration::from_millis(3500),
+            "504 after {took:?}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t09_a_new_revision_rolls_out_without_failed_requests() {
+    scenario("e2e-rollout", |cluster, ns| async move {
+        let target = deploy(&cluster, &ns, "roll", &[("VERSION", "1")], json!({})).await?;
+        let old: Vec<String> = runway::pods(&cluster, &ns, "roll").await?.iter().filter_map(|p| p.metadata.name.clone()).collect();
+        let load = Load::start(&target, "/sleep?ms=100", 2, REQUEST);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let services: Api<Service> = Api::namespaced(cluster.client.clone(), &ns);
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "VERSION", "value": "2"}]}]}}}});
+        services.patch("roll", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        wait_until("the old pods replaced", Duration::from_secs(120), || async {
+            let pods = runway::pods(&cluster, &ns, "roll").await.map_err(|e| e.to_string())?;
+            let names: Vec<String> = pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
+            let all_new_ready = !names.is_empty()
+                && names.iter().all(|n| !old.contains(n))
+                && pods.iter().all(runway_tests::pods::is_ready);
+            if all_new_ready { Ok(()) } else { Err(format!("pods {names:?}")) }
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let outcomes = load.finish().await;
+        ensure_all_ok("light load through the rollout", &outcomes)?;
+        let last = outcomes.last().context("no requests")?;
+        ensure!(old.iter().all(|o| !last.body.contains(o.as_str())), "the last answer came from an old pod: {last:?}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t10_deleting_a_service_removes_every_child() {
+    scenario("e2e-delete", |cluster, ns| async move {
+        deploy(&cluster, &ns, "gone", &[], json!({})).await?;
+        let services: Api<Service> = Api::namespaced(cluster.client.clone(), &ns);
+        services.delete("gone", &DeleteParams::foreground()).await?;
+        let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
+        let kube_services: Api<KubeService> = Api::namespaced(cluster.client.clone(), &ns);
+        wait_until("every child removed", Duration::from_secs(60), || async {
+            let mut left = vec![];
+            if deployments.get_opt("gone").await.map_err(|e| e.to_string())?.is_some() {
+                left.push("Deployment gone".to_owned());
+            }
+            for name in ["gone", "gone-pods"] {
+                if kube_services.get_opt(name).await.map_err(|e| e.to_string())?.is_some() {
+                    left.push(format!("Service {name}"));
+                }
+            }
+            let pods = runway::pods(&cluster, &ns, "gone").await.map_err(|e| e.to_string())?;
+            left.extend(pods.iter().filter_map(|p| p.metadata.name.clone()));
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("left: {left:?}"))
+            }
+        })
+        .await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t11_invalid_manifests_are_rejected_with_a_message_naming_the_field() {
+    scenario("e2e-invalid", |cluster, ns| async move {
+        let table = std::fs::read_to_string(repo_root().join("tests/validation/invalid-services.yaml"))?;
+        let table: serde_json::Value = serde_yaml::from_str(&table)?;
+        let cases = table["cases"].as_array().context("no cases")?;
+        ensure!(cases.len() >= 15, "only {} cases", cases.len());
+        let mut wrong = vec![];
+        for case in cases {
+            let (name, expect) = (
+                case["name"].as_str().unwrap_or("?"),
+                case["expect"].as_str().unwrap_or("?"),
+            );
+            let file = std::env::temp_dir().join(format!("runway-invalid-{ns}.json"));
+            std::fs::write(&file, serde_json::to_vec(&case["manifest"])?)?;
+            let result = cluster
+                .kubectl()
+                .run(&["-n", &ns, "apply", "-f", &file.display().to_string()])
+                .await;
+            match result {
+                Ok(out) => wrong.push(format!("{name}: accepted ({out})")),
+                Err(e) if format!("{e:#}").contains(expect) => eprintln!("rejected, {name}"),
+                Err(e) => wrong.push(format!("{name}: wanted {expect:?}, got {e:#}")),
+            }
+        }
+        ensure!(
+            wrong.is_empty(),
+            "{} of {} cases wrong:\n{}",
+            wrong.len(),
+            cases.len(),
+            wrong.join("\n")
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t12_losing_an_activator_and_a_pod_under_load_fails_nothing_and_an_operator_restart_scales_nothing_down() {
+    scenario("e2e-chaos", |cluster, ns| async move {
+        let spec = json!({"scaling": {"minScale": 2, "stableWindowSeconds": 20, "scaleToZeroGracePeriodSeconds": 30}});
+        let target = deploy(&cluster, &ns, "sturdy", &[], spec).await?;
+        runway::wait_scale(&cluster, &ns, "sturdy", 2, READY).await?;
+        let load = Load::start(&target, "/sleep?ms=50", 4, REQUEST);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        let system_pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+        let activators = system_pods
+            .list(&ListParams::default().labels("app.kubernetes.io/name=runway-activator"))
+            .await?;
+        let victim = activators
+            .items
+            .first()
+            .and_then(|p| p.metadata.name.clone())
+            .context("no activator pod")?;
+        let app_pods = runway::pods(&cluster, &ns, "sturdy").await?;
+        let app_victim = app_pods
+            .first()
+            .and_then(|p| p.metadata.name.clone())
+            .context("no app pod")?;
+        eprintln!("deleting activator {victim} and app pod {app_victim} under load");
+        let app_api: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
+        system_pods.delete(&victim, &DeleteParams::default()).await?;
+        app_api.delete(&app_victim, &DeleteParams::default()).await?;
+        set_activators(&cluster, 2).await?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let outcomes = load.finish().await;
+        ensure_all_ok("4 clients while an activator and an app pod were deleted", &outcomes)?;
+
+        // Three pods held by minScale; with the operator stopped, minScale drops to 0. The restarted operator sees
+        // no traffic, yet must hold the 3 pods until it has a whole stable window (20 s) of fresh data.
+        let services: Api<Service> = Api::namespaced(cluster.client.clone(), &ns);
+        let min_scale = |n: i32| Patch::Merge(json!({"spec": {"scaling": {"minScale": n}}}));
+        services.patch("sturdy", &PatchParams::default(), &min_scale(3)).await?;
+        runway::wait_scale(&cluster, &ns, "sturdy", 3, READY).await?;
+        set_operators(&cluster, 0).await?;
+        services.patch("sturdy", &PatchParams::default(), &min_scale(0)).await?;
+        set_operators(&cluster, 2).await?;
+        let restarted = Instant::now();
+        while restarted.elapsed() < Duration::from_secs(15) {
+            let now = runway::scale(&cluster, &ns, "sturdy").await?;
+            if now < 3 {
+                bail!(
+                    "scaled down to {now} {:?} after the operator restart",
+                    restarted.elapsed()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// Scales the operator Deployment and waits for that many pods, and for a leader when there are any.
+async fn set_operators(cluster: &Cluster, replicas: i32) -> anyhow::Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    deployments
+        .patch_scale(
+            "runway-operator",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    let selector = ListParams::default().labels("app.kubernetes.io/name=runway-operator");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    wait_until(
+        format!("{replicas} operator pods ready, one leading"),
+        READY,
+        || async {
+            let list = pods.list(&selector).await.map_err(|e| e.to_string())?;
+            let names: Vec<String> = list.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
+            let ready = list.items.iter().filter(|p| runway_tests::pods::is_ready(p)).count();
+            let holder = leases.get_opt("runway-operator").await.map_err(|e| e.to_string())?;
+            let holder = holder
+                .and_then(|l| l.spec)
+                .and_then(|s| s.holder_identity)
+                .unwrap_or_default();
+            let leading = replicas == 0 || names.contains(&holder);
+            if names.len() == replicas as usize && ready == names.len() && leading {
+                Ok(())
+            } else {
+                Err(format!("pods {names:?}, {ready} ready, lease holder {holder:?}"))
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
