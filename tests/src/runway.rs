@@ -28,8 +28,16 @@ pub fn helm() -> String {
     std::env::var("HELM").unwrap_or_else(|_| repo_root().join(".cluster/bin/helm").display().to_string())
 }
 
-/// Where clients reach the activator: its Service's ClusterIP and port (routed from the host by kube-proxy).
+/// Overrides where the suite sends requests, e.g. a `kubectl port-forward` on kind, whose ClusterIPs the host
+/// cannot reach.
+pub const ACTIVATOR_ADDRESS_ENV: &str = "RUNWAY_ACTIVATOR_ADDRESS";
+
+/// Where clients reach the activator: `$RUNWAY_ACTIVATOR_ADDRESS`, else its Service's ClusterIP and port (routed
+/// from the host by kube-proxy on the local cluster).
 pub async fn activator_address(cluster: &Cluster) -> anyhow::Result<SocketAddr> {
+    if let Ok(address) = std::env::var(ACTIVATOR_ADDRESS_ENV) {
+        return address.parse().with_context(|| format!("{ACTIVATOR_ADDRESS_ENV}={address}"));
+    }
     let services: Api<KubeService> = Api::namespaced(cluster.client.clone(), NAMESPACE);
     let service = services
         .get("runway-activator")
