@@ -60,6 +60,9 @@ pub struct Args {
     /// Bound on one readiness probe.
     #[arg(long, env = "RUNWAY_PROBE_TIMEOUT", default_value = "250ms", value_parser = parse_duration)]
     pub probe_timeout: Duration,
+    /// Threads serving requests; defaults to the CPUs this process may use. 1 runs a single-threaded scheduler.
+    #[arg(long, env = "RUNWAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
     /// Log lines as JSON.
     #[arg(long, env = "RUNWAY_LOG_JSON")]
     pub log_json: bool,
@@ -86,6 +89,12 @@ impl Args {
             (None, true) => Ok(IpAddr::from([127, 0, 0, 1])),
             (None, false) => anyhow::bail!("--pod-ip (or POD_IP from the downward API) is required in cluster mode"),
         }
+    }
+
+    pub fn worker_threads(&self) -> usize {
+        self.worker_threads
+            .map(usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
     pub fn options(&self) -> anyhow::Result<Options> {

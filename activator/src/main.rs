@@ -12,10 +12,23 @@ use tokio::signal::unix::{SignalKind, signal};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_json);
+    let workers = args.worker_threads();
+    // With one core the single-threaded scheduler is cheaper: no work stealing, no cross-thread wake-ups.
+    let runtime = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let options = args.options()?;
     // Read the routes before binding anything: a bad file is a startup error, not a half-configured proxy.
     let mut routes = match &args.routes_file {
