@@ -45,9 +45,10 @@ logs:
 unit-test:
 	cargo test --workspace
 
-# The suites in tests/tests (smoke, and later e2e) against the cluster of .cluster/kubeconfig.
+# The suites in tests/tests (smoke, e2e) against the cluster of .cluster/kubeconfig: every suite runs even if one
+# fails, and tests one at a time (e2e measures pod counts and latencies).
 cluster-test:
-	cargo test -p runway-tests --features cluster
+	cargo test -p runway-tests --features cluster --no-fail-fast -- --test-threads=1
 
 test: unit-test
 	$(MAKE) up
