@@ -25,6 +25,16 @@ start() {
   log "started $name (pid $(cat "$pidfile"), log $LOG_DIR/$name.log)"
 }
 
+# restart_if_changed COMPONENT: stops a running component whose config files changed (CHANGED=1), so that the
+# following start runs it with the new ones.
+restart_if_changed() {
+  if [ "$CHANGED" = 1 ] && is_running "$1"; then
+    log "$1: configuration changed, restarting"
+    stop_components "$1"
+  fi
+  CHANGED=0
+}
+
 # healthy COMPONENT: exits 0 once the component answers its health check.
 healthy() {
   local tls=(--cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key")
@@ -173,8 +183,10 @@ EOF
 }
 
 start_containerd() {
+  CHANGED=0
   write_containerd_config
-  write_cni_config
+  restart_if_changed containerd
+  write_cni_config # containerd reloads this folder by itself
   start containerd --config "$STATE/containerd/config.toml"
 }
 
@@ -214,7 +226,9 @@ EOF
 }
 
 start_kubelet() {
+  CHANGED=0
   write_kubelet_config
+  restart_if_changed kubelet
   mkdir -p "$KUBELET_ROOT"
   start kubelet --config="$STATE/kubelet-config.yaml" --kubeconfig="$STATE/kubeconfig/kubelet.kubeconfig" \
     --root-dir="$KUBELET_ROOT" --cert-dir="$STATE/kubelet-pki" --hostname-override="$NODE_NAME" \
@@ -230,7 +244,6 @@ mode: iptables
 nodePortAddresses: [primary] # NodePorts on the node IP only, not on the host's outside interface
 clusterCIDR: "$POD_CIDR"
 hostnameOverride: "$NODE_NAME"
-bindAddress: 127.0.0.1
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 # Leave the host's conntrack sysctls alone.
@@ -240,6 +253,8 @@ EOF
 }
 
 start_kube_proxy() {
+  CHANGED=0
   write_kube_proxy_config
+  restart_if_changed kube-proxy
   start kube-proxy --config="$STATE/kube-proxy-config.yaml" --v=1
 }

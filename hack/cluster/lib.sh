@@ -110,7 +110,9 @@ lock_cluster() {
 
 # write_file PATH: writes stdin to PATH atomically, and not at all if PATH already has that content. Components
 # watch their files (kube-proxy exits when its config changes; containerd reloads the CNI folder), so an
-# unchanged file must stay untouched and a changed one must never be seen half-written.
+# unchanged file must stay untouched and a changed one must never be seen half-written. Sets CHANGED=1 when it
+# wrote.
+CHANGED=0
 write_file() {
   local path=$1
   mkdir -p "$(dirname "$path")"
@@ -119,5 +121,6 @@ write_file() {
     rm "$path.tmp"
   else
     mv "$path.tmp" "$path"
+    CHANGED=1
   fi
 }
