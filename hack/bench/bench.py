@@ -16,12 +16,18 @@ import tempfile
 import time
 import urllib.request
 
-FAST_BACKEND = "127.0.0.1:18100"
-SLOW_BACKEND = "127.0.0.1:18101"
-ACTIVATOR = "127.0.0.1:18080"
-ACTIVATOR_ADMIN = "127.0.0.1:18090"
-NGINX_FAST = "127.0.0.1:18081"
-NGINX_SLOW = "127.0.0.1:18082"
+
+
+def free_addr():
+    """A loopback address with a port nothing listens on now (others may run servers on this machine too)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+FAST_BACKEND, SLOW_BACKEND, ACTIVATOR, ACTIVATOR_ADMIN, NGINX_FAST, NGINX_SLOW = (free_addr() for _ in range(6))
 FAST_HOST = "fast.bench"
 SLOW_HOST = "slow.bench"
 PROXY_CPU = "1"
@@ -96,6 +102,16 @@ def oha(url, host, duration, rate=None, connections=50, out=None):
     }
 
 
+def median_run(values):
+    """Per metric, the median over the rounds (errors are summed)."""
+    import statistics
+
+    merged = {key: statistics.median(v[key] for v in values) for key in ("rps", "p50_ms", "p99_ms")}
+    merged["errors"] = sum(v["errors"] for v in values)
+    merged["ok"] = sum(v["ok"] for v in values)
+    return merged
+
+
 def proc_status_kib(pid, field):
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -107,7 +123,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--activator", required=True)
     parser.add_argument("--backend", required=True)
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args()
     out = pathlib.Path(args.out_dir)
@@ -127,6 +144,9 @@ def main():
         procs.append(start(["nginx", "-c", str(nginx_dir / "nginx.conf"), "-p", str(nginx_dir)], PROXY_CPU))
         for addr in (FAST_BACKEND, SLOW_BACKEND, ACTIVATOR, NGINX_FAST, NGINX_SLOW):
             wait_for_port(addr)
+        for p in procs:
+            if p.poll() is not None:
+                raise SystemExit(f"{p.args} exited with {p.returncode}")
 
         targets = {
             "direct": {"fast": f"http://{FAST_BACKEND}/", "slow": f"http://{SLOW_BACKEND}/", "fh": FAST_BACKEND, "sh": SLOW_BACKEND},
@@ -134,14 +154,25 @@ def main():
             "nginx": {"fast": f"http://{NGINX_FAST}/", "slow": f"http://{NGINX_SLOW}/", "fh": NGINX_FAST, "sh": NGINX_SLOW},
         }
         d = args.duration
-        results = {}
         for name, t in targets.items():
             oha(t["fast"], t["fh"], 2, connections=50)  # warm-up: connection pools, page cache
-            results[(name, "fixed")] = oha(t["fast"], t["fh"], d, rate=1000, connections=50, out=out / f"{name}-fixed.json")
-            results[(name, "slow")] = oha(t["slow"], t["sh"], d, rate=1000, connections=200, out=out / f"{name}-slow.json")
-            if name == "activator":
+        # Scenarios run in rounds that interleave the targets, and the median round is reported: other work on
+        # the machine then disturbs every target alike instead of whichever happened to run at the time.
+        scenarios = [
+            ("fixed", "fast", "fh", 1000, 50),
+            ("slow", "slow", "sh", 1000, 200),
+            ("uncapped", "fast", "fh", None, 64),
+        ]
+        runs = {}
+        for scenario, url_key, host_key, rate, connections in scenarios:
+            for round_ in range(args.rounds):
+                for name, t in targets.items():
+                    runs.setdefault((name, scenario), []).append(
+                        oha(t[url_key], t[host_key], d, rate=rate, connections=connections,
+                            out=out / f"{name}-{scenario}-{round_}.json"))
+            if scenario == "slow":
                 rss_at_1000 = proc_status_kib(activator.pid, "VmHWM")
-            results[(name, "uncapped")] = oha(t["fast"], t["fh"], d, connections=64, out=out / f"{name}-uncapped.json")
+        results = {key: median_run(values) for key, values in runs.items()}
         rss_after_all = proc_status_kib(activator.pid, "VmHWM")
     finally:
         for p in procs:
@@ -152,15 +183,16 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    report(results, rss_at_1000, rss_after_all, d)
+    report(results, rss_at_1000, rss_after_all, d, args.rounds)
 
 
-def report(r, rss_1000, rss_all, duration):
+def report(r, rss_1000, rss_all, duration, rounds):
     def row(label, key, fmt):
         return f"| {label} | " + " | ".join(fmt(r[(n, key)]) for n in ("direct", "activator", "nginx")) + " |"
 
     lat = lambda x: f"{x['p50_ms']:.2f} / {x['p99_ms']:.2f}"
-    print(f"Duration per scenario: {duration} s. Latencies in ms (p50 / p99).\n")
+    print(f"{rounds} rounds of {duration} s per scenario and target, interleaved; medians of the rounds."
+          " Latencies in ms (p50 / p99).\n")
     print("| scenario | direct | activator | nginx |")
     print("| --- | --- | --- | --- |")
     print(row("1,000 rps, fast backend: p50 / p99", "fixed", lat))
@@ -169,7 +201,7 @@ def report(r, rss_1000, rss_all, duration):
     print(row("uncapped: p50 / p99", "uncapped", lat))
     print()
     for n in ("direct", "activator", "nginx"):
-        errs = [r[(n, k)]["errors"] for k in ("fixed", "slow", "uncapped")]
+        errs = [r[(n, k)]["errors"] for k in ("fixed", "slow", "uncapped")]  # over all rounds
         print(f"- {n}: non-200 responses or errors (1,000 rps / 100 ms backend / uncapped): {errs[0]} / {errs[1]} / {errs[2]}")
     a, d, g = r[("activator", "fixed")], r[("direct", "fixed")], r[("nginx", "fixed")]
     sa, sd = r[("activator", "slow")], r[("direct", "slow")]

@@ -3,7 +3,7 @@
 # loopback in one run. Writes a Markdown report to stdout (and JSON details to $OUT_DIR).
 #
 #   hack/bench/run.sh            # needs nginx and oha; installs nginx with apt and oha with cargo if missing
-#   DURATION=10 hack/bench/run.sh
+#   DURATION=5 ROUNDS=3 hack/bench/run.sh   (seconds per run, interleaved rounds; these are the defaults)
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -22,5 +22,5 @@ target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import j
 exec python3 "$repo/hack/bench/bench.py" \
   --activator "$target_dir/release/runway-activator" \
   --backend "$target_dir/release/examples/bench_backend" \
-  --duration "${DURATION:-10}" \
+  --duration "${DURATION:-5}" --rounds "${ROUNDS:-3}" \
   --out-dir "${OUT_DIR:-$(mktemp -d)}"
