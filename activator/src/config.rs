@@ -48,8 +48,9 @@ pub struct Args {
     /// Largest request head accepted; larger gets 431. At least 8192.
     #[arg(long, env = "RUNWAY_MAX_HEADER_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(8192..=16_777_216))]
     pub max_header_bytes: u32,
-    /// Time a client has to send its request head.
-    #[arg(long, env = "RUNWAY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    /// Time a client has to send its request head. hyper also applies it to idle keep-alive connections, so it is
+    /// above the usual upstream keep-alive timeouts of proxies in front (60 s), which would otherwise race the close.
+    #[arg(long, env = "RUNWAY_HEADER_READ_TIMEOUT", default_value = "65s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
     /// Bound on connecting to a pod or peer; a failed connect is retried on another pod.
     #[arg(long, env = "RUNWAY_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]

@@ -22,7 +22,6 @@ pub struct LoadSample {
     pub rps: f64,
     pub in_flight: u32,
     pub queued: u32,
-    pub interval_secs: f64,
 }
 
 impl LoadSample {
@@ -83,7 +82,6 @@ impl LoadTracker {
             rps,
             in_flight: self.in_flight,
             queued: self.queued,
-            interval_secs: interval,
         }
     }
 

@@ -483,12 +483,6 @@ pub struct Lease {
     released: bool,
 }
 
-impl Lease {
-    pub fn service(&self) -> &Arc<ServiceHandle> {
-        &self.service
-    }
-}
-
 impl Drop for Lease {
     fn drop(&mut self) {
         if !self.released {

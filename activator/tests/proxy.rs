@@ -403,3 +403,26 @@ async fn a_new_pod_is_routable_once_its_http_readiness_probe_passes() {
     assert!(Instant::now() >= ready_after, "served only after the probe passed");
     assert_eq!(headers.get(COLD_START_HEADER).unwrap(), "true");
 }
+
+#[tokio::test]
+async fn slow_clients_are_disconnected_after_the_header_read_timeout() {
+    let mut options = options([127, 0, 0, 1].into());
+    options.limits.header_read_timeout = Duration::from_millis(200);
+    let activator = runway_activator::app::Activator::start(options).await.unwrap();
+    let mut stream = TcpStream::connect(activator.proxy_addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: hello.default\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buffer = Vec::new();
+    // End of stream or a reset: either way the connection is gone, with no request served.
+    let _closed = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut buffer),
+    )
+    .await
+    .expect("the activator closed the connection");
+    assert!(!String::from_utf8_lossy(&buffer).contains("200 OK"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
