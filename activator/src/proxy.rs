@@ -95,6 +95,10 @@ impl Proxy {
         remote: SocketAddr,
     ) -> Result<Response<ResponseBody>, Infallible> {
         let arrival = Instant::now();
+        if request.method() == http::Method::CONNECT {
+            // Tunnels to arbitrary addresses are not a Service's traffic.
+            return Ok(local(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n"));
+        }
         let host = request_host(&request);
         let service = match self.registry.route(&host) {
             Route::Service(service) => service,

@@ -28,6 +28,19 @@ async fn unknown_hosts_get_404_naming_the_host() {
 }
 
 #[tokio::test]
+async fn connect_is_refused() {
+    let activator = activator().await;
+    let mut stream = TcpStream::connect(activator.proxy_addr).await.unwrap();
+    stream
+        .write_all(b"CONNECT 10.0.0.1:22 HTTP/1.1\r\nhost: hello.default\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = String::new();
+    BufReader::new(stream).read_line(&mut head).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+}
+
+#[tokio::test]
 async fn requests_are_proxied_with_forwarded_headers() {
     let activator = activator().await;
     let pod = backend(|request: Request<hyper::body::Incoming>| async move {
