@@ -107,6 +107,7 @@ impl Activator {
     /// connections), stop accepting, then wait (bounded) for in-flight requests.
     pub async fn shutdown(self) {
         self.health.set_draining();
+        self.registry.leave();
         tracing::info!(delay = ?self.drain_delay, "draining");
         tokio::time::sleep(self.drain_delay).await;
         let _ = self.stop.send(true);

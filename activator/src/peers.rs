@@ -7,6 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peers {
     me: IpAddr,
+    /// This activator is draining: its slots go to the others (when there are others).
+    leaving: bool,
     /// Every known activator (`me` included) and the address of its proxy port.
     proxies: BTreeMap<IpAddr, SocketAddr>,
 }
@@ -16,6 +18,7 @@ impl Peers {
     pub fn alone(me: IpAddr) -> Self {
         Peers {
             me,
+            leaving: false,
             proxies: BTreeMap::new(),
         }
     }
@@ -23,20 +26,37 @@ impl Peers {
     /// This activator and the others, each with the address of its proxy port.
     pub fn new(me: IpAddr, others: impl IntoIterator<Item = SocketAddr>) -> Self {
         let proxies = others.into_iter().map(|addr| (addr.ip(), addr)).collect();
-        Peers { me, proxies }
+        Peers {
+            me,
+            leaving: false,
+            proxies,
+        }
+    }
+
+    /// The same activators, with this one leaving: it hands its slots to the others and forwards to them, so that
+    /// the requests it still receives while draining do not overlap with the others' use of its former slots.
+    pub fn leaving(self) -> Self {
+        Peers { leaving: true, ..self }
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.leaving
     }
 
     pub fn me(&self) -> IpAddr {
         self.me
     }
 
-    /// Every known activator's IP, `me` included, sorted.
+    /// The IPs of the activators that share the slots, sorted: every known one including `me`, except `me` while
+    /// leaving if any other remains.
     pub fn ips(&self) -> Vec<IpAddr> {
-        let mut ips: Vec<IpAddr> = self.proxies.keys().copied().collect();
-        if !self.proxies.contains_key(&self.me) {
-            ips.push(self.me);
-            ips.sort_unstable();
+        let others: Vec<IpAddr> = self.proxies.keys().copied().filter(|ip| *ip != self.me).collect();
+        if self.leaving && !others.is_empty() {
+            return others;
         }
+        let mut ips = others;
+        ips.push(self.me);
+        ips.sort_unstable();
         ips
     }
 
@@ -64,5 +84,13 @@ mod tests {
         assert!(!peers.is_peer(me));
         assert_eq!(peers.proxy_addr(me), None);
         assert_eq!(Peers::alone(me).ips(), vec![me]);
+    }
+
+    #[test]
+    fn a_leaving_activator_drops_out_unless_it_is_alone() {
+        let me: IpAddr = "10.0.0.2".parse().unwrap();
+        let peers = Peers::new(me, ["10.0.0.1:8080".parse().unwrap()]).leaving();
+        assert_eq!(peers.ips(), vec!["10.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(Peers::alone(me).leaving().ips(), vec![me]);
     }
 }

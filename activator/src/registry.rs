@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use runway_api::stats::ServiceLoad;
@@ -24,6 +25,7 @@ pub struct Registry {
     pub metrics: Arc<Metrics>,
     services: RwLock<HashMap<ServiceKey, Arc<ServiceHandle>>>,
     peers: RwLock<Arc<Peers>>,
+    leaving: AtomicBool,
 }
 
 /// What a host leads to.
@@ -50,6 +52,7 @@ impl Registry {
             metrics,
             services: RwLock::default(),
             peers: RwLock::new(Arc::new(Peers::alone(me))),
+            leaving: AtomicBool::new(false),
         }
     }
 
@@ -95,12 +98,23 @@ impl Registry {
 
     /// The set of activators changed.
     pub fn set_peers(&self, peers: Peers) {
-        let peers = Arc::new(peers);
+        let peers = Arc::new(if self.leaving.load(Ordering::SeqCst) {
+            peers.leaving()
+        } else {
+            peers
+        });
         *self.peers.write().unwrap() = peers.clone();
         let services: Vec<Arc<ServiceHandle>> = self.services.read().unwrap().values().cloned().collect();
         for service in services {
             service.set_peers(peers.clone());
         }
+    }
+
+    /// This activator is draining: from now on its slots belong to the other activators.
+    pub fn leave(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+        let peers = (*self.peers()).clone();
+        self.set_peers(peers);
     }
 
     /// Every Service with load in the interval ending now.

@@ -183,7 +183,9 @@ impl ServiceHandle {
             self.publish_gauges(&state);
             return Admission::Granted(Grant::Pod(lease));
         }
-        if !hop && let Some(peer) = state.forward_target() {
+        if state.may_forward(hop)
+            && let Some(peer) = state.forward_target()
+        {
             return Admission::Granted(Grant::Peer(peer));
         }
         state.load.arrived();
@@ -373,13 +375,14 @@ impl ServiceHandle {
         if !state.waiters.is_empty()
             && let Some(peer) = state.forward_target()
         {
-            let (hops, forwardable): (VecDeque<Waiter>, VecDeque<Waiter>) =
-                std::mem::take(&mut state.waiters).into_iter().partition(|w| w.hop);
+            let (kept, forwardable): (VecDeque<Waiter>, VecDeque<Waiter>) = std::mem::take(&mut state.waiters)
+                .into_iter()
+                .partition(|w| !state.may_forward(w.hop));
             state.load.change_queued(now, -(forwardable.len() as i32));
             for waiter in forwardable {
                 let _ = waiter.grant.send(Grant::Peer(peer));
             }
-            state.waiters = hops;
+            state.waiters = kept;
         }
         if state.pods.iter().any(Pod::routable) {
             state.cold_start = false;
@@ -432,6 +435,12 @@ impl ServiceState {
                 self.pods.remove(index);
             }
         }
+    }
+
+    /// A request a peer forwarded is not forwarded again, except by an activator that is leaving: it holds no slots
+    /// any more, and the peer it forwards to will not bounce it back.
+    fn may_forward(&self, hop: bool) -> bool {
+        !hop || self.peers.is_leaving()
     }
 
     fn cc(&self) -> u32 {
@@ -700,6 +709,31 @@ mod tests {
         assert!(matches!(service.admit(false), Admission::Granted(Grant::Peer(addr)) if addr == peer));
         // A request a peer already forwarded waits here instead of bouncing back.
         assert!(matches!(service.admit(true), Admission::Queued(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leaving_activator_hands_its_slots_to_the_peers() {
+        let me = IpAddr::from([10, 0, 0, 1]);
+        let peer: SocketAddr = "10.0.0.2:8080".parse().unwrap();
+        let service = service(1, 10);
+        let peers = Peers::new(me, [peer]);
+        service.set_peers(Arc::new(peers.clone()));
+        let pod_owned_by_me = (1..=255u8)
+            .map(|last| SocketAddr::new(IpAddr::from([10, 1, 0, last]), 8080))
+            .find(|addr| first_ranked(addr.ip(), &[me, peer.ip()]) == Some(me))
+            .unwrap();
+        service.set_endpoints(&[EndpointState {
+            addr: pod_owned_by_me,
+            ..ready(8080)
+        }]);
+        let in_flight = lease(service.admit(false));
+        let hop_waiting = queued(service.admit(true));
+        service.set_peers(Arc::new(peers.leaving()));
+        // Even the request a peer forwarded goes back out: this activator holds no slot any more.
+        assert!(matches!(hop_waiting.granted().await, Some(Grant::Peer(addr)) if addr == peer));
+        assert!(matches!(service.admit(false), Admission::Granted(Grant::Peer(addr)) if addr == peer));
+        drop(in_flight);
+        assert_eq!(counts(&service), (0, 0));
     }
 
     #[tokio::test(start_paused = true)]

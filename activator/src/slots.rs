@@ -7,21 +7,20 @@
 
 use std::net::IpAddr;
 
-/// The slots `me` holds on `pod` for a limit of `cc` shared by `activators` (which should include `me`; if it does
-/// not, `me` is counted as one more). `cc == 0` (unlimited) is not split: every activator may use the whole pod.
+/// The slots `me` holds on `pod` for a limit of `cc` shared by `activators`; none when `me` is not among them (it is
+/// leaving). `cc == 0` (unlimited) is not split: every activator may use the whole pod.
 pub fn slots_for(me: IpAddr, pod: IpAddr, cc: u32, activators: &[IpAddr]) -> Slots {
     if cc == 0 {
         return Slots::Unlimited;
     }
     let mut ranked: Vec<IpAddr> = activators.to_vec();
-    if !ranked.contains(&me) {
-        ranked.push(me);
-    }
     ranked.sort_unstable();
     ranked.dedup();
     ranked.sort_by_key(|activator| std::cmp::Reverse(rendezvous_weight(*activator, pod)));
-    let rank = ranked.iter().position(|a| *a == me).expect("me was added above") as u32;
-    Slots::Limited(share(cc, ranked.len() as u32, rank))
+    match ranked.iter().position(|a| *a == me) {
+        Some(rank) => Slots::Limited(share(cc, ranked.len() as u32, rank as u32)),
+        None => Slots::Limited(0),
+    }
 }
 
 /// The activator that ranks first for `pod`: the one holding the most slots on it.
@@ -193,11 +192,10 @@ mod tests {
     }
 
     #[test]
-    fn me_missing_from_the_list_is_counted() {
-        let me = ip("10.0.0.9");
-        let pod = ip("10.1.0.1");
-        let others = activators(1);
-        let mine = slots_for(me, pod, 2, &others);
-        assert_eq!(mine, Slots::Limited(1));
+    fn an_activator_missing_from_the_list_holds_no_slots() {
+        assert_eq!(
+            slots_for(ip("10.0.0.9"), ip("10.1.0.1"), 2, &activators(1)),
+            Slots::Limited(0)
+        );
     }
 }
