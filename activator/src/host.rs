@@ -1,5 +1,6 @@
 //! Which Service a request is for, from its Host header or HTTP/2 :authority.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A Runway Service, by namespace and name.
@@ -27,12 +28,27 @@ impl fmt::Display for ServiceKey {
 /// The Service a host names: `{name}.{namespace}` followed by `.{domain}`, `.svc.cluster.local`, `.svc` or nothing.
 /// A port and a trailing dot are ignored and the match is case-insensitive. `None` when the host names no Service.
 pub fn service_for_host(host: &str, domain: &str) -> Option<ServiceKey> {
-    let host = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
-    let domain = domain.trim_matches('.').to_ascii_lowercase();
-    let domain_suffix = format!(".{domain}");
-    [domain_suffix.as_str(), ".svc.cluster.local", ".svc", ""]
+    let host = strip_port(host).trim_end_matches('.');
+    let domain = domain.trim_matches('.');
+    // Hosts are nearly always lower-case already: only allocate when they are not (this runs for every request).
+    let host: Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
+    let under_domain = host
+        .len()
+        .checked_sub(domain.len() + 1)
+        .filter(|&dot| host.as_bytes()[dot] == b'.' && host[dot + 1..].eq_ignore_ascii_case(domain))
+        .map(|dot| &host[..dot]);
+    under_domain
         .into_iter()
-        .find_map(|suffix| host.strip_suffix(suffix).and_then(name_and_namespace))
+        .chain(
+            [".svc.cluster.local", ".svc", ""]
+                .into_iter()
+                .filter_map(|suffix| host.strip_suffix(suffix)),
+        )
+        .find_map(name_and_namespace)
 }
 
 /// `host` without a trailing `:port`; IPv6 literals (`[::1]:80`) keep their brackets and never name a Service.
@@ -101,6 +117,9 @@ mod tests {
             "[::1]:8080",
             "127.0.0.1:8080",
             "hello.default.svc.cluster",
+            "héllo.default.example.com",
+            "hello.défault",
+            "é.example.com",
         ] {
             assert_eq!(key(host), None, "{host}");
         }
@@ -113,5 +132,9 @@ mod tests {
             Some(ServiceKey::new("prod", "api"))
         );
         assert_eq!(service_for_host("api.prod.example.com", "apps.corp.net"), None);
+        assert_eq!(
+            service_for_host("api.prod.Apps.Corp.Net", ".apps.corp.net."),
+            Some(ServiceKey::new("prod", "api"))
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -19,7 +20,7 @@ use crate::body::{BodySlot, OutgoingBody, ResponseBody};
 use crate::headers::{HOP_HEADER, remove_hop_by_hop, requested_upgrade, restore_upgrade, set_forwarded};
 use crate::probe;
 use crate::registry::{Registry, Route};
-use crate::service::{Admission, Grant, Lease, ServiceHandle};
+use crate::service::{Admission, Grant, Lease, ServiceHandle, Target};
 
 /// Attempts per request when connections fail before the request is sent.
 const MAX_ATTEMPTS: usize = 3;
@@ -66,8 +67,7 @@ pub struct Proxy {
 
 /// What one attempt is sent to.
 struct Destination {
-    addr: SocketAddr,
-    h2c: bool,
+    target: Target,
     lease: Option<Lease>,
     peer: bool,
 }
@@ -164,7 +164,7 @@ impl Proxy {
                     );
                 }
             };
-            let client = match (destination.peer, destination.h2c) {
+            let client = match (destination.peer, destination.target.h2c) {
                 (false, false) => &self.clients.http1,
                 (false, true) => &self.clients.h2c,
                 (true, false) => &self.clients.peer_http1,
@@ -175,7 +175,7 @@ impl Proxy {
                 Err(_elapsed) => return timeout_response(),
                 Ok(Ok(response)) => return finish(response, destination.lease, client_upgrade, &waited),
                 Ok(Err(error)) if error.is_connect() && body.is_untouched() => {
-                    tracing::debug!(service = %service.key, backend = %destination.addr, %error, "connect failed, retrying");
+                    tracing::debug!(service = %service.key, backend = %destination.target.addr, %error, "connect failed, retrying");
                     if let Some(lease) = destination.lease
                         && let Some(probe) = service.connect_failed(lease)
                     {
@@ -183,7 +183,7 @@ impl Proxy {
                     }
                 }
                 Ok(Err(error)) => {
-                    tracing::debug!(service = %service.key, backend = %destination.addr, %error, "backend failed");
+                    tracing::debug!(service = %service.key, backend = %destination.target.addr, %error, "backend failed");
                     return local(StatusCode::BAD_GATEWAY, "the backend failed to answer\n");
                 }
             }
@@ -226,14 +226,12 @@ impl Proxy {
         };
         Ok(match grant {
             Grant::Pod(lease) => Destination {
-                addr: lease.target.addr,
-                h2c: lease.target.h2c,
+                target: lease.target.clone(),
                 lease: Some(lease),
                 peer: false,
             },
             Grant::Peer(addr) => Destination {
-                addr,
-                h2c: false,
+                target: Target::new(addr, false),
                 lease: None,
                 peer: true,
             },
@@ -257,13 +255,17 @@ fn build_request(
     destination: &Destination,
     body: OutgoingBody,
 ) -> Result<Request<OutgoingBody>, http::Error> {
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri: Uri = format!("http://{}{}", destination.addr, path).parse()?;
+    let path = parts.uri.path_and_query().cloned();
+    let uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(destination.target.authority.clone())
+        .path_and_query(path.unwrap_or_else(|| PathAndQuery::from_static("/")))
+        .build()?;
     // Peers get HTTP/2 when the client spoke it (the peer's pod may need it end to end); pods as their port says.
     let h2 = if destination.peer {
         parts.version == Version::HTTP_2
     } else {
-        destination.h2c
+        destination.target.h2c
     };
     let mut request = Request::builder()
         .method(parts.method.clone())

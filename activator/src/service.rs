@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use http::uri::Authority;
 use runway_api::stats::ServiceLoad;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -25,11 +26,20 @@ use crate::slots::{Slots, first_ranked, slots_for};
 pub const POKE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Where to send a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once per pod rather than per request.
+    pub authority: Authority,
     /// HTTP/2 with prior knowledge.
     pub h2c: bool,
+}
+
+impl Target {
+    pub fn new(addr: SocketAddr, h2c: bool) -> Self {
+        let authority = Authority::try_from(addr.to_string()).expect("a socket address is a valid authority");
+        Target { addr, authority, h2c }
+    }
 }
 
 /// What a request may do now.
@@ -260,10 +270,7 @@ impl ServiceHandle {
                     state.next_id += 1;
                     state.pods.push(Pod {
                         id,
-                        target: Target {
-                            addr: endpoint.addr,
-                            h2c: endpoint.h2c,
-                        },
+                        target: Target::new(endpoint.addr, endpoint.h2c),
                         k8s_ready: endpoint.ready,
                         k8s_was_ready: endpoint.ready,
                         probed_ready: false,
@@ -421,7 +428,7 @@ impl ServiceState {
         Lease {
             service,
             pod_id: pod.id,
-            target: pod.target,
+            target: pod.target.clone(),
             released: false,
         }
     }
