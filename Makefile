@@ -5,32 +5,30 @@ CLUSTER := hack/cluster
 # The workspace version tags Runway's own images: runway.local/<name>:$(VERSION).
 VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/ s/^version = "\(.*\)"/\1/p' Cargo.toml)
 
-.PHONY: help images up down logs status test unit-test cluster-test
+.PHONY: help images up down logs status lint crds test unit-test cluster-test
 
 help:
-	@echo "make up            start (or check) the local cluster and import the images; prints KUBECONFIG"
+	@echo "make up            the local cluster with Runway and the sample app; prints the curl to try"
 	@echo "make down          stop it and clean the host (logs stay in target/cluster-logs)"
 	@echo "make status        which components run, where they log, nodes and pods"
 	@echo "make logs          the end of every component log (make logs LINES=100)"
 	@echo "make images        build Runway's images into target/images (imported into a running cluster)"
-	@echo "make test          unit tests, then make up, then the cluster suites"
+	@echo "make test          lint, unit tests, then make up, then the cluster suites"
+	@echo "make crds          regenerate the CRD YAML from the Rust types"
 
 # Release binaries packed as OCI tarballs in target/images; oci-image.sh imports each at once if the cluster
 # runs, and every `make up` imports all of target/images.
 images:
 	$(CLUSTER)/deps.sh
-	cargo build --release -p runway-hello
+	cargo build --release -p runway-hello -p runway-operator -p runway-activator
 	$(CLUSTER)/oci-image.sh runway.local/hello:$(VERSION) target/release/runway-hello
-# >>> Runway's operator and activator images go here, e.g.
-#	$(CLUSTER)/oci-image.sh runway.local/operator:$(VERSION) target/release/runway-operator
-# <<<
+	$(CLUSTER)/oci-image.sh runway.local/operator:$(VERSION) target/release/runway-operator
+	$(CLUSTER)/oci-image.sh runway.local/activator:$(VERSION) target/release/runway-activator
 
+# The cluster, Runway installed with Helm, and the sample app; prints the curl to try.
 up: images
 	$(CLUSTER)/up.sh
-# >>> Install Runway into the cluster here (after up.sh: the cluster is ready and KUBECONFIG exists), e.g.
-#	.cluster/bin/helm --kubeconfig .cluster/kubeconfig upgrade --install runway deploy/runway \
-#	  --namespace runway-system --create-namespace --wait --set image.tag=$(VERSION)
-# <<<
+	hack/install-runway.sh
 
 down:
 	$(CLUSTER)/down.sh
@@ -42,6 +40,16 @@ LINES ?= 20
 logs:
 	@$(CLUSTER)/logs.sh tail $(LINES)
 
+# Formatting and lints, as CI requires them.
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+# The CRD YAML generated from the Rust types (committed; crds/tests/crd_drift.rs fails when it is stale).
+crds:
+	cargo run -q -p runway-api --bin crdgen > crds/serving.runway.dev_services.yaml
+	cp crds/serving.runway.dev_services.yaml deploy/runway/crds/
+
 unit-test:
 	cargo test --workspace
 
@@ -50,6 +58,6 @@ unit-test:
 cluster-test:
 	cargo test -p runway-tests --features cluster --no-fail-fast -- --test-threads=1
 
-test: unit-test
+test: lint unit-test
 	$(MAKE) up
 	$(MAKE) cluster-test

@@ -64,9 +64,8 @@ pub struct Args {
     /// Threads serving requests; defaults to the CPUs this process may use. 1 runs a single-threaded scheduler.
     #[arg(long, env = "RUNWAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: Option<u16>,
-    /// Log lines as JSON.
-    #[arg(long, env = "RUNWAY_LOG_JSON")]
-    pub log_json: bool,
+    #[command(flatten)]
+    pub logs: runway_api::logging::LogArgs,
     /// Run without a cluster: routes from --route and --routes-file.
     #[arg(long, env = "RUNWAY_STANDALONE")]
     pub standalone: bool,

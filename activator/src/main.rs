@@ -14,7 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(args.log_json);
+    args.logs.init();
     let workers = args.worker_threads();
     // With one core the single-threaded scheduler is cheaper: no work stealing, no cross-thread wake-ups.
     let runtime = if workers == 1 {
@@ -69,17 +69,4 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     activator.shutdown().await;
     Ok(())
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

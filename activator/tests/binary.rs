@@ -39,7 +39,7 @@ async fn spawn_activator(backend: std::net::SocketAddr) -> ActivatorProcess {
         .args(["--standalone", "--drain-delay", "100ms", "--shutdown-timeout", "2s"])
         .args(["--listen", &proxy.to_string(), "--admin-listen", &admin.to_string()])
         .args(["--route", &format!("{HOST}={backend}")])
-        .env("RUST_LOG", "warn")
+        .env("RUNWAY_LOG_LEVEL", "warn")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod crd;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod names;
 pub mod service;
 pub mod stats;

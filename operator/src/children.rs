@@ -30,12 +30,20 @@ pub enum ChildError {
         namespace: String,
         name: String,
     },
-    #[error("applying {kind} {name}: {source}")]
+    #[error("applying {kind} {name}: {}", api_message(.source))]
     Api {
         kind: String,
         name: String,
         source: kube::Error,
     },
+}
+
+/// The API server's own message when it gave one: it names the field and the rule, without the Rust wrapping.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Whether `object`'s controller is the object with `owner_uid`.

@@ -135,6 +135,10 @@ pub fn deployment(service: &Service, replicas: Option<i32>) -> Deployment {
 /// The user's pod spec with Runway's defaults filled in where the user left a field unset.
 fn pod_spec(service: &Service) -> PodSpec {
     let mut pod = service.spec.template.spec.clone();
+    // The CRD defaults a missing name, but a typed client may have sent an empty one.
+    for container in pod.containers.iter_mut().filter(|c| c.name.is_empty()) {
+        container.name = runway_api::crd::DEFAULT_CONTAINER_NAME.to_owned();
+    }
     let serving = serving_port(&pod);
     if let Some(container) = pod.containers.get_mut(serving.container_index) {
         default_serving_container(container, serving.port);
@@ -328,6 +332,14 @@ mod tests {
         assert_eq!(c.image_pull_policy, None, "the user's pull policy is left alone");
         assert_eq!(pod(&d).termination_grace_period_seconds, Some(303));
         assert_eq!(pod(&d).enable_service_links, Some(false));
+    }
+
+    #[test]
+    fn an_empty_container_name_becomes_app() {
+        let mut c = container("x", None);
+        c.name = String::new();
+        let d = deployment(&service(vec![c]), None);
+        assert_eq!(pod(&d).containers[0].name, "app");
     }
 
     #[test]

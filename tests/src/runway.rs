@@ -36,7 +36,9 @@ pub const ACTIVATOR_ADDRESS_ENV: &str = "RUNWAY_ACTIVATOR_ADDRESS";
 /// from the host by kube-proxy on the local cluster).
 pub async fn activator_address(cluster: &Cluster) -> anyhow::Result<SocketAddr> {
     if let Ok(address) = std::env::var(ACTIVATOR_ADDRESS_ENV) {
-        return address.parse().with_context(|| format!("{ACTIVATOR_ADDRESS_ENV}={address}"));
+        return address
+            .parse()
+            .with_context(|| format!("{ACTIVATOR_ADDRESS_ENV}={address}"));
     }
     let services: Api<KubeService> = Api::namespaced(cluster.client.clone(), NAMESPACE);
     let service = services
@@ -62,6 +64,7 @@ pub fn hello_service(name: &str, env: &[(&str, &str)], spec: Value) -> anyhow::R
         "kind": "Service",
         "metadata": {"name": name},
         "spec": {"template": {"spec": {"containers": [{
+            "name": "app",
             "image": hello_image(),
             "imagePullPolicy": "IfNotPresent",
             "env": env,

@@ -26,7 +26,8 @@ fn quick_zero() -> serde_json::Value {
     json!({"scaling": {"stableWindowSeconds": 6, "scaleToZeroGracePeriodSeconds": 0}})
 }
 
-/// Runs `body` in a fresh namespace; a failure also prints Runway's Services and component logs.
+/// Runs `body` in a fresh namespace; a failure also prints Runway's Services and component logs (before the
+/// namespace diagnostics and the error itself).
 async fn scenario<F, Fut>(prefix: &str, body: F)
 where
     F: FnOnce(Cluster, String) -> Fut + Send + 'static,
@@ -36,7 +37,10 @@ where
         let kubectl = cluster.kubectl();
         match body(cluster, ns.clone()).await {
             Ok(()) => Ok(()),
-            Err(e) => Err(e.context(runway::report(&kubectl, &ns).await)),
+            Err(e) => {
+                eprintln!("{}", runway::report(&kubectl, &ns).await);
+                Err(e)
+            }
         }
     })
     .await;
@@ -385,26 +389,42 @@ async fn t08_a_request_past_its_timeout_gets_504() {
 async fn t09_a_new_revision_rolls_out_without_failed_requests() {
     scenario("e2e-rollout", |cluster, ns| async move {
         let target = deploy(&cluster, &ns, "roll", &[("VERSION", "1")], json!({})).await?;
-        let old: Vec<String> = runway::pods(&cluster, &ns, "roll").await?.iter().filter_map(|p| p.metadata.name.clone()).collect();
+        let old: Vec<String> = runway::pods(&cluster, &ns, "roll")
+            .await?
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
         let load = Load::start(&target, "/sleep?ms=100", 2, REQUEST);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let services: Api<Service> = Api::namespaced(cluster.client.clone(), &ns);
-        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "VERSION", "value": "2"}]}]}}}});
-        services.patch("roll", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        let mut service = services.get("roll").await?;
+        let env = service.spec.template.spec.containers[0]
+            .env
+            .as_mut()
+            .context("no env")?;
+        env[0].value = Some("2".to_owned());
+        services.replace("roll", &Default::default(), &service).await?;
         wait_until("the old pods replaced", Duration::from_secs(120), || async {
             let pods = runway::pods(&cluster, &ns, "roll").await.map_err(|e| e.to_string())?;
             let names: Vec<String> = pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
             let all_new_ready = !names.is_empty()
                 && names.iter().all(|n| !old.contains(n))
                 && pods.iter().all(runway_tests::pods::is_ready);
-            if all_new_ready { Ok(()) } else { Err(format!("pods {names:?}")) }
+            if all_new_ready {
+                Ok(())
+            } else {
+                Err(format!("pods {names:?}"))
+            }
         })
         .await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let outcomes = load.finish().await;
         ensure_all_ok("light load through the rollout", &outcomes)?;
         let last = outcomes.last().context("no requests")?;
-        ensure!(old.iter().all(|o| !last.body.contains(o.as_str())), "the last answer came from an old pod: {last:?}");
+        ensure!(
+            old.iter().all(|o| !last.body.contains(o.as_str())),
+            "the last answer came from an old pod: {last:?}"
+        );
         Ok(())
     })
     .await;

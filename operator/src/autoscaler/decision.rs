@@ -33,8 +33,9 @@ pub struct History {
     /// When this history began (operator start, leader change or Service creation): before a whole stable window
     /// of fresh data exists, nothing is scaled down.
     since: Duration,
-    /// One metric value per tick, newest last, covering at most the stable window.
-    samples: VecDeque<(Duration, f64)>,
+    /// One metric value per one-second bucket (whole seconds of the clock), newest last, covering at most the
+    /// stable window. Bucketing keeps a tick that runs a little early or late from counting twice in a window.
+    samples: VecDeque<(u64, f64)>,
     /// Last time any request was seen (or the history began).
     last_active: Duration,
     /// Last time the panic window was over the threshold, while in panic mode.
@@ -80,14 +81,38 @@ impl History {
         }
     }
 
-    /// Average of the samples newer than `window`, over the window or, while the history is shorter, over the
-    /// seconds it covers.
-    fn average(&self, now: Duration, window: Duration) -> f64 {
-        let from = now.saturating_sub(window);
-        let sum: f64 = self.samples.iter().filter(|(t, _)| *t > from).map(|(_, v)| v).sum();
-        let covered = window.min(now.saturating_sub(self.since) + Duration::from_secs(1));
-        sum / covered.as_secs_f64().max(1.0)
+    /// Records the tick's value in its one-second bucket; a second tick in the same bucket replaces the first.
+    fn record(&mut self, now: Duration, value: f64, keep: Duration) {
+        let bucket = bucket_of(now);
+        match self.samples.back_mut() {
+            Some((last, slot)) if *last == bucket => *slot = value,
+            _ => self.samples.push_back((bucket, value)),
+        }
+        let oldest = bucket.saturating_sub(seconds(keep));
+        while self.samples.front().is_some_and(|(b, _)| *b <= oldest) {
+            self.samples.pop_front();
+        }
     }
+
+    /// Average of the buckets within `window` of `now`, over the window or, while the history is shorter, over the
+    /// buckets it covers.
+    fn average(&self, now: Duration, window: Duration) -> f64 {
+        let (bucket, width) = (bucket_of(now), seconds(window));
+        let from = bucket.saturating_sub(width);
+        let sum: f64 = self.samples.iter().filter(|(b, _)| *b > from).map(|(_, v)| v).sum();
+        let covered = width.min(bucket.saturating_sub(bucket_of(self.since)) + 1);
+        sum / covered.max(1) as f64
+    }
+}
+
+/// The one-second bucket an instant falls in (the nearest whole second).
+fn bucket_of(at: Duration) -> u64 {
+    (at + Duration::from_millis(500)).as_secs()
+}
+
+/// A window's length in whole buckets, at least one.
+fn seconds(window: Duration) -> u64 {
+    (window.as_secs_f64().ceil() as u64).max(1)
 }
 
 /// Decides the pod count for one tick and updates the history.
@@ -97,11 +122,7 @@ pub fn decide(policy: &Policy, history: &mut History, obs: Observation) -> Decis
         ScalingMetric::Concurrency => obs.concurrency,
         ScalingMetric::Rps => obs.rps,
     };
-    history.samples.push_back((now, value));
-    let oldest = now.saturating_sub(policy.stable_window);
-    while history.samples.front().is_some_and(|(t, _)| *t <= oldest) {
-        history.samples.pop_front();
-    }
+    history.record(now, value, policy.stable_window);
     let active = value > 0.0 || obs.held > 0 || obs.poked;
     if active {
         history.last_active = now;
@@ -255,6 +276,29 @@ mod tests {
                 scale
             })
             .collect()
+    }
+
+    #[test]
+    fn ticks_that_drift_inside_a_second_do_not_count_twice() {
+        let p = policy(|_| {});
+        let mut history = History::new(Duration::ZERO);
+        let at = |ms| Observation {
+            now: Duration::from_millis(ms),
+            concurrency: 20.0,
+            reports_complete: true,
+            ready_pods: 2,
+            current_scale: 2,
+            ..Observation::default()
+        };
+        // A late tick then an early one: 999 ms apart, in consecutive buckets.
+        decide(&p, &mut history, at(10_400));
+        let decision = decide(&p, &mut history, at(11_399));
+        assert_eq!(decision.panic_average, 20.0, "one bucket in the 1 s panic window");
+        let decision = decide(&p, &mut history, at(11_450));
+        assert_eq!(
+            decision.panic_average, 20.0,
+            "a second tick in the same bucket replaces the first"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! docs/configuration.md must mention every CRD field, every Helm value and every operator flag.
+//! docs/configuration.md must mention every Service field, every Helm value and every operator and activator flag.
 
 use std::path::Path;
-use std::process::Command;
+
+use clap::CommandFactory;
 
 fn repo_file(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
@@ -80,18 +81,25 @@ fn every_service_field_is_documented() {
     assert_documented("Service fields", &paths);
 }
 
+/// Every `--long` flag of a command, with its flattened groups.
+fn flags(command: clap::Command) -> Vec<String> {
+    command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .map(|long| format!("--{long}"))
+        .collect()
+}
+
 #[test]
 fn every_operator_flag_is_documented() {
-    let help = Command::new(env!("CARGO_BIN_EXE_runway-operator"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    let help = String::from_utf8(help.stdout).unwrap();
-    let flags: Vec<String> = help
-        .split_whitespace()
-        .filter(|word| word.starts_with("--") && *word != "--help" && *word != "--version")
-        .map(|word| word.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned())
-        .collect();
-    assert!(flags.len() > 10, "{help}");
+    let flags = flags(runway_operator::cli::Args::command());
+    assert!(flags.len() > 10, "{flags:?}");
     assert_documented("operator flags", &flags);
+}
+
+#[test]
+fn every_activator_flag_is_documented() {
+    let flags = flags(runway_activator::config::Args::command());
+    assert!(flags.len() > 10, "{flags:?}");
+    assert_documented("activator flags", &flags);
 }

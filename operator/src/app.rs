@@ -1,0 +1,165 @@
+//! The operator process: admin server, leader election, and while leading the reconciler, the load collector and
+//! the autoscaler.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Service as KubeService;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+use kube::{Api, Client};
+use runway_api::{Service, names};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::admin;
+use crate::autoscaler::board::Board;
+use crate::autoscaler::collector::{self, ActivatorEndpoints};
+use crate::autoscaler::scaler::Scaler;
+use crate::cli::Args;
+use crate::desired::ActivatorRef;
+use crate::leader::{self, ElectionConfig};
+use crate::metrics::Metrics;
+use crate::reconcile::{self, Context, Settings};
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let admin = admin::bind(args.admin_listen).await?;
+    tokio::spawn(admin::serve(admin, metrics.clone()));
+
+    let election = ElectionConfig {
+        lease_name: args.lease_name.clone(),
+        identity: args.identity.clone(),
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(2),
+    };
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &args.lease_namespace);
+    let (leading_tx, mut leading) = watch::channel(false);
+    let election_task = tokio::spawn(leader::run(leases.clone(), election.clone(), leading_tx));
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        shutdown_tx.send_replace(true);
+    });
+
+    info!(identity = %args.identity, "waiting for leadership");
+    loop {
+        let mut stop = shutdown.clone();
+        tokio::select! {
+            _ = leading.wait_for(|leads| *leads) => {}
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
+        metrics.leader.set(1);
+        info!("leading: reconciling and autoscaling");
+        let mut lost = leading.clone();
+        let mut stop = shutdown.clone();
+        let scope_end = async move {
+            tokio::select! {
+                _ = lost.wait_for(|leads| !*leads) => {}
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
+        };
+        lead(client.clone(), &args, metrics.clone(), scope_end).await;
+        metrics.leader.set(0);
+        if *shutdown.borrow() {
+            break;
+        }
+        warn!("lost leadership");
+    }
+    election_task.abort();
+    leader::release(&leases, &election).await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Everything the leader runs: the reconciler, the activator load collector and the autoscaler. Returns once
+/// `scope_end` fires and in-flight reconciles are done.
+async fn lead(
+    client: Client,
+    args: &Args,
+    metrics: Arc<Metrics>,
+    scope_end: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let managed = watcher::Config::default().labels(&format!("{}={}", names::MANAGED_BY_LABEL, names::MANAGED_BY));
+    let reporter = Reporter {
+        controller: "runway-operator".into(),
+        instance: Some(args.identity.clone()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let defaults = args.autoscaler.defaults();
+    let settings = Settings {
+        domain: args.domain.clone(),
+        activator: ActivatorRef {
+            namespace: args.activator_namespace.clone(),
+            name: args.activator_service.clone(),
+        },
+        defaults,
+    };
+    let context = Arc::new(Context {
+        client: client.clone(),
+        recorder: recorder.clone(),
+        settings,
+        metrics: metrics.clone(),
+    });
+
+    let controller = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Deployment>::all(client.clone()), managed.clone())
+        .owns(Api::<KubeService>::all(client.clone()), managed.clone())
+        .graceful_shutdown_on(scope_end);
+    let services = controller.store();
+
+    let (deployments, writer) = reflector::store();
+    let deployment_events = reflector::reflector(writer, watcher(Api::<Deployment>::all(client.clone()), managed))
+        .default_backoff()
+        .touched_objects()
+        .for_each(|_| std::future::ready(()));
+
+    let board = Arc::new(Mutex::new(Board::default()));
+    let (poke_tx, poke_rx) = mpsc::channel(1024);
+    let endpoints = ActivatorEndpoints {
+        namespace: args.activator_namespace.clone(),
+        service: args.activator_service.clone(),
+        admin_port: args.activator_admin_port,
+    };
+    let collector = collector::run(client.clone(), endpoints, board.clone(), poke_tx, metrics.clone());
+    let scaler = Scaler {
+        client,
+        recorder,
+        services,
+        deployments,
+        board,
+        metrics,
+        defaults,
+    }
+    .run(poke_rx);
+
+    let reconciles = controller
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|result| {
+            if let Err(e) = result {
+                warn!(%e, "controller");
+            }
+            std::future::ready(())
+        });
+    // The controller stream ends on scope end; the background loops end with it.
+    tokio::select! {
+        _ = reconciles => {}
+        _ = async { tokio::join!(deployment_events, collector, scaler) } => {}
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    info!("shutting down");
+}

@@ -1,0 +1,101 @@
+//! The operator's command-line flags, each with an environment variable fallback.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use runway_api::logging::LogArgs;
+
+use crate::autoscaler::policy::Defaults;
+
+/// Reconciles Runway Services into Deployments and Kubernetes Services, and scales them on request load.
+#[derive(Parser, Debug)]
+#[command(version)]
+pub struct Args {
+    /// Domain of Service URLs: http://{name}.{namespace}.{domain}.
+    #[arg(long, env = "RUNWAY_DOMAIN", default_value = "example.com")]
+    pub domain: String,
+    /// Namespace of the activator's Kubernetes Service.
+    #[arg(long, env = "RUNWAY_ACTIVATOR_NAMESPACE", default_value = "runway-system")]
+    pub activator_namespace: String,
+    /// Name of the activator's Kubernetes Service.
+    #[arg(long, env = "RUNWAY_ACTIVATOR_SERVICE", default_value = "runway-activator")]
+    pub activator_service: String,
+    /// Port of the activators' admin server, where their load stream is.
+    #[arg(long, env = "RUNWAY_ACTIVATOR_ADMIN_PORT", default_value_t = 9090)]
+    pub activator_admin_port: u16,
+    /// Address of this process's /healthz, /readyz and /metrics.
+    #[arg(long, env = "RUNWAY_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub admin_listen: SocketAddr,
+    #[command(flatten)]
+    pub autoscaler: AutoscalerArgs,
+    /// Namespace of the leader Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "runway-system")]
+    pub lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, env = "RUNWAY_LEASE_NAME", default_value = "runway-operator")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (its pod name).
+    #[arg(long, env = "POD_NAME", default_value = "runway-operator")]
+    pub identity: String,
+    #[command(flatten)]
+    pub logs: LogArgs,
+}
+
+/// Operator-wide autoscaler settings: rate limits, and the defaults of scaling fields a Service leaves out.
+#[derive(clap::Args, Debug)]
+pub struct AutoscalerArgs {
+    /// One autoscaler tick may grow a Service to at most ready pods x this.
+    #[arg(long, env = "RUNWAY_MAX_SCALE_UP_RATE", default_value_t = 1000.0, value_parser = at_least_one)]
+    pub max_scale_up_rate: f64,
+    /// One autoscaler tick may shrink a Service to no less than ready pods / this.
+    #[arg(long, env = "RUNWAY_MAX_SCALE_DOWN_RATE", default_value_t = 2.0, value_parser = at_least_one)]
+    pub max_scale_down_rate: f64,
+    /// Default per-pod concurrency target (when containerConcurrency is 0).
+    #[arg(long, env = "RUNWAY_DEFAULT_CONCURRENCY_TARGET", default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    pub default_concurrency_target: i32,
+    /// Default per-pod requests-per-second target.
+    #[arg(long, env = "RUNWAY_DEFAULT_RPS_TARGET", default_value_t = 200, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    pub default_rps_target: i32,
+    /// Default targetUtilizationPercentage.
+    #[arg(long, env = "RUNWAY_DEFAULT_TARGET_UTILIZATION_PERCENTAGE", default_value_t = 70, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub default_target_utilization_percentage: i32,
+    /// Default stableWindowSeconds.
+    #[arg(long, env = "RUNWAY_DEFAULT_STABLE_WINDOW_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(i32).range(6..=3600))]
+    pub default_stable_window_seconds: i32,
+    /// Default panicWindowPercentage.
+    #[arg(long, env = "RUNWAY_DEFAULT_PANIC_WINDOW_PERCENTAGE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub default_panic_window_percentage: i32,
+    /// Default panicThresholdPercentage.
+    #[arg(long, env = "RUNWAY_DEFAULT_PANIC_THRESHOLD_PERCENTAGE", default_value_t = 200, value_parser = clap::value_parser!(i32).range(110..=1000))]
+    pub default_panic_threshold_percentage: i32,
+    /// Default scaleToZeroGracePeriodSeconds.
+    #[arg(long, env = "RUNWAY_DEFAULT_SCALE_TO_ZERO_GRACE_PERIOD_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(i32).range(0..=3600))]
+    pub default_scale_to_zero_grace_period_seconds: i32,
+    /// Default scaleDownDelaySeconds.
+    #[arg(long, env = "RUNWAY_DEFAULT_SCALE_DOWN_DELAY_SECONDS", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=3600))]
+    pub default_scale_down_delay_seconds: i32,
+}
+
+impl AutoscalerArgs {
+    pub fn defaults(&self) -> Defaults {
+        Defaults {
+            max_scale_up_rate: self.max_scale_up_rate,
+            max_scale_down_rate: self.max_scale_down_rate,
+            concurrency_target: self.default_concurrency_target,
+            rps_target: self.default_rps_target,
+            target_utilization_percentage: self.default_target_utilization_percentage,
+            stable_window_seconds: self.default_stable_window_seconds,
+            panic_window_percentage: self.default_panic_window_percentage,
+            panic_threshold_percentage: self.default_panic_threshold_percentage,
+            scale_to_zero_grace_period_seconds: self.default_scale_to_zero_grace_period_seconds,
+            scale_down_delay_seconds: self.default_scale_down_delay_seconds,
+        }
+    }
+}
+
+fn at_least_one(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate >= 1.0 => Ok(rate),
+        _ => Err(format!("{value} is not a number >= 1")),
+    }
+}

@@ -1,0 +1,14 @@
+//! Runway's operator: reconciles Services into Deployments and Kubernetes Services, and autoscales them on the load
+//! the activators report.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod autoscaler;
+pub mod children;
+pub mod cli;
+pub mod desired;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod status;
