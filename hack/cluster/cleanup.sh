@@ -43,7 +43,7 @@ pod_pids() {
 shim_pids() {
   local dir
   for dir in /proc/[0-9]*; do
-    if tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | grep -q "^[^ ]*containerd-shim[^ ]* .*-address $CONTAINERD_SOCK "; then
+    if tr '\0' ' ' 2>/dev/null <"$dir/cmdline" | grep -q "^[^ ]*containerd-shim[^ ]* .*-address $CONTAINERD_SOCK "; then
       echo "${dir#/proc/}"
     fi
   done

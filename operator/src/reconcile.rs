@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ObjectReference, Service as KubeService};
+use k8s_openapi::api::core::v1::Service as KubeService;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use runway_api::Service;
 use tracing::{info, warn};
@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::autoscaler::policy::{Defaults, Policy};
 use crate::children::{self, ChildError, FIELD_MANAGER, Outcome};
 use crate::desired::{self, ActivatorRef};
+use crate::events::{self, Happening};
 use crate::metrics::{Metrics, ReasonLabels, ResultLabels};
 use crate::status::{self, CONFIGURATION_READY, ChildProblem, Observed, ROUTES_READY};
 
@@ -175,15 +176,15 @@ async fn record_outcome<K: Resource<DynamicType = ()>>(ctx: &Context, service: &
     let (kind, name) = (K::kind(&()), child.name_any());
     info!(service = %service.name_any(), namespace = ?service.namespace(), %kind, %name, reason, "applied child");
     let note = format!("{kind} {name} {}", reason.to_lowercase());
-    publish(
-        ctx,
-        service,
-        EventType::Normal,
+    let related = Some(child.object_ref(&()));
+    let happening = Happening {
+        type_: EventType::Normal,
+        action: "Reconcile",
         reason,
         note,
-        Some(child.object_ref(&())),
-    )
-    .await;
+        related,
+    };
+    events::publish(&ctx.recorder, service, happening).await;
 }
 
 async fn problem(ctx: &Context, service: &Service, condition: &'static str, error: ChildError) -> ChildProblem {
@@ -196,33 +197,19 @@ async fn problem(ctx: &Context, service: &Service, condition: &'static str, erro
         .reconcile_errors
         .get_or_create(&ReasonLabels { reason })
         .inc();
-    publish(ctx, service, EventType::Warning, reason, error.to_string(), None).await;
+    let note = error.to_string();
+    let happening = Happening {
+        type_: EventType::Warning,
+        action: "Reconcile",
+        reason,
+        note,
+        related: None,
+    };
+    events::publish(&ctx.recorder, service, happening).await;
     ChildProblem {
         condition,
         reason: reason.to_owned(),
         message: error.to_string(),
-    }
-}
-
-/// Publishes an event about the Service, optionally naming the child it concerns (which also keeps events about
-/// different children apart); a failure to publish is logged, never fatal.
-async fn publish(
-    ctx: &Context,
-    service: &Service,
-    type_: EventType,
-    reason: &str,
-    note: String,
-    child: Option<ObjectReference>,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: child,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &service.object_ref(&())).await {
-        warn!(%e, "publishing an event");
     }
 }
 

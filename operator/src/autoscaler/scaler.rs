@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use runway_api::{Service, names};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -16,6 +16,7 @@ use super::board::{Board, ServiceKey, Totals};
 use super::decision::{Decision, History, Observation, Reason, decide};
 use super::policy::{Defaults, Policy};
 use crate::children::apply_scale;
+use crate::events::{self, Happening};
 use crate::metrics::{Metrics, ResultLabels, ServiceLabels};
 
 pub const TICK: Duration = Duration::from_secs(1);
@@ -187,16 +188,14 @@ impl Scaler {
         }
         let (reason, note) = event_for(policy, decision, current);
         info!(%namespace, service = %service.name_any(), from = current, to = decision.desired, %note, "{reason}");
-        let event = Event {
+        let happening = Happening {
             type_: EventType::Normal,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: "Scale".to_owned(),
-            secondary: None,
+            action: "Scale",
+            reason,
+            note,
+            related: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &service.object_ref(&())).await {
-            warn!(%e, "publishing a scale event");
-        }
+        events::publish(&self.recorder, service, happening).await;
         true
     }
 }
