@@ -218,6 +218,22 @@ async fn listen_instant(cluster: &Cluster, ns: &str, pod: &str) -> anyhow::Resul
     Ok(value.parse()?)
 }
 
+/// When the latest ScaledFromZero event of the namespace was recorded, in Unix milliseconds (events.k8s.io keeps
+/// microseconds).
+async fn scaled_from_zero_at(cluster: &Cluster, ns: &str) -> anyhow::Result<u128> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(cluster.client.clone(), ns);
+    let list = events.list(&ListParams::default()).await?;
+    let latest = list
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("ScaledFromZero"))
+        .filter_map(|e| e.event_time.as_ref())
+        .map(|t| t.0.as_millisecond())
+        .max()
+        .context("no ScaledFromZero event")?;
+    Ok(u128::try_from(latest)?)
+}
+
 fn unix_ms() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -247,6 +263,11 @@ async fn t04_cold_start_serves_the_first_request_and_a_burst_with_one_pod() {
             listening_ms.saturating_sub(sent_ms),
             (sent_ms + first.time_to_headers.as_millis()).saturating_sub(listening_ms),
         );
+        // The scale-up decision follows the poke, not the autoscaler's tick (which would add up to a second).
+        let decided_ms = scaled_from_zero_at(&cluster, &ns).await?;
+        let decision = decided_ms.saturating_sub(sent_ms);
+        eprintln!("scale-from-zero decision {decision} ms after the request was sent");
+        ensure!(decision < 500, "the ScaledFromZero event came {decision} ms after the request");
 
         runway::wait_scale(&cluster, &ns, "cold", 0, Duration::from_secs(60)).await?;
         wait_until("no pods", Duration::from_secs(60), || async {
