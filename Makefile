@@ -5,7 +5,7 @@ CLUSTER := hack/cluster
 # The workspace version tags Runway's own images: runway.local/<name>:$(VERSION).
 VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/ s/^version = "\(.*\)"/\1/p' Cargo.toml)
 
-.PHONY: help images up down logs status lint crds test unit-test cluster-test
+.PHONY: help images up down logs status lint crds manifests test unit-test cluster-test
 
 help:
 	@echo "make up            the local cluster with Runway and the sample app; prints the curl to try"
@@ -15,6 +15,7 @@ help:
 	@echo "make images        build Runway's images into target/images (imported into a running cluster)"
 	@echo "make test          lint, unit tests, then make up, then the cluster suites"
 	@echo "make crds          regenerate the CRD YAML from the Rust types"
+	@echo "make manifests     render the Helm chart into deploy/manifests/runway.yaml"
 
 # Release binaries packed as OCI tarballs in target/images; oci-image.sh imports each at once if the cluster
 # runs, and every `make up` imports all of target/images.
@@ -49,6 +50,10 @@ lint:
 crds:
 	cargo run -q -p runway-api --bin crdgen > crds/serving.runway.dev_services.yaml
 	cp crds/serving.runway.dev_services.yaml deploy/runway/crds/
+
+# The chart rendered with its defaults, for users without Helm (checked by the e2e suite).
+manifests:
+	.cluster/bin/helm template runway deploy/runway --namespace runway-system --include-crds > deploy/manifests/runway.yaml
 
 unit-test:
 	cargo test --workspace

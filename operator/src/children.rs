@@ -38,6 +38,24 @@ pub enum ChildError {
     },
 }
 
+impl ChildError {
+    /// The namespace is being deleted: nothing can be created in it, and the Service goes with it.
+    pub fn namespace_terminating(&self) -> bool {
+        let ChildError::Api {
+            source: kube::Error::Api(status),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        status
+            .details
+            .iter()
+            .flat_map(|d| &d.causes)
+            .any(|cause| cause.reason == "NamespaceTerminating")
+    }
+}
+
 /// The API server's own message when it gave one: it names the field and the rule, without the Rust wrapping.
 fn api_message(error: &kube::Error) -> String {
     match error {
@@ -180,6 +198,23 @@ mod tests {
         assert!(!differs(&before, &after));
         after.spec = Some(Default::default());
         assert!(differs(&before, &after));
+    }
+
+    #[test]
+    fn a_terminating_namespace_is_recognised_by_its_cause() {
+        let status = |cause: &str| -> kube::core::Status {
+            serde_json::from_value(serde_json::json!({
+                "code": 403, "reason": "Forbidden", "details": {"causes": [{"reason": cause}]}
+            }))
+            .unwrap()
+        };
+        let error = |cause| ChildError::Api {
+            kind: "Service".into(),
+            name: "x".into(),
+            source: kube::Error::Api(Box::new(status(cause))),
+        };
+        assert!(error("NamespaceTerminating").namespace_terminating());
+        assert!(!error("FieldValueRequired").namespace_terminating());
     }
 
     #[test]

@@ -81,8 +81,29 @@ async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Err
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let kube_services: Api<KubeService> = Api::namespaced(client.clone(), &namespace);
 
+    if service.metadata.deletion_timestamp.is_some() {
+        // Garbage collection removes the children; recreating them now would only race it.
+        return Ok(Action::await_change());
+    }
+    let deployment = apply_deployment(&deployments, service, &uid, &ctx.settings).await;
+    let mut routes = vec![];
+    for desired in [
+        desired::pods_service(service),
+        desired::route_service(service, &ctx.settings.activator),
+    ] {
+        routes.push(apply_service(&kube_services, &uid, &desired).await);
+    }
+    let errors = deployment
+        .as_ref()
+        .err()
+        .into_iter()
+        .chain(routes.iter().filter_map(|r| r.as_ref().err()));
+    if errors.into_iter().any(ChildError::namespace_terminating) {
+        return Ok(Action::await_change());
+    }
+
     let mut observed = Observed::default();
-    match apply_deployment(&deployments, service, &uid, &ctx.settings).await {
+    match deployment {
         Ok((deployment, outcome)) => {
             record_outcome(ctx, service, &deployment, outcome).await;
             observed.deployment = Some(deployment);
@@ -91,11 +112,8 @@ async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Err
             .problems
             .push(problem(ctx, service, CONFIGURATION_READY, e).await),
     }
-    for desired in [
-        desired::pods_service(service),
-        desired::route_service(service, &ctx.settings.activator),
-    ] {
-        match apply_service(&kube_services, &uid, &desired).await {
+    for route in routes {
+        match route {
             Ok((applied, outcome)) => record_outcome(ctx, service, &applied, outcome).await,
             Err(e) => observed.problems.push(problem(ctx, service, ROUTES_READY, e).await),
         }
@@ -407,6 +425,16 @@ mod tests {
         let action = task.await.unwrap().unwrap();
         assert_eq!(action, Action::requeue(RESYNC));
         assert_eq!(reasons(&events), ["Created", "Created", "Created"]);
+    }
+
+    #[tokio::test]
+    async fn a_service_being_deleted_is_left_to_the_garbage_collector() {
+        let mut deleting = service();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()));
+        let (task, mut api) = run_reconcile(deleting);
+        assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+        assert!(api.next_request().await.is_none(), "no request was made");
     }
 
     #[tokio::test]

@@ -20,6 +20,8 @@ use crate::workloads::hello_image;
 pub const NAMESPACE: &str = "runway-system";
 /// The URL domain of the installation (the chart's default).
 pub const DOMAIN: &str = "example.com";
+/// The chart rendered with its defaults into namespace runway-system, for `kubectl apply` without Helm.
+pub const MANIFESTS: &str = "deploy/manifests/runway.yaml";
 /// A Service goes Ready within this time when its pod starts normally.
 pub const READY: Duration = Duration::from_secs(90);
 

@@ -76,6 +76,63 @@ fn ensure_all_ok(what: &str, outcomes: &[Outcome]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs helm with `args` in the repository and returns its stdout, or fails with its stderr.
+async fn helm(args: &[&str]) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new(runway::helm())
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .await?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    ensure!(output.status.success(), "helm {}: {stdout}{stderr}", args.join(" "));
+    Ok(stdout.into_owned())
+}
+
+#[tokio::test]
+async fn t00_the_chart_lints_clean_renders_the_committed_manifests_and_passes_a_server_dry_run() {
+    scenario("e2e-chart", |cluster, _ns| async move {
+        let lint = helm(&["lint", "deploy/runway"]).await?;
+        ensure!(
+            !lint.contains("[WARNING]") && !lint.contains("[ERROR]"),
+            "helm lint: {lint}"
+        );
+        let rendered = helm(&[
+            "template",
+            "runway",
+            "deploy/runway",
+            "--namespace",
+            NAMESPACE,
+            "--include-crds",
+        ])
+        .await?;
+        let manifests = repo_root().join(runway::MANIFESTS);
+        let committed = std::fs::read_to_string(&manifests)?;
+        ensure!(
+            rendered == committed,
+            "{} is stale: run `make manifests` and commit it",
+            runway::MANIFESTS
+        );
+        let path = manifests.display().to_string();
+        let dry_run = cluster
+            .kubectl()
+            .run(&[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--dry-run=server",
+                "-f",
+                &path,
+            ])
+            .await?;
+        eprintln!("server-side dry run of {}:\n{dry_run}", runway::MANIFESTS);
+        Ok(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn t01_helm_install_makes_operator_and_activator_ready() {
     scenario("e2e-install", |cluster, _ns| async move {
