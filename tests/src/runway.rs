@@ -146,6 +146,20 @@ pub async fn wait_scale(cluster: &Cluster, ns: &str, name: &str, want: i32, time
     Ok(())
 }
 
+/// Waits until the Deployment asks for no pod and every pod of the Service is gone.
+pub async fn wait_zero(cluster: &Cluster, ns: &str, name: &str, timeout: Duration) -> anyhow::Result<()> {
+    wait_scale(cluster, ns, name, 0, timeout).await?;
+    wait_until(format!("no pods of {ns}/{name}"), timeout, || async {
+        match pods(cluster, ns, name).await {
+            Ok(left) if left.is_empty() => Ok(()),
+            Ok(left) => Err(format!("{} pods", left.len())),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    })
+    .await?;
+    Ok(())
+}
+
 /// The pods of Service `name` (any phase).
 pub async fn pods(cluster: &Cluster, ns: &str, name: &str) -> anyhow::Result<Vec<Pod>> {
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);

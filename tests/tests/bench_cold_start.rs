@@ -88,12 +88,7 @@ async fn cold_start_against_the_kubernetes_floor() {
 
 /// Waits until Service NAME has no pod, then times one request through the activator.
 async fn runway_cold_start(cluster: &Cluster, ns: &str, target: &Target) -> anyhow::Result<Duration> {
-    runway::wait_scale(cluster, ns, NAME, 0, Duration::from_secs(60)).await?;
-    wait_until("no pods", Duration::from_secs(60), || async {
-        let n = runway::pods(cluster, ns, NAME).await.map_err(|e| e.to_string())?.len();
-        if n == 0 { Ok(()) } else { Err(format!("{n} pods")) }
-    })
-    .await?;
+    runway::wait_zero(cluster, ns, NAME, Duration::from_secs(60)).await?;
     let outcome = load::get(&load::client(), target, "/", Duration::from_secs(60)).await;
     anyhow::ensure!(outcome.ok() && outcome.cold_start, "request at zero: {outcome:?}");
     Ok(outcome.time_to_headers)

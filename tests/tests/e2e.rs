@@ -239,17 +239,8 @@ async fn t03_an_idle_service_scales_to_zero_and_stays_ready() {
     scenario("e2e-zero", |cluster, ns| async move {
         deploy(&cluster, &ns, "idle", &[], quick_zero()).await?;
         let started = Instant::now();
-        runway::wait_scale(&cluster, &ns, "idle", 0, Duration::from_secs(60)).await?;
-        eprintln!("scaled to zero {:?} after Ready", started.elapsed());
-        wait_until("no pods left", Duration::from_secs(60), || async {
-            let left = runway::pods(&cluster, &ns, "idle").await.map_err(|e| e.to_string())?;
-            if left.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{} pods", left.len()))
-            }
-        })
-        .await?;
+        runway::wait_zero(&cluster, &ns, "idle", Duration::from_secs(60)).await?;
+        eprintln!("scaled to zero, pods gone {:?} after Ready", started.elapsed());
         let service = runway::wait_ready(&cluster, &ns, "idle", Duration::from_secs(5)).await?;
         ensure!(
             runway::condition(&service, "ConfigurationReady") == "True/ScaledToZero",
@@ -302,12 +293,7 @@ fn unix_ms() -> u128 {
 async fn t04_cold_start_serves_the_first_request_and_a_burst_with_one_pod() {
     scenario("e2e-cold", |cluster, ns| async move {
         let target = deploy(&cluster, &ns, "cold", &[], quick_zero()).await?;
-        runway::wait_scale(&cluster, &ns, "cold", 0, Duration::from_secs(60)).await?;
-        wait_until("no pods", Duration::from_secs(60), || async {
-            let n = runway::pods(&cluster, &ns, "cold").await.map_err(|e| e.to_string())?.len();
-            if n == 0 { Ok(()) } else { Err(format!("{n} pods")) }
-        })
-        .await?;
+        runway::wait_zero(&cluster, &ns, "cold", Duration::from_secs(60)).await?;
 
         let sent_ms = unix_ms();
         let first = load::get(&load::client(), &target, "/", REQUEST).await;
@@ -326,12 +312,7 @@ async fn t04_cold_start_serves_the_first_request_and_a_burst_with_one_pod() {
         eprintln!("scale-from-zero decision {decision} ms after the request was sent");
         ensure!(decision < 500, "the ScaledFromZero event came {decision} ms after the request");
 
-        runway::wait_scale(&cluster, &ns, "cold", 0, Duration::from_secs(60)).await?;
-        wait_until("no pods", Duration::from_secs(60), || async {
-            let n = runway::pods(&cluster, &ns, "cold").await.map_err(|e| e.to_string())?.len();
-            if n == 0 { Ok(()) } else { Err(format!("{n} pods")) }
-        })
-        .await?;
+        runway::wait_zero(&cluster, &ns, "cold", Duration::from_secs(60)).await?;
         let burst = load::burst(&target, "/", 50, REQUEST).await;
         ensure_all_ok("50 concurrent requests at zero", &burst)?;
         let mut ttfb: Vec<Duration> = burst.iter().map(|o| o.time_to_headers).collect();
