@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -13,10 +14,10 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use runway_api::stats::{LOAD_STREAM_CONTENT_TYPE, LOAD_STREAM_PATH};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{Semaphore, broadcast, oneshot};
 
 use crate::metrics::Metrics;
 use crate::reports::LoadHub;
@@ -51,11 +52,59 @@ pub struct Admin {
 
 type AdminBody = BoxBody<Bytes, Infallible>;
 
-/// Serves the admin endpoints until the task is dropped.
-pub async fn serve(listener: TcpListener, admin: Admin) {
+/// Time an admin client has to send its request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Admin connections at once: the autoscaler's streams, probes and scrapes need a handful.
+const MAX_CONNECTIONS: usize = 64;
+
+/// The admin port runs on a thread and scheduler of its own, so that however busy the data port is, liveness and
+/// readiness answer and the autoscaler's load stream flows. Stops when dropped.
+pub struct AdminServer {
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts serving the admin endpoints on `listener` (bound, not yet registered with a runtime).
+pub fn spawn(listener: std::net::TcpListener, admin: Admin) -> anyhow::Result<AdminServer> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (stop, stopped) = oneshot::channel();
+    std::thread::Builder::new().name("admin".into()).spawn(move || {
+        runtime.block_on(async move {
+            let Ok(listener) = TcpListener::from_std(listener) else {
+                tracing::error!("admin listener unusable");
+                return;
+            };
+            tokio::select! {
+                () = serve(listener, admin) => {}
+                _ = stopped => {}
+            }
+        });
+    })?;
+    Ok(AdminServer { stop: Some(stop) })
+}
+
+async fn serve(listener: TcpListener, admin: Admin) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let builder = Arc::new(builder);
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let admin = admin.clone();
@@ -63,10 +112,10 @@ pub async fn serve(listener: TcpListener, admin: Admin) {
             let admin = admin.clone();
             async move { Ok::<_, Infallible>(admin.handle(&request)) }
         });
+        let builder = builder.clone();
         tokio::spawn(async move {
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            drop(permit);
         });
     }
 }

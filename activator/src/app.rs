@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::admin::{self, Admin, Health};
+use crate::admin::{self, Admin, AdminServer, Health};
 use crate::metrics::Metrics;
 use crate::probe::ProbeConfig;
 use crate::proxy::Proxy;
@@ -35,7 +35,13 @@ pub struct Options {
     /// Bound on waiting for in-flight requests after the listener closed.
     pub shutdown_timeout: Duration,
     pub limits: ConnectionLimits,
+    /// Bytes of requests admitted and not yet answered; past it requests get 503 at once.
+    pub request_budget_bytes: usize,
+    /// Upgraded connections idle this long are closed; `None` never.
+    pub tunnel_idle_timeout: Option<Duration>,
     pub connect_timeout: Duration,
+    /// Networks whose forwarded headers are kept (`--trusted-proxies`).
+    pub trusted_proxies: crate::headers::TrustedProxies,
     pub probe: ProbeConfig,
 }
 
@@ -48,6 +54,8 @@ pub struct Activator {
     drain_delay: Duration,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
+    /// Serves until the activator is dropped or shut down.
+    _admin: AdminServer,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -71,7 +79,7 @@ impl Activator {
         let admin_addr = admin_listener.local_addr()?;
 
         let (stop, mut stopped) = watch::channel(false);
-        let proxy = Arc::new(Proxy::new(registry.clone(), options.connect_timeout));
+        let proxy = Arc::new(Proxy::new(registry.clone(), &options));
         let server = tokio::spawn(server::serve(
             proxy_listener,
             proxy,
@@ -86,10 +94,13 @@ impl Activator {
             metrics,
             health: health.clone(),
         };
-        let background = vec![
-            tokio::spawn(admin::serve(admin_listener, admin)),
-            tokio::spawn(report_periodically(registry.clone(), hub)),
-        ];
+        let admin = admin::spawn(admin_listener.into_std()?, admin)?;
+        let background = vec![tokio::spawn(report_periodically(registry.clone(), hub))];
+        tracing::info!(
+            max_connections = options.limits.max_connections,
+            request_budget_bytes = options.request_budget_bytes,
+            "bounds derived"
+        );
         tracing::info!(%proxy_addr, %admin_addr, "activator serving");
         Ok(Activator {
             registry,
@@ -99,6 +110,7 @@ impl Activator {
             drain_delay: options.drain_delay,
             stop,
             server,
+            _admin: admin,
             background,
         })
     }

@@ -1,14 +1,18 @@
 //! Body types of the proxy path.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use parking_lot::Mutex;
 
+use tokio::time::Instant;
+
+use crate::exchange::{Backend, finish_in_background};
 use crate::service::Lease;
 
 /// The client's request body as sent to a backend, streamed.
@@ -33,7 +37,7 @@ impl BodySlot {
 
     /// Nothing has read the body yet: a failed attempt can be retried.
     pub fn is_untouched(&self) -> bool {
-        self.0.lock().unwrap().is_some()
+        self.0.lock().is_some()
     }
 
     pub fn outgoing(&self) -> OutgoingBody {
@@ -50,7 +54,7 @@ impl Body for OutgoingBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         if self.taken.is_none() {
-            let body = self.slot.0.lock().unwrap().take();
+            let body = self.slot.0.lock().take();
             self.taken = body;
         }
         match self.taken.as_mut() {
@@ -63,7 +67,7 @@ impl Body for OutgoingBody {
     fn is_end_stream(&self) -> bool {
         match &self.taken {
             Some(body) => body.is_end_stream(),
-            None => self.slot.0.lock().unwrap().as_ref().is_none_or(Incoming::is_end_stream),
+            None => self.slot.0.lock().as_ref().is_none_or(Incoming::is_end_stream),
         }
     }
 
@@ -74,7 +78,6 @@ impl Body for OutgoingBody {
                 .slot
                 .0
                 .lock()
-                .unwrap()
                 .as_ref()
                 .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint),
         }
@@ -83,13 +86,41 @@ impl Body for OutgoingBody {
 
 /// A response body: a backend's, streamed while holding the pod's slot, or a short local one.
 pub enum ResponseBody {
-    Proxied { body: Incoming, lease: Option<Lease> },
+    Proxied(ProxiedBody),
     Local(Full<Bytes>),
+}
+
+/// A backend's response body with the pod's slot. The slot is freed when the body ends; if the client leaves
+/// first, the rest is drained in the background and the slot stays taken until the pod is done.
+pub struct ProxiedBody {
+    /// Always present; taken only by `Drop`.
+    body: Option<Incoming>,
+    lease: Option<Lease>,
+    deadline: Instant,
 }
 
 impl ResponseBody {
     pub fn local(text: impl Into<Bytes>) -> Self {
         ResponseBody::Local(Full::new(text.into()))
+    }
+
+    /// `lease`: the pod's slot, if this activator holds one for the request; `deadline`: the request's.
+    pub fn proxied(body: Incoming, lease: Option<Lease>, deadline: Instant) -> Self {
+        ResponseBody::Proxied(ProxiedBody {
+            body: Some(body),
+            lease,
+            deadline,
+        })
+    }
+}
+
+impl Drop for ProxiedBody {
+    fn drop(&mut self) {
+        if let (Some(lease), Some(body)) = (self.lease.take(), self.body.take())
+            && !body.is_end_stream()
+        {
+            finish_in_background(Backend::Body(body), lease, self.deadline);
+        }
     }
 }
 
@@ -99,11 +130,13 @@ impl Body for ResponseBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            ResponseBody::Proxied { body, lease } => {
-                let frame = Pin::new(body).poll_frame(cx);
-                if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
-                    // The response is complete: the pod's slot is free even if the client connection lingers.
-                    lease.take();
+            ResponseBody::Proxied(proxied) => {
+                let body = proxied.body.as_mut().expect("present until dropped");
+                let frame = Pin::new(&mut *body).poll_frame(cx);
+                // hyper stops polling once a body says it has ended, so the last data frame may be the last poll.
+                if matches!(frame, Poll::Ready(None | Some(Err(_)))) || body.is_end_stream() {
+                    // The pod is done with the request: its slot is free even if the client connection lingers.
+                    proxied.lease.take();
                 }
                 frame
             }
@@ -113,14 +146,17 @@ impl Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ResponseBody::Proxied { body, .. } => body.is_end_stream(),
+            ResponseBody::Proxied(proxied) => proxied.body.as_ref().is_none_or(Incoming::is_end_stream),
             ResponseBody::Local(full) => full.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ResponseBody::Proxied { body, .. } => body.size_hint(),
+            ResponseBody::Proxied(proxied) => proxied
+                .body
+                .as_ref()
+                .map_or_else(SizeHint::default, Incoming::size_hint),
             ResponseBody::Local(full) => full.size_hint(),
         }
     }

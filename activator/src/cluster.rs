@@ -2,7 +2,7 @@
 //! reflectors (watches, no polling) into the registry.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
@@ -148,8 +148,8 @@ async fn mirror_peers(client: Client, registry: Arc<Registry>, source: PeerSourc
     let me = registry.peers().me();
     reflect(api, config, "activator endpoint slices", listed, |store, _| {
         let slices = store.state();
-        let ips: Vec<IpAddr> = peer_ips(slices.iter().map(|s| &**s));
-        let peers = Peers::new(me, ips.into_iter().map(|ip| SocketAddr::new(ip, source.proxy_port)));
+        let ready: Vec<IpAddr> = peer_ips(slices.iter().map(|s| &**s));
+        let peers = Peers::from_ready(me, &ready, source.proxy_port);
         if peers != *registry.peers() {
             tracing::info!(activators = ?peers.ips(), "peer activators changed");
             registry.set_peers(peers);

@@ -7,8 +7,10 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::app::Options;
+use crate::budget;
+use crate::headers::TrustedProxies;
 use crate::probe::ProbeConfig;
-use crate::server::ConnectionLimits;
+use crate::server::{ConnectionLimits, H2_CONNECTION_WINDOW};
 use crate::standalone::{StaticRoute, parse_route_flag};
 
 /// Runway's activator: the data plane in front of every Service's pods.
@@ -52,6 +54,31 @@ pub struct Args {
     /// above the usual upstream keep-alive timeouts of proxies in front (60 s), which would otherwise race the close.
     #[arg(long, env = "RUNWAY_HEADER_READ_TIMEOUT", default_value = "65s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+    /// Time a new connection has to show its protocol (its first byte, or the whole HTTP/2 preface); then it closes.
+    #[arg(long, env = "RUNWAY_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// A client connection with no request in flight for this long is closed (HTTP/2 with GOAWAY). Above the usual
+    /// upstream keep-alive timeouts of proxies in front (60 s), which would otherwise race the close.
+    #[arg(long, env = "RUNWAY_IDLE_TIMEOUT", default_value = "65s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Upper bound on client connections open at once; the memory and open-files limits may lower it. More are
+    /// answered 503 and closed.
+    #[arg(long, env = "RUNWAY_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// This container's memory limit in bytes (the Downward API's limits.memory); the connection and request
+    /// bounds are derived from it. Unset: only the open-files limit and --max-connections bound connections.
+    #[arg(long, env = "RUNWAY_MEMORY_LIMIT")]
+    pub memory_limit: Option<u64>,
+    /// Concurrent streams per HTTP/2 client connection.
+    #[arg(long, env = "RUNWAY_MAX_CONCURRENT_STREAMS", default_value_t = 250, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 keep-alive: a PING this often; a client that does not answer within as long is disconnected.
+    #[arg(long, env = "RUNWAY_H2_KEEPALIVE", default_value = "20s", value_parser = parse_duration)]
+    pub h2_keepalive: Duration,
+    /// An upgraded connection (WebSocket) with no bytes either way for this long is closed, freeing its pod's slot;
+    /// 0 turns it off.
+    #[arg(long, env = "RUNWAY_TUNNEL_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub tunnel_idle_timeout: Duration,
     /// Bound on connecting to a pod or peer; a failed connect is retried on another pod.
     #[arg(long, env = "RUNWAY_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
@@ -61,6 +88,10 @@ pub struct Args {
     /// Bound on one readiness probe.
     #[arg(long, env = "RUNWAY_PROBE_TIMEOUT", default_value = "250ms", value_parser = parse_duration)]
     pub probe_timeout: Duration,
+    /// Networks (CIDRs, comma-separated) of proxies in front whose X-Forwarded-* and Forwarded headers are kept and
+    /// appended to; from any other client they are replaced, since they could be forged.
+    #[arg(long, env = "RUNWAY_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<TrustedProxies>,
     /// Threads serving requests; defaults to the CPUs this process may use. 1 runs a single-threaded scheduler.
     #[arg(long, env = "RUNWAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: Option<u16>,
@@ -98,6 +129,13 @@ impl Args {
     }
 
     pub fn options(&self) -> anyhow::Result<Options> {
+        let bounds = budget::derive(
+            self.memory_limit,
+            budget::open_files_limit(),
+            self.max_header_bytes as usize,
+            H2_CONNECTION_WINDOW,
+            self.max_connections as usize,
+        );
         Ok(Options {
             listen: self.listen,
             admin_listen: self.admin_listen,
@@ -110,8 +148,16 @@ impl Args {
             limits: ConnectionLimits {
                 max_header_bytes: self.max_header_bytes as usize,
                 header_read_timeout: self.header_read_timeout,
+                handshake_timeout: self.handshake_timeout,
+                idle_timeout: self.idle_timeout,
+                max_connections: bounds.max_connections,
+                max_concurrent_streams: self.max_concurrent_streams,
+                h2_keepalive: self.h2_keepalive,
             },
+            request_budget_bytes: bounds.request_bytes,
+            tunnel_idle_timeout: (!self.tunnel_idle_timeout.is_zero()).then_some(self.tunnel_idle_timeout),
             connect_timeout: self.connect_timeout,
+            trusted_proxies: self.trusted_proxies.clone().unwrap_or_default(),
             probe: ProbeConfig {
                 interval: self.probe_interval,
                 timeout: self.probe_timeout,
@@ -164,5 +210,29 @@ mod tests {
             Args::try_parse_from(["runway-activator", "--standalone", "--route", "a.b=127.0.0.1:1"]).unwrap();
         assert_eq!(standalone.options().unwrap().pod_ip, IpAddr::from([127, 0, 0, 1]));
         assert!(Args::try_parse_from(["runway-activator", "--max-header-bytes", "100"]).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_list_of_cidrs_and_a_bad_one_names_the_flag() {
+        let parse = |list: &str| {
+            let args = Args::try_parse_from(["runway-activator", "--standalone", "--trusted-proxies", list]).unwrap();
+            args.options().unwrap().trusted_proxies
+        };
+        let trusted = parse("10.0.0.0/8, 192.168.1.1/32,fd00::/8");
+        for ip in ["10.9.9.9", "192.168.1.1", "fd00::1"] {
+            assert!(trusted.contains(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(!trusted.contains("192.168.1.2".parse().unwrap()));
+        // An empty list (RUNWAY_TRUSTED_PROXIES="") trusts nobody, like no flag at all.
+        assert_eq!(parse(""), TrustedProxies::default());
+        let standalone = Args::try_parse_from(["runway-activator", "--standalone"]).unwrap();
+        assert_eq!(standalone.options().unwrap().trusted_proxies, TrustedProxies::default());
+        let error = Args::try_parse_from(["runway-activator", "--trusted-proxies", "10.0.0.0/8,10.0.0.0/33"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--trusted-proxies") && error.contains("10.0.0.0/33"),
+            "{error}"
+        );
     }
 }

@@ -28,16 +28,36 @@ pub struct ServiceSettings {
     pub container_concurrency: u32,
     /// Bound on the time until response headers, queueing included.
     pub timeout: Duration,
-    /// Path of the serving container's HTTP readiness probe when it probes the serving port; else TCP connects.
-    pub readiness_path: Option<String>,
+    /// How this activator may prove a new pod ready before Kubernetes does.
+    pub fast_probe: FastProbe,
+}
+
+/// How the activator's own probe may bring a new pod forward: only by proving what the kubelet's readiness check
+/// would prove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FastProbe {
+    /// The serving container's readiness probe is an HTTP GET of this path on the serving port.
+    Http(String),
+    /// No readiness check beyond a running container (or a TCP probe of the serving port): a TCP connect to the
+    /// serving port proves at least as much.
+    Tcp,
+    /// The pod's readiness rests on something this activator cannot check (exec, gRPC, another port or scheme,
+    /// another container's probe, readiness gates): wait for Kubernetes.
+    KubernetesOnly,
 }
 
 impl ServiceSettings {
     pub fn from_spec(spec: &runway_api::ServiceSpec) -> Self {
+        let pod = &spec.template.spec;
+        let gated = pod.readiness_gates.as_ref().is_some_and(|gates| !gates.is_empty());
         ServiceSettings {
             container_concurrency: u32::try_from(spec.container_concurrency).unwrap_or(0),
             timeout: Duration::from_secs(u64::try_from(spec.timeout_seconds).unwrap_or(1).max(1)),
-            readiness_path: readiness_path(&spec.template.spec.containers),
+            fast_probe: if gated {
+                FastProbe::KubernetesOnly
+            } else {
+                fast_probe(&pod.containers)
+            },
         }
     }
 }
@@ -52,24 +72,44 @@ fn serving_container(containers: &[Container]) -> Option<&Container> {
     }
 }
 
-/// The readiness probe path when the serving container probes its serving port over plain HTTP.
-fn readiness_path(containers: &[Container]) -> Option<String> {
-    let container = serving_container(containers)?;
+/// What the serving container's readiness probe lets the activator check by itself.
+fn fast_probe(containers: &[Container]) -> FastProbe {
+    let Some(container) = serving_container(containers) else {
+        return FastProbe::KubernetesOnly;
+    };
+    let others_probed = containers
+        .iter()
+        .any(|c| c.name != container.name && c.readiness_probe.is_some());
+    if others_probed {
+        return FastProbe::KubernetesOnly;
+    }
+    let Some(probe) = container.readiness_probe.as_ref() else {
+        return FastProbe::Tcp;
+    };
     let port = container.ports.as_ref().and_then(|ports| ports.first());
     let (number, name) = (
         port.map_or(8080, |p| p.container_port),
         port.and_then(|p| p.name.as_deref()),
     );
-    let http_get = container.readiness_probe.as_ref()?.http_get.as_ref()?;
-    let on_serving_port = match &http_get.port {
+    let on_serving_port = |probe_port: &IntOrString| match probe_port {
         IntOrString::Int(n) => *n == number,
         IntOrString::String(s) => Some(s.as_str()) == name,
     };
-    let plain_http = http_get
-        .scheme
-        .as_deref()
-        .is_none_or(|s| s.eq_ignore_ascii_case("http"));
-    (on_serving_port && plain_http).then(|| http_get.path.clone().unwrap_or_else(|| "/".to_owned()))
+    if let Some(http_get) = &probe.http_get {
+        let plain_http = http_get
+            .scheme
+            .as_deref()
+            .is_none_or(|s| s.eq_ignore_ascii_case("http"));
+        if on_serving_port(&http_get.port) && plain_http && http_get.host.is_none() {
+            return FastProbe::Http(http_get.path.clone().unwrap_or_else(|| "/".to_owned()));
+        }
+    } else if let Some(tcp) = &probe.tcp_socket
+        && on_serving_port(&tcp.port)
+        && tcp.host.is_none()
+    {
+        return FastProbe::Tcp;
+    }
+    FastProbe::KubernetesOnly
 }
 
 /// One pod endpoint as seen in the EndpointSlices (or in a static route).
@@ -145,7 +185,9 @@ pub fn peer_ips<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, Probe};
+    use k8s_openapi::api::core::v1::{
+        ContainerPort, ExecAction, HTTPGetAction, PodReadinessGate, Probe, TCPSocketAction,
+    };
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -282,49 +324,106 @@ mod tests {
         assert_eq!(ips, vec!["10.0.0.1", "10.0.0.2"]);
     }
 
-    fn container(port: Option<ContainerPort>, probe_port: IntOrString, path: &str) -> Container {
+    fn container(port: Option<ContainerPort>, probe: Option<Probe>) -> Container {
         Container {
             name: "app".into(),
             ports: port.map(|p| vec![p]),
-            readiness_probe: Some(Probe {
-                http_get: Some(HTTPGetAction {
-                    path: Some(path.into()),
-                    port: probe_port,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+            readiness_probe: probe,
             ..Default::default()
         }
     }
 
-    #[test]
-    fn the_readiness_path_is_used_only_on_the_serving_port() {
-        let named = ContainerPort {
+    fn http_probe(port: IntOrString, path: &str) -> Option<Probe> {
+        Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(path.into()),
+                port,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn named_port() -> Option<ContainerPort> {
+        Some(ContainerPort {
             container_port: 9000,
             name: Some("http".into()),
             ..Default::default()
+        })
+    }
+
+    #[test]
+    fn an_http_readiness_probe_on_the_serving_port_is_probed_the_same_way() {
+        let by_name = container(named_port(), http_probe(IntOrString::String("http".into()), "/ready"));
+        assert_eq!(fast_probe(&[by_name]), FastProbe::Http("/ready".into()));
+        let by_number = container(named_port(), http_probe(IntOrString::Int(9000), "/ready"));
+        assert_eq!(fast_probe(&[by_number]), FastProbe::Http("/ready".into()));
+        // No declared port: the serving port is 8080.
+        let default_port = container(None, http_probe(IntOrString::Int(8080), "/healthz"));
+        assert_eq!(fast_probe(&[default_port]), FastProbe::Http("/healthz".into()));
+    }
+
+    #[test]
+    fn no_readiness_probe_or_a_tcp_one_on_the_serving_port_means_a_tcp_connect() {
+        assert_eq!(fast_probe(&[container(None, None)]), FastProbe::Tcp);
+        let tcp = Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(8080),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(fast_probe(&[container(None, tcp)]), FastProbe::Tcp);
+    }
+
+    #[test]
+    fn readiness_the_activator_cannot_check_waits_for_kubernetes() {
+        let other_port = container(named_port(), http_probe(IntOrString::Int(9001), "/ready"));
+        assert_eq!(fast_probe(&[other_port]), FastProbe::KubernetesOnly);
+        let exec = Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(vec!["true".into()]),
+            }),
+            ..Default::default()
+        });
+        assert_eq!(fast_probe(&[container(None, exec)]), FastProbe::KubernetesOnly);
+        let tcp_elsewhere = Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(9999),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(fast_probe(&[container(None, tcp_elsewhere)]), FastProbe::KubernetesOnly);
+        let https = Some(Probe {
+            http_get: Some(HTTPGetAction {
+                port: IntOrString::Int(8080),
+                scheme: Some("HTTPS".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(fast_probe(&[container(None, https)]), FastProbe::KubernetesOnly);
+        let sidecar = Container {
+            name: "sidecar".into(),
+            ..container(None, http_probe(IntOrString::Int(15000), "/ready"))
         };
         assert_eq!(
-            readiness_path(&[container(
-                Some(named.clone()),
-                IntOrString::String("http".into()),
-                "/ready"
-            )]),
-            Some("/ready".into())
+            fast_probe(&[container(named_port(), None), sidecar]),
+            FastProbe::KubernetesOnly
         );
-        assert_eq!(
-            readiness_path(&[container(Some(named.clone()), IntOrString::Int(9000), "/ready")]),
-            Some("/ready".into())
-        );
-        assert_eq!(
-            readiness_path(&[container(Some(named), IntOrString::Int(9001), "/ready")]),
-            None
-        );
-        // No declared port: the serving port is 8080.
-        assert_eq!(
-            readiness_path(&[container(None, IntOrString::Int(8080), "/healthz")]),
-            Some("/healthz".into())
-        );
+    }
+
+    #[test]
+    fn readiness_gates_wait_for_kubernetes() {
+        let mut spec: runway_api::ServiceSpec = serde_json::from_value(serde_json::json!({
+            "template": {"spec": {"containers": [{"image": "app"}]}}
+        }))
+        .unwrap();
+        assert_eq!(ServiceSettings::from_spec(&spec).fast_probe, FastProbe::Tcp);
+        spec.template.spec.readiness_gates = Some(vec![PodReadinessGate {
+            condition_type: "example.com/warm".into(),
+        }]);
+        assert_eq!(ServiceSettings::from_spec(&spec).fast_probe, FastProbe::KubernetesOnly);
     }
 }

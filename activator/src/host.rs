@@ -77,6 +77,7 @@ fn is_dns_label(label: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn key(host: &str) -> Option<ServiceKey> {
         service_for_host(host, "example.com")
@@ -136,5 +137,26 @@ mod tests {
             service_for_host("api.prod.Apps.Corp.Net", ".apps.corp.net."),
             Some(ServiceKey::new("prod", "api"))
         );
+    }
+
+    proptest! {
+        #[test]
+        fn hosts_that_route_name_dns_labels_and_every_form_routes_back(
+            host in prop_oneof![
+                // Mostly routable, then near misses, then anything.
+                "([a-zA-Z0-9][a-z0-9-]{0,5}[a-z0-9]|[a-z0-9])\\.([a-z0-9][a-z0-9-]{0,5}[a-zA-Z0-9]|[a-z0-9])(\\.example\\.com|\\.svc|\\.svc\\.cluster\\.local)?\\.?(:[0-9]{1,5})?",
+                "[a-zA-Z0-9_-]{0,8}(\\.[a-zA-Z0-9-]{0,8}){0,3}(\\.example\\.com|\\.svc|\\.svc\\.cluster\\.local)?\\.?(:[0-9a-z]{0,6})?",
+                any::<String>(),
+            ],
+            domain in prop::sample::select(vec!["example.com", ".Example.com.", "svc", ""]),
+        ) {
+            if let Some(key) = service_for_host(&host, domain) {
+                prop_assert!(is_dns_label(&key.name) && is_dns_label(&key.namespace), "{key}");
+                let short = format!("{}.{}", key.name, key.namespace);
+                for suffix in ["", ".svc", ".svc.cluster.local", ".example.com"] {
+                    prop_assert_eq!(service_for_host(&format!("{short}{suffix}"), "example.com"), Some(key.clone()));
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Prometheus metrics of the data path.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -51,6 +53,8 @@ pub struct Metrics {
     queue_depth: Family<ServiceLabels, Gauge>,
     in_flight: Family<ServiceLabels, Gauge>,
     cold_starts: Family<ServiceLabels, Counter>,
+    abandoned: Family<ServiceLabels, Counter>,
+    abandoned_cut: Family<ServiceLabels, Counter>,
     latency: Family<ServiceLabels, Histogram, LatencyBuckets>,
 }
 
@@ -62,6 +66,8 @@ impl Default for Metrics {
             queue_depth: Family::default(),
             in_flight: Family::default(),
             cold_starts: Family::default(),
+            abandoned: Family::default(),
+            abandoned_cut: Family::default(),
             latency: Family::new_with_constructor(LatencyBuckets),
             registry: Registry::default(),
         };
@@ -76,6 +82,16 @@ impl Default for Metrics {
             "cold_starts",
             "Times a request arrived while the Service had no routable pod",
             metrics.cold_starts.clone(),
+        );
+        registry.register(
+            "abandoned_requests",
+            "Requests whose client or deadline left before the pod finished; the pod's slot stayed taken until it did",
+            metrics.abandoned.clone(),
+        );
+        registry.register(
+            "abandoned_requests_cut",
+            "Abandoned requests the pod had not finished within the bound, whose backend connection was closed",
+            metrics.abandoned_cut.clone(),
         );
         registry.register(
             "proxy_duration_seconds",
@@ -104,6 +120,8 @@ impl Metrics {
             queue_depth: self.queue_depth.get_or_create(&labels).clone(),
             in_flight: self.in_flight.get_or_create(&labels).clone(),
             cold_starts: self.cold_starts.get_or_create(&labels).clone(),
+            abandoned: self.abandoned.get_or_create(&labels).clone(),
+            abandoned_cut: self.abandoned_cut.get_or_create(&labels).clone(),
             latency: self.latency.get_or_create(&labels).clone(),
             requests: self.requests.clone(),
             by_code: Mutex::new(Vec::new()),
@@ -117,8 +135,10 @@ impl Metrics {
         self.queue_depth.remove(labels);
         self.in_flight.remove(labels);
         self.cold_starts.remove(labels);
+        self.abandoned.remove(labels);
+        self.abandoned_cut.remove(labels);
         self.latency.remove(labels);
-        for (code, _) in series.by_code.lock().unwrap().iter() {
+        for (code, _) in series.by_code.lock().iter() {
             self.requests.remove(&series.request_labels(*code));
         }
     }
@@ -130,6 +150,8 @@ pub struct ServiceMetrics {
     pub queue_depth: Gauge,
     pub in_flight: Gauge,
     pub cold_starts: Counter,
+    pub abandoned: Counter,
+    pub abandoned_cut: Counter,
     pub latency: Histogram,
     requests: Family<RequestLabels, Counter>,
     /// Counters per status code seen so far (a handful per Service).
@@ -138,7 +160,7 @@ pub struct ServiceMetrics {
 
 impl ServiceMetrics {
     pub fn count_response(&self, code: u16) {
-        let mut by_code = self.by_code.lock().unwrap();
+        let mut by_code = self.by_code.lock();
         if let Some((_, counter)) = by_code.iter().find(|(c, _)| *c == code) {
             counter.inc();
             return;

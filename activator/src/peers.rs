@@ -33,6 +33,14 @@ impl Peers {
         }
     }
 
+    /// The activators Kubernetes lists as ready, each serving its proxy on `proxy_port`. One that is not listed
+    /// itself (a failed readiness check, or not ready yet) counts as leaving: its peers do not count it, so it must
+    /// not use the slots they believe it gave up.
+    pub fn from_ready(me: IpAddr, ready: &[IpAddr], proxy_port: u16) -> Self {
+        let peers = Peers::new(me, ready.iter().map(|ip| SocketAddr::new(*ip, proxy_port)));
+        if ready.contains(&me) { peers } else { peers.leaving() }
+    }
+
     /// The same activators, with this one leaving: it hands its slots to the others and forwards to them, so that
     /// the requests it still receives while draining do not overlap with the others' use of its former slots.
     pub fn leaving(self) -> Self {
@@ -84,6 +92,20 @@ mod tests {
         assert!(!peers.is_peer(me));
         assert_eq!(peers.proxy_addr(me), None);
         assert_eq!(Peers::alone(me).ips(), vec![me]);
+    }
+
+    #[test]
+    fn an_activator_not_listed_as_ready_gives_its_slots_away() {
+        let (me, other): (IpAddr, IpAddr) = ("10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap());
+        let listed = Peers::from_ready(me, &[other, me], 8080);
+        assert!(!listed.is_leaving());
+        assert_eq!(listed.ips(), vec![other, me]);
+        let unlisted = Peers::from_ready(me, &[other], 8080);
+        assert!(unlisted.is_leaving());
+        assert_eq!(unlisted.ips(), vec![other]);
+        assert_eq!(unlisted.proxy_addr(other), Some(SocketAddr::new(other, 8080)));
+        // Nobody else to give them to: it keeps serving with every slot.
+        assert_eq!(Peers::from_ready(me, &[], 8080).ips(), vec![me]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::pod::ProbeKind;
 use crate::service::{ProbeRequest, ServiceHandle};
 
 #[derive(Clone, Debug)]
@@ -31,8 +32,8 @@ impl Default for ProbeConfig {
 /// Probes the pod until it answers or no longer needs probing (routable through Kubernetes, gone, terminating).
 pub fn spawn(service: Arc<ServiceHandle>, request: ProbeRequest, config: ProbeConfig) {
     tokio::spawn(async move {
-        while let Some(path) = service.probe_plan(request.id) {
-            let ready = tokio::time::timeout(config.timeout, probe_once(request.addr, path.as_deref()))
+        while let Some(kind) = service.probe_plan(request.id) {
+            let ready = tokio::time::timeout(config.timeout, probe_once(request.addr, &kind))
                 .await
                 .unwrap_or(false);
             if ready {
@@ -45,19 +46,19 @@ pub fn spawn(service: Arc<ServiceHandle>, request: ProbeRequest, config: ProbeCo
     });
 }
 
-/// One attempt: a TCP connect, or an HTTP GET of `path` that must answer 2xx or 3xx.
-async fn probe_once(addr: SocketAddr, path: Option<&str>) -> bool {
+/// One attempt: a TCP connect, or an HTTP GET that must answer 2xx or 3xx.
+async fn probe_once(addr: SocketAddr, kind: &ProbeKind) -> bool {
     let Ok(stream) = TcpStream::connect(addr).await else {
         return false;
     };
-    let Some(path) = path else {
+    let ProbeKind::Http(path) = kind else {
         return true;
     };
     let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
         return false;
     };
     tokio::spawn(connection);
-    let request = http::Request::get(path)
+    let request = http::Request::get(path.as_str())
         .header(http::header::HOST, addr.to_string())
         .header(http::header::USER_AGENT, "runway-activator-probe")
         .body(Empty::<Bytes>::new());

@@ -16,11 +16,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use runway_api::names::COLD_START_HEADER;
 use tokio::time::Instant;
 
+use crate::app::Options;
 use crate::body::{BodySlot, OutgoingBody, ResponseBody};
+use crate::budget::{RequestBudget, request_cost};
+use crate::exchange::Exchange;
 use crate::headers::{HOP_HEADER, remove_hop_by_hop, requested_upgrade, restore_upgrade, set_forwarded};
+use crate::pod::Target;
 use crate::probe;
 use crate::registry::{Registry, Route};
-use crate::service::{Admission, Grant, Lease, ServiceHandle, Target};
+use crate::service::{Admission, Grant, Lease, ServiceHandle};
+use crate::tunnel::{Activity, Watched};
 
 /// Attempts per request when connections fail before the request is sent.
 const MAX_ATTEMPTS: usize = 3;
@@ -60,9 +65,27 @@ impl Clients {
     }
 }
 
+impl Clients {
+    /// The client for a destination: the peer clients send from this activator's IP; `h2` must match the
+    /// request's version, since an HTTP/1 client refuses HTTP/2 requests.
+    fn pick(&self, peer: bool, h2: bool) -> &BackendClient {
+        match (peer, h2) {
+            (false, false) => &self.http1,
+            (false, true) => &self.h2c,
+            (true, false) => &self.peer_http1,
+            (true, true) => &self.peer_h2c,
+        }
+    }
+}
+
 pub struct Proxy {
     registry: Arc<Registry>,
     clients: Clients,
+    /// Clients whose forwarded headers are kept (`--trusted-proxies`).
+    trusted_proxies: crate::headers::TrustedProxies,
+    /// Bytes of the requests not yet answered, bounded.
+    budget: RequestBudget,
+    tunnel_idle_timeout: Option<Duration>,
 }
 
 /// What one attempt is sent to.
@@ -70,6 +93,18 @@ struct Destination {
     target: Target,
     lease: Option<Lease>,
     peer: bool,
+}
+
+impl Destination {
+    /// Whether to speak HTTP/2 to it. Peers get HTTP/2 when the client spoke it (the peer's pod may need it end to
+    /// end, as gRPC does); pods as their port says.
+    fn speaks_h2(&self, client_version: Version) -> bool {
+        if self.peer {
+            client_version == Version::HTTP_2
+        } else {
+            self.target.h2c
+        }
+    }
 }
 
 /// How long a request waited and whether it waited through a cold start.
@@ -80,18 +115,21 @@ struct Waited {
 }
 
 impl Proxy {
-    pub fn new(registry: Arc<Registry>, connect_timeout: Duration) -> Self {
+    pub fn new(registry: Arc<Registry>, options: &Options) -> Self {
         let me = registry.peers().me();
         Proxy {
             registry,
-            clients: Clients::new(connect_timeout, me),
+            clients: Clients::new(options.connect_timeout, me),
+            trusted_proxies: options.trusted_proxies.clone(),
+            budget: RequestBudget::new(options.request_budget_bytes),
+            tunnel_idle_timeout: options.tunnel_idle_timeout,
         }
     }
 
     /// Serves one client request.
     pub async fn serve(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         remote: SocketAddr,
     ) -> Result<Response<ResponseBody>, Infallible> {
         let arrival = Instant::now();
@@ -99,7 +137,18 @@ impl Proxy {
             // Tunnels to arbitrary addresses are not a Service's traffic.
             return Ok(local(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n"));
         }
-        let host = request_host(&request);
+        // Only a request with the hop header can be a peer's: the peer lookup stays off the common path.
+        let from_peer = request.headers().contains_key(HOP_HEADER) && self.registry.peers().is_peer(remote.ip());
+        let host = match crate::head::check(request.version(), request.uri(), request.headers(), from_peer) {
+            Ok(host) => host,
+            Err(error) => {
+                tracing::debug!(%remote, %error, "request head refused");
+                return Ok(local(error.status(), format!("{error}\n")));
+            }
+        };
+        if let Some(value) = host.host_header() {
+            request.headers_mut().insert(header::HOST, value);
+        }
         let service = match self.registry.route(&host) {
             Route::Service(service) => service,
             Route::Unknown => {
@@ -134,12 +183,16 @@ impl Proxy {
             .flatten();
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
+        // Held until the response head: what waits in queues is bounded whatever clients send.
+        let Some(_reservation) = self.budget.reserve(request_cost(&parts)) else {
+            return overloaded("too many requests waiting in this activator, retry later\n");
+        };
         remove_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = &upgrade {
             restore_upgrade(&mut parts.headers, protocol.clone());
         }
         if !hop {
-            set_forwarded(&mut parts.headers, remote.ip(), host);
+            set_forwarded(&mut parts.headers, remote.ip(), host, &self.trusted_proxies);
         }
         if !parts.headers.contains_key(header::HOST)
             && let Ok(value) = HeaderValue::from_str(host)
@@ -155,7 +208,8 @@ impl Proxy {
                 Ok(destination) => destination,
                 Err(response) => return response,
             };
-            let outgoing = match build_request(&parts, &destination, body.outgoing()) {
+            let h2 = destination.speaks_h2(parts.version);
+            let outgoing = match build_request(&parts, &destination, h2, body.outgoing()) {
                 Ok(outgoing) => outgoing,
                 Err(error) => {
                     return local(
@@ -164,25 +218,30 @@ impl Proxy {
                     );
                 }
             };
-            let client = match (destination.peer, destination.target.h2c) {
-                (false, false) => &self.clients.http1,
-                (false, true) => &self.clients.h2c,
-                (true, false) => &self.clients.peer_http1,
-                (true, true) => &self.clients.peer_h2c,
-            };
-            let result = tokio::time::timeout_at(deadline, client.request(outgoing)).await;
-            match result {
+            let client = self.clients.pick(destination.peer, h2);
+            let exchange = Exchange::new(client.request(outgoing), destination.lease, deadline);
+            // Past the deadline the exchange is dropped: the pod finishes in the background, holding its slot.
+            match tokio::time::timeout_at(deadline, exchange).await {
                 Err(_elapsed) => return timeout_response(),
-                Ok(Ok(response)) => return finish(response, destination.lease, client_upgrade, &waited),
-                Ok(Err(error)) if error.is_connect() && body.is_untouched() => {
+                Ok((Ok(response), lease)) => {
+                    return finish(
+                        response,
+                        lease,
+                        deadline,
+                        self.tunnel_idle_timeout,
+                        client_upgrade,
+                        &waited,
+                    );
+                }
+                Ok((Err(error), lease)) if error.is_connect() && body.is_untouched() => {
                     tracing::debug!(service = %service.key, backend = %destination.target.addr, %error, "connect failed, retrying");
-                    if let Some(lease) = destination.lease
+                    if let Some(lease) = lease
                         && let Some(probe) = service.connect_failed(lease)
                     {
                         probe::spawn(service.clone(), probe, self.registry.probe_config().clone());
                     }
                 }
-                Ok(Err(error)) => {
+                Ok((Err(error), _lease)) => {
                     tracing::debug!(service = %service.key, backend = %destination.target.addr, %error, "backend failed");
                     return local(StatusCode::BAD_GATEWAY, "the backend failed to answer\n");
                 }
@@ -201,7 +260,10 @@ impl Proxy {
     ) -> Result<Destination, Response<ResponseBody>> {
         let grant = match service.admit(hop) {
             Admission::Granted(grant) => grant,
-            Admission::Queued(waiting) => {
+            Admission::Queued(waiting, poke) => {
+                if let Some(load) = poke {
+                    self.registry.hub.poke(load);
+                }
                 waited.cold |= waiting.cold;
                 let started = Instant::now();
                 let grant = tokio::time::timeout_at(deadline, waiting.granted()).await;
@@ -212,16 +274,7 @@ impl Proxy {
                     Err(_elapsed) => return Err(timeout_response()),
                 }
             }
-            Admission::QueueFull => {
-                let mut response = local(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too many requests waiting, retry later\n",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return Err(response);
-            }
+            Admission::QueueFull => return Err(overloaded("too many requests waiting, retry later\n")),
             Admission::Gone => return Err(local(StatusCode::NOT_FOUND, "the service was deleted\n")),
         };
         Ok(match grant {
@@ -239,20 +292,10 @@ impl Proxy {
     }
 }
 
-/// The host a request is for: the Host header, or the HTTP/2 :authority.
-fn request_host<B>(request: &Request<B>) -> String {
-    request
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
-        .unwrap_or_default()
-}
-
 fn build_request(
     parts: &http::request::Parts,
     destination: &Destination,
+    h2: bool,
     body: OutgoingBody,
 ) -> Result<Request<OutgoingBody>, http::Error> {
     let path = parts.uri.path_and_query().cloned();
@@ -261,12 +304,6 @@ fn build_request(
         .authority(destination.target.authority.clone())
         .path_and_query(path.unwrap_or_else(|| PathAndQuery::from_static("/")))
         .build()?;
-    // Peers get HTTP/2 when the client spoke it (the peer's pod may need it end to end); pods as their port says.
-    let h2 = if destination.peer {
-        parts.version == Version::HTTP_2
-    } else {
-        destination.target.h2c
-    };
     let mut request = Request::builder()
         .method(parts.method.clone())
         .uri(uri)
@@ -284,6 +321,8 @@ fn build_request(
 fn finish(
     mut response: Response<Incoming>,
     lease: Option<Lease>,
+    deadline: Instant,
+    tunnel_idle_timeout: Option<Duration>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     waited: &Waited,
 ) -> Response<ResponseBody> {
@@ -311,17 +350,23 @@ fn finish(
         (Some(protocol), Some(client_side)) => {
             restore_upgrade(response.headers_mut(), protocol);
             let backend_side = hyper::upgrade::on(&mut response);
-            tokio::spawn(tunnel(client_side, backend_side, lease));
+            tokio::spawn(tunnel(client_side, backend_side, lease, tunnel_idle_timeout));
             None
         }
         _ => lease,
     };
-    response.map(|body| ResponseBody::Proxied { body, lease })
+    response.map(|body| ResponseBody::proxied(body, lease, deadline))
 }
 
-/// Copies bytes both ways between the upgraded client and backend connections. Timeouts do not apply here: a
-/// WebSocket may stay open as long as both ends want. The slot is held until it closes.
-async fn tunnel(client_side: hyper::upgrade::OnUpgrade, backend_side: hyper::upgrade::OnUpgrade, lease: Option<Lease>) {
+/// Copies bytes both ways between the upgraded client and backend connections. The request timeout does not apply
+/// here: a WebSocket may stay open as long as both ends want, but not silent for longer than `idle_timeout`. The
+/// slot is held until it closes.
+async fn tunnel(
+    client_side: hyper::upgrade::OnUpgrade,
+    backend_side: hyper::upgrade::OnUpgrade,
+    lease: Option<Lease>,
+    idle_timeout: Option<Duration>,
+) {
     let (client, backend) = match tokio::try_join!(client_side, backend_side) {
         Ok(pair) => pair,
         Err(error) => {
@@ -329,11 +374,32 @@ async fn tunnel(client_side: hyper::upgrade::OnUpgrade, backend_side: hyper::upg
             return;
         }
     };
-    let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
-    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
-        tracing::debug!(%error, "upgraded connection ended with an error");
+    let activity = Arc::new(Activity::default());
+    let mut client = Watched::new(TokioIo::new(client), activity.clone());
+    let mut backend = Watched::new(TokioIo::new(backend), activity.clone());
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut backend);
+    let outcome = match idle_timeout {
+        Some(idle) => tokio::select! {
+            result = copy => Some(result),
+            () = activity.silent_for(idle) => None,
+        },
+        None => Some(copy.await),
+    };
+    match outcome {
+        Some(Err(error)) => tracing::debug!(%error, "upgraded connection ended with an error"),
+        None => tracing::debug!(?idle_timeout, "upgraded connection idle; closed"),
+        Some(Ok(_)) => {}
     }
     drop(lease);
+}
+
+/// 503 with Retry-After: the activator is at a bound and the client may come back shortly.
+fn overloaded(text: &'static str) -> Response<ResponseBody> {
+    let mut response = local(StatusCode::SERVICE_UNAVAILABLE, text);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 fn timeout_response() -> Response<ResponseBody> {

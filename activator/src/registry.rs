@@ -2,8 +2,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+
+use parking_lot::RwLock;
 
 use runway_api::stats::ServiceLoad;
 use tokio::time::Instant;
@@ -61,14 +63,14 @@ impl Registry {
         let Some(key) = service_for_host(host, &self.domain) else {
             return Route::Unknown;
         };
-        match self.services.read().unwrap().get(&key) {
+        match self.services.read().get(&key) {
             Some(service) if service.timeout().is_some() => Route::Service(service.clone()),
             _ => Route::Unknown,
         }
     }
 
     pub fn peers(&self) -> Arc<Peers> {
-        self.peers.read().unwrap().clone()
+        self.peers.read().clone()
     }
 
     /// A Service was created or changed (`Some`) or deleted (`None`).
@@ -103,8 +105,8 @@ impl Registry {
         } else {
             peers
         });
-        *self.peers.write().unwrap() = peers.clone();
-        let services: Vec<Arc<ServiceHandle>> = self.services.read().unwrap().values().cloned().collect();
+        *self.peers.write() = peers.clone();
+        let services: Vec<Arc<ServiceHandle>> = self.services.read().values().cloned().collect();
         for service in services {
             service.set_peers(peers.clone());
         }
@@ -119,7 +121,7 @@ impl Registry {
 
     /// Every Service with load in the interval ending now.
     pub fn take_loads(&self, now: Instant) -> Vec<ServiceLoad> {
-        let services: Vec<Arc<ServiceHandle>> = self.services.read().unwrap().values().cloned().collect();
+        let services: Vec<Arc<ServiceHandle>> = self.services.read().values().cloned().collect();
         let mut loads: Vec<ServiceLoad> = services.iter().filter_map(|s| s.take_load(now)).collect();
         loads.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         loads
@@ -130,21 +132,20 @@ impl Registry {
     }
 
     fn existing(&self, key: &ServiceKey) -> Option<Arc<ServiceHandle>> {
-        self.services.read().unwrap().get(key).cloned()
+        self.services.read().get(key).cloned()
     }
 
     fn service(&self, key: &ServiceKey) -> Arc<ServiceHandle> {
         if let Some(service) = self.existing(key) {
             return service;
         }
-        let mut services = self.services.write().unwrap();
+        let mut services = self.services.write();
         services
             .entry(key.clone())
             .or_insert_with(|| {
                 ServiceHandle::new(
                     key.clone(),
                     self.metrics.for_service(key),
-                    self.hub.clone(),
                     self.queue_limit,
                     self.peers(),
                 )
@@ -153,7 +154,7 @@ impl Registry {
     }
 
     fn forget_if_unused(&self, key: &ServiceKey) {
-        let mut services = self.services.write().unwrap();
+        let mut services = self.services.write();
         if let Some(service) = services.get(key)
             && service.is_unused()
         {

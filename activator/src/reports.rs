@@ -1,6 +1,6 @@
 //! The load stream to the autoscaler: periodic reports and pokes, fanned out to every open `/v1/load` stream.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use runway_api::stats::{LoadReport, ReportKind, ServiceLoad};
@@ -29,7 +29,7 @@ impl LoadHub {
     /// Sends a periodic report covering `interval_ms`.
     pub fn publish_periodic(&self, interval_ms: u64, services: Vec<ServiceLoad>) {
         let line = self.line(ReportKind::Periodic, interval_ms, services);
-        *self.latest_periodic.lock().unwrap() = Some(line.clone());
+        *self.latest_periodic.lock() = Some(line.clone());
         // No receiver is not an error: nobody listens yet.
         let _ = self.lines.send(line);
     }
@@ -43,7 +43,7 @@ impl LoadHub {
     /// the reports that follow.
     pub fn subscribe(&self) -> (Bytes, broadcast::Receiver<Bytes>) {
         let receiver = self.lines.subscribe();
-        let first = self.latest_periodic.lock().unwrap().clone();
+        let first = self.latest_periodic.lock().clone();
         let first = first.unwrap_or_else(|| self.line(ReportKind::Periodic, 0, Vec::new()));
         (first, receiver)
     }

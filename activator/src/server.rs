@@ -1,25 +1,53 @@
-//! The proxy listener: HTTP/1.1 and h2c (prior knowledge) on one port, with graceful shutdown.
+//! The proxy listener: HTTP/1.1 and h2c (prior knowledge) on one port, with bounded connections, idle and
+//! handshake timeouts, and graceful shutdown.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 
 use crate::proxy::Proxy;
+
+/// The HTTP/2 connection preface; a connection that starts with anything else speaks HTTP/1.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Connections over the limit answered 503 at the same time; past that they are closed at once.
+const MAX_REJECTING: usize = 256;
+/// How long a rejected connection may take to read its 503 before it is closed.
+const REJECT_LINGER: Duration = Duration::from_millis(200);
 
 /// Limits applied to client connections.
 #[derive(Clone, Debug)]
 pub struct ConnectionLimits {
     /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list); larger gets 431.
     pub max_header_bytes: usize,
-    /// Time a client has to send a complete request head.
+    /// Time a client has to send a complete HTTP/1.1 request head.
     pub header_read_timeout: Duration,
+    /// Time a new connection has to show its protocol: its first byte, or the whole HTTP/2 preface.
+    pub handshake_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (gracefully: GOAWAY for HTTP/2).
+    pub idle_timeout: Duration,
+    /// Client connections open at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 keep-alive: a PING this often, and the connection closes if the answer takes as long.
+    pub h2_keepalive: Duration,
 }
+
+/// HTTP/2 flow-control windows: what a client may send ahead on request bodies nobody reads yet (queued requests).
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+pub const H2_CONNECTION_WINDOW: u32 = 128 * 1024;
 
 /// Accepts connections until `stop` resolves, then waits up to `drain` for open connections to finish.
 pub async fn serve(
@@ -29,18 +57,11 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
     drain: Duration,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(builder(&limits));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
+    let (stopping, stopped) = watch::channel(false);
+    let limits = Arc::new(limits);
     tokio::pin!(stop);
     loop {
         let (stream, remote) = tokio::select! {
@@ -55,20 +76,230 @@ pub async fn serve(
             },
             () = &mut stop => break,
         };
-        let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let service = service_fn(move |request| proxy.clone().serve(request, remote));
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%remote, %error, "client connection ended with an error");
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            if let Ok(rejection) = rejecting.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    reject(stream).await;
+                    drop(rejection);
+                });
             }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            proxy: proxy.clone(),
+            builder: builder.clone(),
+            limits: limits.clone(),
+            remote,
+            stop: stopped.clone(),
+        };
+        tokio::spawn(async move {
+            connection.serve(stream).await;
+            drop(permit);
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    let _ = stopping.send(true);
+    let everyone_gone = permits.acquire_many(u32::try_from(limits.max_connections).unwrap_or(u32::MAX));
+    if tokio::time::timeout(drain, everyone_gone).await.is_err() {
         tracing::warn!("in-flight requests still running after the shutdown bound; exiting anyway");
+    }
+}
+
+fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .keep_alive_interval(limits.h2_keepalive)
+        .keep_alive_timeout(limits.h2_keepalive);
+    builder
+}
+
+/// Over the connection limit: a short 503 and close, so that clients learn at once instead of waiting in the
+/// kernel's backlog. The client's bytes are read a moment first, so that the close does not reset the answer away.
+async fn reject(mut stream: TcpStream) {
+    const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: text/plain\r\n\
+connection: close\r\ncontent-length: 29\r\n\r\ntoo many connections, retry\r\n";
+    let _ = tokio::time::timeout(REJECT_LINGER, async {
+        if stream.write_all(ANSWER).await.is_ok() && stream.shutdown().await.is_ok() {
+            let mut sink = [0u8; 4096];
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        }
+    })
+    .await;
+}
+
+/// One client connection and what it shares with the listener.
+struct Connection {
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Arc<ConnectionLimits>,
+    remote: SocketAddr,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn serve(mut self, mut stream: TcpStream) {
+        let opening = match tokio::time::timeout(self.limits.handshake_timeout, read_opening(&mut stream)).await {
+            Ok(Ok(opening)) => opening,
+            Ok(Err(_)) | Err(_) => return, // nothing (or half a preface) within the bound: close
+        };
+        let activity = Arc::new(Activity::new());
+        let (proxy, remote, tracker) = (self.proxy.clone(), self.remote, activity.clone());
+        let service = service_fn(move |request| {
+            let busy = tracker.begin();
+            let proxy = proxy.clone();
+            async move {
+                let response = proxy.serve(request, remote).await;
+                drop(busy);
+                response
+            }
+        });
+        let io = TokioIo::new(Opened {
+            opening,
+            read: 0,
+            stream,
+        });
+        let connection = self.builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(connection);
+        let mut closing = false;
+        loop {
+            let idle_at = activity.idle_deadline(self.limits.idle_timeout);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(remote = %self.remote, %error, "client connection ended with an error");
+                    }
+                    return;
+                }
+                _ = self.stop.wait_for(|stop| *stop), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = tokio::time::sleep_until(idle_at.unwrap_or_else(Instant::now)), if !closing && idle_at.is_some() => {
+                    if activity.idle_deadline(self.limits.idle_timeout).is_some_and(|at| at <= Instant::now()) {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads until the protocol is clear: the whole HTTP/2 preface, or a byte that departs from it (HTTP/1). hyper's
+/// own protocol detection waits for those bytes without a bound.
+async fn read_opening(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut opening = Vec::with_capacity(H2_PREFACE.len());
+    let mut chunk = [0u8; H2_PREFACE.len()];
+    while opening.len() < H2_PREFACE.len() {
+        let n = stream.read(&mut chunk[..H2_PREFACE.len() - opening.len()]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        opening.extend_from_slice(&chunk[..n]);
+        if !H2_PREFACE.starts_with(&opening) {
+            break;
+        }
+    }
+    Ok(opening)
+}
+
+/// Requests in flight on one connection and when the last one ended, for the idle timeout.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds since `epoch` when the connection last had no request left.
+    idle_since_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    /// When the connection will have been idle for `timeout`; `None` while a request is in flight.
+    fn idle_deadline(&self, timeout: Duration) -> Option<Instant> {
+        (self.in_flight.load(Ordering::Relaxed) == 0)
+            .then(|| self.epoch + Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed)) + timeout)
+    }
+}
+
+/// One request in flight on a connection.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let since = u64::try_from(self.0.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.idle_since_ms.store(since, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A client stream whose opening bytes were already read; they are replayed to hyper first.
+struct Opened {
+    opening: Vec<u8>,
+    read: usize,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Opened {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.read < this.opening.len() {
+            let rest = &this.opening[this.read..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.read += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Opened {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 

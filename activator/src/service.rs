@@ -3,44 +3,27 @@
 //! All of it sits behind one small mutex. A slot that frees up is handed straight to the head of the queue, so the
 //! counters are exact: a pod never has more requests in flight than this activator's slots on it.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use http::uri::Authority;
+use parking_lot::{Mutex, MutexGuard};
 use runway_api::stats::ServiceLoad;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::balance::{PodLoad, choose_pod};
-use crate::endpoints::{EndpointState, ServiceSettings};
+use crate::endpoints::{EndpointState, FastProbe, ServiceSettings};
 use crate::host::ServiceKey;
 use crate::load::{LoadSample, LoadTracker};
 use crate::metrics::ServiceMetrics;
 use crate::peers::Peers;
-use crate::reports::LoadHub;
-use crate::slots::{Slots, first_ranked, slots_for};
+use crate::pod::{Pod, ProbeKind, Target};
+use crate::queue::WaitQueue;
+use crate::slots::{first_ranked, slots_for};
 
 /// At most one poke per Service this often while requests keep arriving at zero.
 pub const POKE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Where to send a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub addr: SocketAddr,
-    /// `addr` as a URI authority, made once per pod rather than per request.
-    pub authority: Authority,
-    /// HTTP/2 with prior knowledge.
-    pub h2c: bool,
-}
-
-impl Target {
-    pub fn new(addr: SocketAddr, h2c: bool) -> Self {
-        let authority = Authority::try_from(addr.to_string()).expect("a socket address is a valid authority");
-        Target { addr, authority, h2c }
-    }
-}
 
 /// What a request may do now.
 pub enum Grant {
@@ -53,8 +36,8 @@ pub enum Grant {
 /// The outcome of asking for a slot.
 pub enum Admission {
     Granted(Grant),
-    /// Wait in the queue.
-    Queued(Waiting),
+    /// Wait in the queue; with the load to poke the autoscaler with, when the request found the Service at zero.
+    Queued(Waiting, Option<ServiceLoad>),
     /// The queue is at its bound.
     QueueFull,
     /// The Service was deleted.
@@ -67,8 +50,6 @@ pub struct ServiceHandle {
     this: Weak<ServiceHandle>,
     pub key: ServiceKey,
     pub metrics: ServiceMetrics,
-    hub: Arc<LoadHub>,
-    queue_limit: usize,
     state: Mutex<ServiceState>,
 }
 
@@ -76,58 +57,13 @@ struct ServiceState {
     settings: Option<ServiceSettings>,
     peers: Arc<Peers>,
     pods: Vec<Pod>,
-    next_id: u64,
-    waiters: VecDeque<Waiter>,
+    next_pod_id: u64,
+    queue: WaitQueue<Grant>,
     rotation: usize,
     load: LoadTracker,
     last_poke: Option<Instant>,
     /// A cold start is under way (requests arrived with no routable pod); counted once.
     cold_start: bool,
-}
-
-struct Pod {
-    id: u64,
-    target: Target,
-    k8s_ready: bool,
-    /// Once Kubernetes has called the pod ready, its word beats our own probe.
-    k8s_was_ready: bool,
-    probed_ready: bool,
-    /// A connection to it failed; unroutable until a probe succeeds.
-    failed: bool,
-    terminating: bool,
-    /// Gone from the endpoints; kept until its in-flight requests finish so the counters stay exact.
-    removed: bool,
-    probing: bool,
-    in_flight: u32,
-    slots: Slots,
-}
-
-impl Pod {
-    fn routable(&self) -> bool {
-        !self.removed
-            && !self.terminating
-            && !self.failed
-            && (self.k8s_ready || (self.probed_ready && !self.k8s_was_ready))
-    }
-
-    fn needs_probe(&self) -> bool {
-        !self.removed && !self.terminating && (self.failed || (!self.k8s_was_ready && !self.probed_ready))
-    }
-
-    fn load(&self) -> PodLoad {
-        PodLoad {
-            routable: self.routable(),
-            in_flight: self.in_flight,
-            slots: self.slots,
-        }
-    }
-}
-
-struct Waiter {
-    id: u64,
-    /// Came from a peer activator: must not be forwarded again.
-    hop: bool,
-    grant: oneshot::Sender<Grant>,
 }
 
 /// A probe the caller must start: the pod `id` at `addr`.
@@ -137,25 +73,17 @@ pub struct ProbeRequest {
 }
 
 impl ServiceHandle {
-    pub fn new(
-        key: ServiceKey,
-        metrics: ServiceMetrics,
-        hub: Arc<LoadHub>,
-        queue_limit: usize,
-        peers: Arc<Peers>,
-    ) -> Arc<Self> {
+    pub fn new(key: ServiceKey, metrics: ServiceMetrics, queue_limit: usize, peers: Arc<Peers>) -> Arc<Self> {
         Arc::new_cyclic(|this| ServiceHandle {
             this: this.clone(),
             key,
             metrics,
-            hub,
-            queue_limit,
             state: Mutex::new(ServiceState {
                 settings: None,
                 peers,
                 pods: Vec::new(),
-                next_id: 0,
-                waiters: VecDeque::new(),
+                next_pod_id: 0,
+                queue: WaitQueue::new(queue_limit),
                 rotation: 0,
                 load: LoadTracker::new(Instant::now()),
                 last_poke: None,
@@ -169,8 +97,7 @@ impl ServiceHandle {
     }
 
     fn lock(&self) -> MutexGuard<'_, ServiceState> {
-        // A panic while holding the lock leaves plain counters behind; keep serving with them.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 
     /// The Service's timeout; `None` once it was deleted.
@@ -185,7 +112,7 @@ impl ServiceHandle {
         if state.settings.is_none() {
             return Admission::Gone;
         }
-        if state.waiters.is_empty()
+        if state.queue.is_empty()
             && let Some(index) = state.choose()
         {
             state.load.arrived();
@@ -199,15 +126,11 @@ impl ServiceHandle {
             return Admission::Granted(Grant::Peer(peer));
         }
         state.load.arrived();
-        if state.waiters.len() >= self.queue_limit {
+        let state = &mut *state;
+        let Ok((id, receiver)) = state.queue.push(hop, &mut state.load, now) else {
             return Admission::QueueFull;
-        }
+        };
         let cold = !state.pods.iter().any(Pod::routable);
-        let (sender, receiver) = oneshot::channel();
-        let id = state.next_id;
-        state.next_id += 1;
-        state.waiters.push_back(Waiter { id, hop, grant: sender });
-        state.load.change_queued(now, 1);
         if cold && !state.cold_start {
             state.cold_start = true;
             self.metrics.cold_starts.inc();
@@ -217,26 +140,24 @@ impl ServiceHandle {
             state.last_poke = Some(now);
         }
         let sample = state.load.peek(now);
-        self.publish_gauges(&state);
-        drop(state);
-        if poke {
-            self.hub.poke(self.service_load(sample));
-        }
-        Admission::Queued(Waiting {
-            id,
-            cold,
-            receiver: Some(receiver),
-            service: self.arc(),
-        })
+        self.publish_gauges(state);
+        Admission::Queued(
+            Waiting {
+                id,
+                cold,
+                receiver: Some(receiver),
+                service: self.arc(),
+            },
+            poke.then(|| self.service_load(sample)),
+        )
     }
 
     /// Replaces the Service's settings; `None` when it was deleted (waiting requests are then let go).
     pub fn set_settings(&self, settings: Option<ServiceSettings>) {
         let mut state = self.lock();
         if settings.is_none() {
-            let dropped = state.waiters.len();
-            state.waiters.clear();
-            state.load.change_queued(Instant::now(), -(dropped as i32));
+            let state = &mut *state;
+            state.queue.take_where(|_| true, &mut state.load, Instant::now());
         }
         state.settings = settings;
         state.recompute_slots();
@@ -255,61 +176,40 @@ impl ServiceHandle {
     pub fn set_endpoints(&self, endpoints: &[EndpointState]) -> Vec<ProbeRequest> {
         let mut state = self.lock();
         for pod in &mut state.pods {
-            pod.removed = !endpoints.iter().any(|e| e.addr == pod.target.addr);
-        }
-        for endpoint in endpoints {
-            match state.pods.iter_mut().find(|p| p.target.addr == endpoint.addr) {
-                Some(pod) => {
-                    pod.target.h2c = endpoint.h2c;
-                    pod.k8s_ready = endpoint.ready;
-                    pod.k8s_was_ready |= endpoint.ready;
-                    pod.terminating = endpoint.terminating;
-                }
-                None => {
-                    let id = state.next_id;
-                    state.next_id += 1;
-                    state.pods.push(Pod {
-                        id,
-                        target: Target::new(endpoint.addr, endpoint.h2c),
-                        k8s_ready: endpoint.ready,
-                        k8s_was_ready: endpoint.ready,
-                        probed_ready: false,
-                        failed: false,
-                        terminating: endpoint.terminating,
-                        removed: false,
-                        probing: false,
-                        in_flight: 0,
-                        slots: Slots::Limited(0),
-                    });
-                }
+            match endpoints.iter().find(|e| e.addr == pod.target.addr) {
+                Some(endpoint) => pod.update(endpoint),
+                None => pod.remove(),
             }
         }
-        state.pods.retain(|p| !p.removed || p.in_flight > 0);
+        for endpoint in endpoints {
+            if !state.pods.iter().any(|p| p.target.addr == endpoint.addr) {
+                let id = state.next_pod_id;
+                state.next_pod_id += 1;
+                state.pods.push(Pod::new(id, endpoint));
+            }
+        }
+        state.pods.retain(|p| !p.is_removed() || p.in_flight > 0);
         state.recompute_slots();
         let probes = state.claim_probes();
         self.dispatch(&mut state);
         probes
     }
 
-    /// The readiness path to probe pod `id` with (`Some(None)`: TCP connect), or `None` once it needs no probe.
-    pub fn probe_plan(&self, id: u64) -> Option<Option<String>> {
+    /// How to probe pod `id` now, or `None` once it needs no probe (the probe task then ends).
+    pub fn probe_plan(&self, id: u64) -> Option<ProbeKind> {
         let mut state = self.lock();
-        let path = state.settings.as_ref().and_then(|s| s.readiness_path.clone());
+        let policy = state.fast_probe();
         let pod = state.pods.iter_mut().find(|p| p.id == id)?;
-        if pod.needs_probe() {
-            Some(path)
-        } else {
-            pod.probing = false;
-            None
-        }
+        let plan = pod.probe_needed(&policy);
+        pod.probing = plan.is_some();
+        plan
     }
 
     /// Pod `id` answered its probe: it is routable.
     pub fn probe_succeeded(&self, id: u64) {
         let mut state = self.lock();
         if let Some(pod) = state.pods.iter_mut().find(|p| p.id == id) {
-            pod.probed_ready = true;
-            pod.failed = false;
+            pod.answered();
             pod.probing = false;
         }
         self.dispatch(&mut state);
@@ -323,7 +223,7 @@ impl ServiceHandle {
         state.release(lease.pod_id, Instant::now());
         let pod = state.pods.iter_mut().find(|p| p.id == lease.pod_id);
         let probe = pod.and_then(|pod| {
-            pod.failed = true;
+            pod.refused();
             (!pod.probing).then(|| {
                 pod.probing = true;
                 ProbeRequest {
@@ -345,7 +245,7 @@ impl ServiceHandle {
     /// Nothing left to serve or to wait for: the registry may forget the Service.
     pub fn is_unused(&self) -> bool {
         let state = self.lock();
-        state.settings.is_none() && state.pods.is_empty() && state.waiters.is_empty()
+        state.settings.is_none() && state.pods.is_empty() && state.queue.is_empty()
     }
 
     fn release(&self, pod_id: u64) {
@@ -356,22 +256,20 @@ impl ServiceHandle {
 
     fn remove_waiter(&self, id: u64) {
         let mut state = self.lock();
-        if let Some(position) = state.waiters.iter().position(|w| w.id == id) {
-            state.waiters.remove(position);
-            state.load.change_queued(Instant::now(), -1);
-            self.publish_gauges(&state);
+        let state = &mut *state;
+        if state.queue.remove(id, &mut state.load, Instant::now()) {
+            self.publish_gauges(state);
         }
     }
 
     /// Hands free slots to the head of the queue, and forwards waiting requests when all slots belong to peers.
     fn dispatch(&self, state: &mut ServiceState) {
         let now = Instant::now();
-        while !state.waiters.is_empty() {
+        while !state.queue.is_empty() {
             let Some(index) = state.choose() else {
                 break;
             };
-            let waiter = state.waiters.pop_front().expect("checked non-empty");
-            state.load.change_queued(now, -1);
+            let waiter = state.queue.pop(&mut state.load, now).expect("checked non-empty");
             let lease = state.lease(index, self.arc(), now);
             if let Err(Grant::Pod(mut lease)) = waiter.grant.send(Grant::Pod(lease)) {
                 // The request gave up meanwhile; undo without the lease's Drop, which would take the lock again.
@@ -379,17 +277,16 @@ impl ServiceHandle {
                 state.release(lease.pod_id, now);
             }
         }
-        if !state.waiters.is_empty()
+        if !state.queue.is_empty()
             && let Some(peer) = state.forward_target()
         {
-            let (kept, forwardable): (VecDeque<Waiter>, VecDeque<Waiter>) = std::mem::take(&mut state.waiters)
-                .into_iter()
-                .partition(|w| !state.may_forward(w.hop));
-            state.load.change_queued(now, -(forwardable.len() as i32));
+            let leaving = state.peers.is_leaving();
+            let forwardable = state
+                .queue
+                .take_where(|w| may_forward(w.hop, leaving), &mut state.load, now);
             for waiter in forwardable {
                 let _ = waiter.grant.send(Grant::Peer(peer));
             }
-            state.waiters = kept;
         }
         if state.pods.iter().any(Pod::routable) {
             state.cold_start = false;
@@ -412,6 +309,12 @@ impl ServiceHandle {
             in_flight: sample.in_flight,
         }
     }
+}
+
+/// A request a peer forwarded is not forwarded again, except by an activator that is leaving: it holds no slots
+/// any more, and the peer it forwards to will not bounce it back.
+fn may_forward(hop: bool, leaving: bool) -> bool {
+    !hop || leaving
 }
 
 impl ServiceState {
@@ -438,20 +341,24 @@ impl ServiceState {
         if let Some(index) = self.pods.iter().position(|p| p.id == pod_id) {
             let pod = &mut self.pods[index];
             pod.in_flight -= 1;
-            if pod.removed && pod.in_flight == 0 {
+            if pod.is_removed() && pod.in_flight == 0 {
                 self.pods.remove(index);
             }
         }
     }
 
-    /// A request a peer forwarded is not forwarded again, except by an activator that is leaving: it holds no slots
-    /// any more, and the peer it forwards to will not bounce it back.
     fn may_forward(&self, hop: bool) -> bool {
-        !hop || self.peers.is_leaving()
+        may_forward(hop, self.peers.is_leaving())
     }
 
     fn cc(&self) -> u32 {
         self.settings.as_ref().map_or(0, |s| s.container_concurrency)
+    }
+
+    fn fast_probe(&self) -> FastProbe {
+        self.settings
+            .as_ref()
+            .map_or(FastProbe::KubernetesOnly, |s| s.fast_probe.clone())
     }
 
     fn recompute_slots(&mut self) {
@@ -477,9 +384,10 @@ impl ServiceState {
     }
 
     fn claim_probes(&mut self) -> Vec<ProbeRequest> {
+        let policy = self.fast_probe();
         self.pods
             .iter_mut()
-            .filter(|p| p.needs_probe() && !p.probing)
+            .filter(|p| !p.probing && p.probe_needed(&policy).is_some())
             .map(|pod| {
                 pod.probing = true;
                 ProbeRequest {
@@ -491,12 +399,20 @@ impl ServiceState {
     }
 }
 
-/// A slot on one pod, held from dispatch until the response is complete (or the upgraded connection closes).
+/// A slot on one pod, held from dispatch until the pod has finished with the request: its response ended, the
+/// upgraded connection closed, or the connection to the pod was closed.
 pub struct Lease {
     service: Arc<ServiceHandle>,
     pod_id: u64,
     pub target: Target,
     released: bool,
+}
+
+impl Lease {
+    /// The Service the slot belongs to.
+    pub fn service(&self) -> &ServiceHandle {
+        &self.service
+    }
 }
 
 impl Drop for Lease {
@@ -547,14 +463,13 @@ mod tests {
         let handle = ServiceHandle::new(
             key.clone(),
             Metrics::default().for_service(&key),
-            Arc::new(LoadHub::new("test")),
             queue_limit,
             Arc::new(Peers::alone(IpAddr::from([10, 0, 0, 1]))),
         );
         handle.set_settings(Some(ServiceSettings {
             container_concurrency: cc,
             timeout: Duration::from_secs(300),
-            readiness_path: None,
+            fast_probe: FastProbe::Tcp,
         }));
         handle
     }
@@ -577,7 +492,7 @@ mod tests {
 
     fn queued(admission: Admission) -> Waiting {
         match admission {
-            Admission::Queued(waiting) => waiting,
+            Admission::Queued(waiting, _) => waiting,
             _ => panic!("expected to wait"),
         }
     }
@@ -678,7 +593,7 @@ mod tests {
         }]);
         assert_eq!(probes.len(), 1);
         let waiting = queued(service.admit(false));
-        assert_eq!(service.probe_plan(probes[0].id), Some(None));
+        assert_eq!(service.probe_plan(probes[0].id), Some(ProbeKind::Tcp));
         service.probe_succeeded(probes[0].id);
         assert!(matches!(waiting.granted().await, Some(Grant::Pod(_))));
         assert_eq!(service.probe_plan(probes[0].id), None, "routable pods are not probed");
@@ -715,7 +630,7 @@ mod tests {
         assert!(matches!(waiting_before.granted().await, Some(Grant::Peer(addr)) if addr == peer));
         assert!(matches!(service.admit(false), Admission::Granted(Grant::Peer(addr)) if addr == peer));
         // A request a peer already forwarded waits here instead of bouncing back.
-        assert!(matches!(service.admit(true), Admission::Queued(_)));
+        assert!(matches!(service.admit(true), Admission::Queued(..)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -745,28 +660,18 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_poke_leaves_at_once_and_at_most_every_interval() {
-        let key = ServiceKey::new("default", "hello");
-        let hub = Arc::new(LoadHub::new("test"));
-        let (_, mut lines) = hub.subscribe();
-        let service = ServiceHandle::new(
-            key.clone(),
-            Metrics::default().for_service(&key),
-            hub,
-            10,
-            Arc::new(Peers::alone(IpAddr::from([10, 0, 0, 1]))),
-        );
-        service.set_settings(Some(ServiceSettings {
-            container_concurrency: 0,
-            timeout: Duration::from_secs(300),
-            readiness_path: None,
-        }));
-        let _first = queued(service.admit(false));
-        let line = lines.try_recv().expect("poked at once");
-        assert!(String::from_utf8_lossy(&line).contains("\"kind\":\"poke\""));
-        let _second = queued(service.admit(false));
-        assert!(lines.try_recv().is_err(), "rate-limited");
+        let service = service(0, 10);
+        let poke = |admission: Admission| match admission {
+            Admission::Queued(waiting, poke) => (waiting, poke),
+            _ => panic!("expected to wait"),
+        };
+        let (_first, first_poke) = poke(service.admit(false));
+        let first_poke = first_poke.expect("poked at once");
+        assert_eq!((first_poke.name.as_str(), first_poke.queued), ("hello", 1));
+        let (_second, second_poke) = poke(service.admit(false));
+        assert!(second_poke.is_none(), "rate-limited");
         tokio::time::advance(POKE_INTERVAL).await;
-        let _third = queued(service.admit(false));
-        assert!(lines.try_recv().is_ok());
+        let (_third, third_poke) = poke(service.admit(false));
+        assert!(third_poke.is_some());
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::endpoints::{EndpointState, ServiceSettings};
+use crate::endpoints::{EndpointState, FastProbe, ServiceSettings};
 use crate::host::service_for_host;
 use crate::peers::Peers;
 use crate::registry::Registry;
@@ -92,7 +92,7 @@ pub fn apply(registry: &Registry, config: &StaticConfig, domain: &str) -> anyhow
             Some(ServiceSettings {
                 container_concurrency: route.container_concurrency,
                 timeout: Duration::from_secs(route.timeout_seconds),
-                readiness_path: None,
+                fast_probe: FastProbe::Tcp,
             }),
         );
         let endpoints: Vec<EndpointState> = route

@@ -120,3 +120,33 @@ async fn a_100_mib_upload_streams_through_with_bounded_memory_and_sigterm_exits_
     };
     assert_eq!(exit.code(), Some(0));
 }
+
+#[test]
+fn log_lines_to_a_pipe_carry_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    // Pod logs are pipes, not terminals: escape codes there are noise.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runway-activator"))
+        .args([
+            "--standalone",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--route", &format!("{HOST}=127.0.0.1:9")])
+        .env("RUNWAY_LOG_LEVEL", "info")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let line = stderr
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.contains("activator serving"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("the activator logs that it serves");
+    assert!(!line.contains('\u{1b}'), "escape codes in {line:?}");
+}

@@ -127,7 +127,7 @@ async fn watched_services_slices_and_peers_become_routes() {
     };
     assert_eq!(lease.target.addr.to_string(), "10.1.0.1:8080");
     assert!(
-        matches!(hello.admit(false), Admission::Queued(_)),
+        matches!(hello.admit(false), Admission::Queued(..)),
         "no second slot, no other pod"
     );
     api_server.abort();

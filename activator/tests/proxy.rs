@@ -11,7 +11,7 @@ use common::*;
 use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use runway_activator::endpoints::EndpointState;
+use runway_activator::endpoints::{EndpointState, FastProbe};
 use runway_api::names::COLD_START_HEADER;
 use runway_api::stats::{LoadReport, ReportKind};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -401,7 +401,7 @@ async fn a_new_pod_is_routable_once_its_http_readiness_probe_passes() {
         Some(runway_activator::endpoints::ServiceSettings {
             container_concurrency: 0,
             timeout: LONG,
-            readiness_path: Some("/ready".into()),
+            fast_probe: FastProbe::Http("/ready".into()),
         }),
     );
     activator.registry.set_endpoints(

@@ -1,5 +1,7 @@
 //! The log flags and setup both binaries share (feature `logging`).
 
+use std::io::IsTerminal;
+
 use clap::{Args, ValueEnum};
 
 /// How log lines look.
@@ -24,8 +26,10 @@ impl LogArgs {
     /// Installs the global subscriber, writing to stderr; an unparsable filter falls back to `info`.
     pub fn init(&self) {
         let filter = tracing_subscriber::EnvFilter::try_new(&self.log_level).unwrap_or_else(|_| "info".into());
+        // Colour only for a person at a terminal: in pod logs escape codes are noise.
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr);
         match self.log_format {
             LogFormat::Text => builder.init(),

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use runway_activator::app::{Activator, Options};
-use runway_activator::endpoints::{EndpointState, ServiceSettings};
+use runway_activator::endpoints::{EndpointState, FastProbe, ServiceSettings};
 use runway_activator::host::ServiceKey;
 use runway_activator::probe::ProbeConfig;
 use runway_activator::server::ConnectionLimits;
@@ -40,8 +40,16 @@ pub fn options(ip: IpAddr) -> Options {
         limits: ConnectionLimits {
             max_header_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 1_000,
+            max_concurrent_streams: 100,
+            h2_keepalive: Duration::from_secs(20),
         },
+        request_budget_bytes: 16 << 20,
+        tunnel_idle_timeout: Some(Duration::from_secs(30)),
         connect_timeout: Duration::from_secs(1),
+        trusted_proxies: Default::default(),
         probe: ProbeConfig::default(),
     }
 }
@@ -54,7 +62,7 @@ pub fn settings(cc: u32, timeout: Duration) -> Option<ServiceSettings> {
     Some(ServiceSettings {
         container_concurrency: cc,
         timeout,
-        readiness_path: None,
+        fast_probe: FastProbe::Tcp,
     })
 }
 
@@ -68,10 +76,12 @@ pub fn ready(addr: SocketAddr) -> EndpointState {
 }
 
 /// A backend on loopback serving HTTP/1.1 and h2c with `handler`.
-pub async fn backend<F, Fut>(handler: F) -> SocketAddr
+pub async fn backend<F, Fut, B>(handler: F) -> SocketAddr
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -146,7 +156,7 @@ pub async fn dead_port() -> SocketAddr {
 /// Tracks overlapping requests: a cc=1 app that fails when it sees two at once.
 #[derive(Default)]
 pub struct OverlapDetector {
-    in_flight: std::sync::atomic::AtomicU32,
+    pub in_flight: std::sync::atomic::AtomicU32,
     pub overlaps: std::sync::atomic::AtomicU32,
     pub served: std::sync::atomic::AtomicU32,
 }
