@@ -159,7 +159,7 @@ impl Proxy {
                 ));
             }
         };
-        let response = self.forward(&service, request, remote, &host, arrival).await;
+        let response = self.forward(&service, request, remote, from_peer, &host, arrival).await;
         service.metrics.count_response(response.status().as_u16());
         service.metrics.latency.observe(arrival.elapsed().as_secs_f64());
         Ok(response)
@@ -170,6 +170,7 @@ impl Proxy {
         service: &Arc<ServiceHandle>,
         mut request: Request<Incoming>,
         remote: SocketAddr,
+        hop: bool,
         host: &str,
         arrival: Instant,
     ) -> Response<ResponseBody> {
@@ -177,7 +178,7 @@ impl Proxy {
             return local(StatusCode::NOT_FOUND, format!("no Runway service for host {host}\n"));
         };
         let deadline = arrival + timeout;
-        let hop = request.headers_mut().remove(HOP_HEADER).is_some() && self.registry.peers().is_peer(remote.ip());
+        request.headers_mut().remove(HOP_HEADER);
         let upgrade = (request.version() == Version::HTTP_11)
             .then(|| requested_upgrade(request.headers()))
             .flatten();

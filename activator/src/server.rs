@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::proxy::Proxy;
@@ -93,10 +93,7 @@ pub async fn serve(
             remote,
             stop: stopped.clone(),
         };
-        tokio::spawn(async move {
-            connection.serve(stream).await;
-            drop(permit);
-        });
+        tokio::spawn(connection.serve(stream, permit));
     }
     drop(listener);
     let _ = stopping.send(true);
@@ -150,7 +147,9 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(mut self, mut stream: TcpStream) {
+    /// Serves the connection; `permit` counts it against the limit for as long as the socket lives, also when an
+    /// upgrade hands it over to a tunnel.
+    async fn serve(mut self, mut stream: TcpStream, permit: OwnedSemaphorePermit) {
         let opening = match tokio::time::timeout(self.limits.handshake_timeout, read_opening(&mut stream)).await {
             Ok(Ok(opening)) => opening,
             Ok(Err(_)) | Err(_) => return, // nothing (or half a preface) within the bound: close
@@ -170,6 +169,7 @@ impl Connection {
             opening,
             read: 0,
             stream,
+            _permit: permit,
         });
         let connection = self.builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(connection);
@@ -261,6 +261,7 @@ struct Opened {
     opening: Vec<u8>,
     read: usize,
     stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl AsyncRead for Opened {
