@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Container;
@@ -30,6 +31,8 @@ pub struct ServiceSettings {
     pub timeout: Duration,
     /// How this activator may prove a new pod ready before Kubernetes does.
     pub fast_probe: FastProbe,
+    /// Set while the Service reports its pods failing (`{name}: {why}`): requests then fail at once with it.
+    pub failure: Option<Arc<str>>,
 }
 
 /// How the activator's own probe may bring a new pod forward: only by proving what the kubelet's readiness check
@@ -58,6 +61,7 @@ impl ServiceSettings {
             } else {
                 fast_probe(&pod.containers)
             },
+            failure: None,
         }
     }
 }

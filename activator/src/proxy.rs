@@ -289,6 +289,7 @@ impl Proxy {
                 lease: None,
                 peer: true,
             },
+            Grant::Failing(reason) => return Err(failing(&reason)),
         })
     }
 }
@@ -400,6 +401,15 @@ fn overloaded(text: &'static str) -> Response<ResponseBody> {
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// 503 naming why the Service's pods cannot serve, at once rather than after the timeout.
+fn failing(reason: &str) -> Response<ResponseBody> {
+    let mut response = local(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"));
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
     response
 }
 

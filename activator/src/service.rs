@@ -31,6 +31,8 @@ pub enum Grant {
     Pod(Lease),
     /// This activator holds no slot on any routable pod: send it to the peer activator at this proxy address.
     Peer(SocketAddr),
+    /// The Service's pods are known to be failing and none is routable: answer at once with this reason.
+    Failing(Arc<str>),
 }
 
 /// The outcome of asking for a slot.
@@ -111,6 +113,9 @@ impl ServiceHandle {
         let mut state = self.lock();
         if state.settings.is_none() {
             return Admission::Gone;
+        }
+        if let Some(reason) = state.failure() {
+            return Admission::Granted(Grant::Failing(reason));
         }
         if state.queue.is_empty()
             && let Some(index) = state.choose()
@@ -262,9 +267,15 @@ impl ServiceHandle {
         }
     }
 
-    /// Hands free slots to the head of the queue, and forwards waiting requests when all slots belong to peers.
+    /// Hands free slots to the head of the queue, and forwards waiting requests when all slots belong to peers; lets
+    /// every waiting request go with the reason when the pods are known to be failing.
     fn dispatch(&self, state: &mut ServiceState) {
         let now = Instant::now();
+        if let Some(reason) = state.failure() {
+            for waiter in state.queue.take_where(|_| true, &mut state.load, now) {
+                let _ = waiter.grant.send(Grant::Failing(reason.clone()));
+            }
+        }
         while !state.queue.is_empty() {
             let Some(index) = state.choose() else {
                 break;
@@ -349,6 +360,14 @@ impl ServiceState {
 
     fn may_forward(&self, hop: bool) -> bool {
         may_forward(hop, self.peers.is_leaving())
+    }
+
+    /// Why requests cannot be served now: the Service reports its pods failing, it has pods (so a start was tried;
+    /// at zero a request still pokes and waits for a new attempt), and none of them is routable.
+    fn failure(&self) -> Option<Arc<str>> {
+        let reason = self.settings.as_ref()?.failure.clone()?;
+        let tried = self.pods.iter().any(|p| !p.is_removed());
+        (tried && !self.pods.iter().any(Pod::routable)).then_some(reason)
     }
 
     fn cc(&self) -> u32 {
@@ -470,6 +489,7 @@ mod tests {
             container_concurrency: cc,
             timeout: Duration::from_secs(300),
             fast_probe: FastProbe::Tcp,
+            failure: None,
         }));
         handle
     }
@@ -656,6 +676,42 @@ mod tests {
         assert!(matches!(service.admit(false), Admission::Granted(Grant::Peer(addr)) if addr == peer));
         drop(in_flight);
         assert_eq!(counts(&service), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_fail_at_once_while_the_pods_are_known_to_be_failing() {
+        let service = service(0, 10);
+        let failing = |failure: Option<&str>| {
+            Some(ServiceSettings {
+                container_concurrency: 0,
+                timeout: Duration::from_secs(300),
+                fast_probe: FastProbe::Tcp,
+                failure: failure.map(Arc::from),
+            })
+        };
+        // At zero a request waits (and pokes) even if the last start failed: it is the next attempt.
+        service.set_settings(failing(Some("hello: container exits with code 127")));
+        let waiting = queued(service.admit(false));
+        // The new pod starts and fails: the waiting request and new ones get the reason.
+        service.set_endpoints(&[EndpointState {
+            ready: false,
+            ..ready(8080)
+        }]);
+        let reason = |grant: Option<Grant>| match grant {
+            Some(Grant::Failing(reason)) => reason.to_string(),
+            _ => panic!("expected the failure"),
+        };
+        assert_eq!(reason(waiting.granted().await), "hello: container exits with code 127");
+        let Admission::Granted(grant) = service.admit(false) else {
+            panic!("answered at once")
+        };
+        assert_eq!(reason(Some(grant)), "hello: container exits with code 127");
+        assert_eq!(counts(&service), (0, 0));
+        // Fixed: requests wait for the pod again, and are served once it is ready.
+        service.set_settings(failing(None));
+        let waiting = queued(service.admit(false));
+        service.set_endpoints(&[ready(8080)]);
+        assert!(matches!(waiting.granted().await, Some(Grant::Pod(_))));
     }
 
     #[tokio::test(start_paused = true)]

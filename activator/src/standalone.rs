@@ -93,6 +93,7 @@ pub fn apply(registry: &Registry, config: &StaticConfig, domain: &str) -> anyhow
                 container_concurrency: route.container_concurrency,
                 timeout: Duration::from_secs(route.timeout_seconds),
                 fast_probe: FastProbe::Tcp,
+                failure: None,
             }),
         );
         let endpoints: Vec<EndpointState> = route

@@ -402,6 +402,7 @@ async fn a_new_pod_is_routable_once_its_http_readiness_probe_passes() {
             container_concurrency: 0,
             timeout: LONG,
             fast_probe: FastProbe::Http("/ready".into()),
+            failure: None,
         }),
     );
     activator.registry.set_endpoints(

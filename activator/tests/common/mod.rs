@@ -63,6 +63,7 @@ pub fn settings(cc: u32, timeout: Duration) -> Option<ServiceSettings> {
         container_concurrency: cc,
         timeout,
         fast_probe: FastProbe::Tcp,
+        failure: None,
     })
 }
 
