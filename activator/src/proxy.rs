@@ -242,8 +242,13 @@ impl Proxy {
                         probe::spawn(service.clone(), probe, self.registry.probe_config().clone());
                     }
                 }
+                Ok((Err(error), lease)) if body.is_untouched() && reset_unread(&error) => {
+                    // The pod's app never read this request: safe to send again, whatever the method.
+                    tracing::debug!(service = %service.key, backend = %destination.target.addr, error = %error_chain(&error), "reset before the request was read, retrying");
+                    drop(lease);
+                }
                 Ok((Err(error), _lease)) => {
-                    tracing::debug!(service = %service.key, backend = %destination.target.addr, %error, "backend failed");
+                    tracing::debug!(service = %service.key, backend = %destination.target.addr, error = %error_chain(&error), "backend failed");
                     return local(StatusCode::BAD_GATEWAY, "the backend failed to answer\n");
                 }
             }
@@ -393,6 +398,34 @@ async fn tunnel(
         Some(Ok(_)) => {}
     }
     drop(lease);
+}
+
+/// Whether the backend reset the connection before answering: it closed with our request unread in its receive
+/// buffer, or the request reached a socket it had already closed. TCP delivers in order and a server that read all
+/// it was sent closes with FIN, not RST, so the app never read the request. This is the keep-alive race of a pooled
+/// connection the backend closes right after a response (e.g. an app server that does not read a request body, or
+/// that closes idle connections) and the only failure besides a failed connect that may be retried.
+fn reset_unread(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe);
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// An error with its causes, for logs: hyper-util's own message ("client error (SendRequest)") names none.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// 503 with Retry-After: the activator is at a bound and the client may come back shortly.

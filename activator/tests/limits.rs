@@ -428,3 +428,39 @@ async fn a_pod_whose_readiness_the_activator_cannot_check_waits_for_kubernetes()
     let (status, _, body) = send(&client(), get(activator.proxy_addr, HOST, "/")).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
 }
+
+/// A pod whose server answers the first request of each connection as keep-alive, then closes it 50 ms later
+/// without reading more: what an app server does when it leaves a request body unread or closes idle connections.
+async fn closes_after_one_answer() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if !matches!(stream.read(&mut byte).await, Ok(1)) {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Dropped with the next request unread: the kernel answers it with a reset.
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_request_the_pod_reset_unread_on_a_pooled_connection_is_retried() {
+    let activator = activator().await;
+    route(&activator, 0, LONG, &[closes_after_one_answer().await]);
+    let client = client();
+    for _ in 0..5 {
+        let (status, _, body) = send(&client, get(activator.proxy_addr, HOST, "/")).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    }
+}

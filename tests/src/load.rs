@@ -49,8 +49,11 @@ impl Outcome {
     }
 }
 
+/// The client type of [`client`].
+pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
 /// A keep-alive HTTP/1.1 client, as a real client would use.
-pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
+pub fn client() -> HttpClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http()
@@ -63,14 +66,52 @@ pub async fn get(
     path: &str,
     timeout: Duration,
 ) -> Outcome {
-    let started = Instant::now();
     let uri = format!("http://{}{path}", target.address);
     let request = Request::get(uri)
         .header(http::header::HOST, &target.host)
         .body(Empty::new())
         .expect("a valid request");
+    outcome(client.request(request), timeout).await
+}
+
+/// One HTTP/2 prior-knowledge connection to an activator, as `curl --http2-prior-knowledge` opens: requests are
+/// streams of it, and their `:authority` is the Service's host (HTTP/2 carries no separate Host).
+#[derive(Clone)]
+pub struct H2c {
+    sender: hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    host: String,
+}
+
+impl H2c {
+    pub async fn connect(target: &Target) -> anyhow::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(target.address).await?;
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(H2c {
+            sender,
+            host: target.host.clone(),
+        })
+    }
+
+    /// Sends one GET of `path` and reads the whole response within `timeout`.
+    pub async fn get(&self, path: &str, timeout: Duration) -> Outcome {
+        let request = Request::get(format!("http://{}{path}", self.host))
+            .body(Empty::new())
+            .expect("a valid request");
+        let mut sender = self.sender.clone();
+        outcome(async move { sender.send_request(request).await }, timeout).await
+    }
+}
+
+/// The outcome of one exchange: its response read whole within `timeout`.
+async fn outcome<E: std::fmt::Debug>(
+    response: impl Future<Output = Result<http::Response<hyper::body::Incoming>, E>>,
+    timeout: Duration,
+) -> Outcome {
+    let started = Instant::now();
     let exchange = async {
-        let response = client.request(request).await.map_err(|e| format!("{e:?}"))?;
+        let response = response.await.map_err(|e| format!("{e:?}"))?;
         let time_to_headers = started.elapsed();
         let cold_start = response.headers().contains_key(runway_api::names::COLD_START_HEADER);
         let status = response.status();

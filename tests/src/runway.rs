@@ -53,6 +53,50 @@ pub async fn activator_address(cluster: &Cluster) -> anyhow::Result<SocketAddr> 
     Ok(SocketAddr::new(ip.parse()?, u16::try_from(port)?))
 }
 
+/// Selects the activator pods in [`NAMESPACE`].
+pub const ACTIVATOR_SELECTOR: &str = "app.kubernetes.io/name=runway-activator";
+
+/// One activator pod and the address of its proxy port.
+#[derive(Clone, Debug)]
+pub struct ActivatorPod {
+    pub name: String,
+    /// Pod IP and the container port named `http`: reachable from the host on the local cluster, whose pod network
+    /// is routed onto the bridge (on kind it is not; such tests need the local cluster).
+    pub address: SocketAddr,
+}
+
+/// The activator pods that are Running, Ready and not being deleted, sorted by name.
+pub async fn activator_pods(cluster: &Cluster) -> anyhow::Result<Vec<ActivatorPod>> {
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    let list = api.list(&ListParams::default().labels(ACTIVATOR_SELECTOR)).await?;
+    let mut found = vec![];
+    for pod in list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && crate::pods::is_ready(p))
+    {
+        let name = pod.metadata.name.clone().context("an activator pod without a name")?;
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .with_context(|| format!("activator {name} has no pod IP"))?;
+        let port = pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some("http"))
+            .map_or(8080, |p| p.container_port);
+        found.push(ActivatorPod {
+            address: SocketAddr::new(ip.parse()?, u16::try_from(port)?),
+            name,
+        });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
 /// The Host header that routes to Service `name` in `ns`.
 pub fn host(name: &str, ns: &str) -> String {
     format!("{name}.{ns}.{DOMAIN}")

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 
+use crate::websocket;
+
 /// The longest `/sleep` accepted, so a typo cannot park a request for days.
 pub const MAX_SLEEP: Duration = Duration::from_secs(600);
 
@@ -61,7 +63,9 @@ impl App {
                 Ok(ms) => self.tracked(ms).await,
                 Err(msg) => text(StatusCode::BAD_REQUEST, msg),
             },
-            (_, "/" | "/sleep" | "/healthz") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into()),
+            // Not tracked: a socket lives for as long as its client wants, which is no overlap of requests.
+            (&Method::GET, "/ws") => websocket::accept(req),
+            (_, "/" | "/sleep" | "/healthz" | "/ws") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into()),
             _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
         }
     }

@@ -1,4 +1,5 @@
-//! The server over real HTTP on loopback: routes, slow requests, overlap rejection and graceful shutdown.
+//! The server over real HTTP on loopback: routes, slow requests, overlap rejection, the WebSocket echo and graceful
+//! shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -128,4 +129,28 @@ async fn shutdown_finishes_requests_in_flight_then_stops_listening() {
         .unwrap();
     let refused = client::get(&format!("http://{}/", server.addr), TIMEOUT).await;
     assert!(refused.is_err(), "still answering after shutdown: {refused:?}");
+}
+
+#[tokio::test]
+async fn websocket_echoes_messages() {
+    use futures::{SinkExt, StreamExt};
+
+    let server = start(true).await;
+    let (mut socket, response) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for text in ["one", "two"] {
+        socket.send(text.into()).await.unwrap();
+        let echoed = tokio::time::timeout(TIMEOUT, socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed.into_text().unwrap(), text);
+    }
+    // An open socket is no request in flight: plain requests are not overlaps.
+    assert_eq!(get(server.addr, "/").await.0, StatusCode::OK);
+    socket.close(None).await.unwrap();
+    assert_eq!(server.app.overlaps(), 0);
 }
