@@ -84,7 +84,7 @@ async fn mirror_services(client: Client, registry: Arc<Registry>, listed: mpsc::
         let current: BTreeMap<ServiceKey, ServiceSettings> = store
             .state()
             .iter()
-            .map(|s| (service_key(s), ServiceSettings::from_spec(&s.spec)))
+            .map(|s| (service_key(s), ServiceSettings::from_service(s)))
             .collect();
         let keys: BTreeSet<ServiceKey> = match touched {
             Some(service) => BTreeSet::from([service_key(service)]),

@@ -50,6 +50,15 @@ pub enum FastProbe {
 }
 
 impl ServiceSettings {
+    /// The settings of a Service object, with the failure its status reports (the rule lives in runway-api, so
+    /// that the operator that writes the status and the activator agree).
+    pub fn from_service(service: &runway_api::Service) -> Self {
+        ServiceSettings {
+            failure: runway_api::serving_failure(service).map(Arc::from),
+            ..Self::from_spec(&service.spec)
+        }
+    }
+
     pub fn from_spec(spec: &runway_api::ServiceSpec) -> Self {
         let pod = &spec.template.spec;
         let gated = pod.readiness_gates.as_ref().is_some_and(|gates| !gates.is_empty());

@@ -445,7 +445,9 @@ async fn closes_after_one_answer() -> SocketAddr {
                     }
                     head.push(byte[0]);
                 }
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 // Dropped with the next request unread: the kernel answers it with a reset.
             });

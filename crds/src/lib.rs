@@ -1,7 +1,9 @@
-//! Runway's API: the `Service` custom resource (serving.runway.dev/v1alpha1), the names of the objects derived
-//! from it, and the wire format in which activators report load to the autoscaler.
+//! Runway's API: the `Service` custom resource (serving.runway.dev/v1alpha1), its conditions and when they say the
+//! Service is failing, the names of the objects derived from it, and the wire format in which activators report
+//! load to the autoscaler.
 #![forbid(unsafe_code)]
 
+pub mod conditions;
 pub mod crd;
 #[cfg(feature = "logging")]
 pub mod logging;
@@ -9,4 +11,5 @@ pub mod names;
 pub mod service;
 pub mod stats;
 
+pub use conditions::serving_failure;
 pub use service::{Scaling, ScalingMetric, Service, ServiceSpec, ServiceStatus, ServiceTemplate, TemplateMetadata};

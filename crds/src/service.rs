@@ -29,7 +29,7 @@ pub const MAX_NAME_LENGTH: usize = 58;
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Replicas", type_ = "string", description = "ready/desired pods", json_path = ".status.replicaSummary"),
-    printcolumn(name = "Reason", type_ = "string", priority = 1, json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Reason", type_ = "string", description = "why the Service is not ready, e.g. ContainerExits", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = kube::core::Rule::new("self.metadata.name.size() <= 58 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
         .message("metadata.name: must be a DNS-1035 label of at most 58 characters (lowercase letters, digits and '-', starting with a letter), so that every derived object name is valid"),
@@ -56,6 +56,18 @@ pub struct ServiceSpec {
     #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: i32,
 
+    /// Seconds a pod may take to become ready (scheduling, image pull, start and readiness probe). When no pod
+    /// becomes ready within it, the Service is reported failed (reason ReadinessTimeout unless a crash, pull or
+    /// configuration error was already reported) and its pods are stopped, unless minScale holds them; the next
+    /// request starts them again. It is also the Deployment's progressDeadlineSeconds, so a rollout whose new pods
+    /// never become ready is reported after it too. The default, 120, is shorter than a Deployment's 600 because with
+    /// scale to zero every cold start happens while a request waits: two minutes covers a large image pull and a slow
+    /// start, yet answers waiting requests before the default 300 s request timeout and stops a broken Service's pods
+    /// early. Raise it for apps that take longer to start.
+    #[serde(default = "default_progress_deadline_seconds")]
+    #[schemars(range(min = 5, max = 3600))]
+    pub progress_deadline_seconds: i32,
+
     /// How the Service scales on load, to zero and back. Fields left out take the operator's defaults, which the
     /// installation can change (Helm values `autoscaler.*`).
     #[serde(default)]
@@ -64,6 +76,13 @@ pub struct ServiceSpec {
 
 fn default_timeout_seconds() -> i32 {
     300
+}
+
+/// The default of spec.progressDeadlineSeconds.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 120;
+
+fn default_progress_deadline_seconds() -> i32 {
+    DEFAULT_PROGRESS_DEADLINE_SECONDS
 }
 
 /// Labels, annotations and pod spec of the Service's pods.
@@ -209,7 +228,10 @@ pub struct ServiceStatus {
     pub observed_generation: Option<i64>,
 
     /// Ready, ConfigurationReady (the pods' Deployment) and RoutesReady (the Kubernetes Services the activator
-    /// routes through), with reason, message and last transition time.
+    /// routes through), with reason, message and last transition time. When the pods cannot start or become ready,
+    /// Ready and ConfigurationReady are False with the cause as reason (ContainerExits, ContainerCannotStart,
+    /// ImagePullFailed, ContainerConfigError, Unschedulable, ReadinessTimeout, ReplicaFailure,
+    /// ProgressDeadlineExceeded) and a one-line message taken from the pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 

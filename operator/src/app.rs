@@ -7,8 +7,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Service as KubeService;
+use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use runway_api::{Service, names};
@@ -21,6 +22,7 @@ use crate::autoscaler::collector::{self, ActivatorEndpoints};
 use crate::autoscaler::scaler::Scaler;
 use crate::cli::Args;
 use crate::desired::ActivatorRef;
+use crate::failure;
 use crate::leader::{self, ElectionConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Context, Settings};
@@ -102,16 +104,29 @@ async fn lead(
         },
         defaults,
     };
+    // One watch of Runway's pods fills the cache that the reconciler and the autoscaler diagnose, and reconciles a
+    // Service when something diagnosing reads of one of its pods changes (a restart, a waiting reason, readiness).
+    let (pods, pod_writer) = reflector::store();
+    let pod_changes = watcher(Api::<Pod>::all(client.clone()), managed.clone())
+        .default_backoff()
+        .modify(failure::trim)
+        .reflect(pod_writer)
+        .touched_objects()
+        .predicate_filter(failure::fingerprint, Default::default());
     let context = Arc::new(Context {
         client: client.clone(),
         recorder: recorder.clone(),
         settings,
         metrics: metrics.clone(),
+        pods: pods.clone(),
     });
 
     let controller = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Deployment>::all(client.clone()), managed.clone())
         .owns(Api::<KubeService>::all(client.clone()), managed.clone())
+        .watches_stream(pod_changes, |pod| {
+            failure::service_of(&pod).map(|(namespace, name)| ObjectRef::new(&name).within(&namespace))
+        })
         .graceful_shutdown_on(scope_end);
     let services = controller.store();
 
@@ -134,6 +149,7 @@ async fn lead(
         recorder,
         services,
         deployments,
+        pods,
         board,
         metrics,
         defaults,

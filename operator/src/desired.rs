@@ -118,6 +118,8 @@ pub fn deployment(service: &Service, replicas: Option<i32>) -> Deployment {
                 }),
             }),
             revision_history_limit: Some(3),
+            // The same deadline as the Service's: a rollout whose new pods never become ready is reported after it.
+            progress_deadline_seconds: Some(service.spec.progress_deadline_seconds),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
@@ -138,6 +140,17 @@ fn pod_spec(service: &Service) -> PodSpec {
     // The CRD defaults a missing name, but a typed client may have sent an empty one.
     for container in pod.containers.iter_mut().filter(|c| c.name.is_empty()) {
         container.name = runway_api::crd::DEFAULT_CONTAINER_NAME.to_owned();
+    }
+    // A container that exits without writing a termination message gets the end of its log there instead, so the
+    // Service's status can say why it exits.
+    for container in pod
+        .containers
+        .iter_mut()
+        .chain(pod.init_containers.iter_mut().flatten())
+    {
+        container
+            .termination_message_policy
+            .get_or_insert_with(|| "FallbackToLogsOnError".to_owned());
     }
     let serving = serving_port(&pod);
     if let Some(container) = pod.containers.get_mut(serving.container_index) {
@@ -254,6 +267,7 @@ mod tests {
                 },
                 container_concurrency: 0,
                 timeout_seconds: 300,
+                progress_deadline_seconds: 120,
                 scaling: Default::default(),
             },
         );
@@ -332,6 +346,37 @@ mod tests {
         assert_eq!(c.image_pull_policy, None, "the user's pull policy is left alone");
         assert_eq!(pod(&d).termination_grace_period_seconds, Some(303));
         assert_eq!(pod(&d).enable_service_links, Some(false));
+    }
+
+    #[test]
+    fn exits_leave_the_log_tail_in_the_status_unless_the_user_chose_otherwise() {
+        let mut own = container("sidecar", None);
+        own.termination_message_policy = Some("File".into());
+        let mut svc = service(vec![container("app", Some((8080, "http"))), own]);
+        svc.spec.template.spec.init_containers = Some(vec![container("migrate", None)]);
+        let d = deployment(&svc, None);
+        let policies: Vec<_> = pod(&d)
+            .containers
+            .iter()
+            .chain(pod(&d).init_containers.iter().flatten())
+            .map(|c| c.termination_message_policy.as_deref())
+            .collect();
+        assert_eq!(
+            policies,
+            [
+                Some("FallbackToLogsOnError"),
+                Some("File"),
+                Some("FallbackToLogsOnError")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_deployment_reports_a_stuck_rollout_after_the_services_progress_deadline() {
+        let mut svc = service(vec![container("app", None)]);
+        svc.spec.progress_deadline_seconds = 45;
+        let d = deployment(&svc, None);
+        assert_eq!(d.spec.unwrap().progress_deadline_seconds, Some(45));
     }
 
     #[test]

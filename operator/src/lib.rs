@@ -9,6 +9,7 @@ pub mod children;
 pub mod cli;
 pub mod desired;
 pub mod events;
+pub mod failure;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service as KubeService;
+use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use runway_api::Service;
 use tracing::{info, warn};
@@ -17,6 +18,7 @@ use crate::autoscaler::policy::{Defaults, Policy};
 use crate::children::{self, ChildError, FIELD_MANAGER, Outcome};
 use crate::desired::{self, ActivatorRef};
 use crate::events::{self, Happening};
+use crate::failure;
 use crate::metrics::{Metrics, ReasonLabels, ResultLabels};
 use crate::status::{self, CONFIGURATION_READY, ChildProblem, Observed, ROUTES_READY};
 
@@ -24,6 +26,8 @@ use crate::status::{self, CONFIGURATION_READY, ChildProblem, Observed, ROUTES_RE
 const RESYNC: Duration = Duration::from_secs(300);
 /// Retry this soon when a child could not be applied.
 const RETRY: Duration = Duration::from_secs(15);
+/// Look at a starting pod again this long after it reaches the progress deadline (clocks differ a little).
+const RECHECK_MARGIN: Duration = Duration::from_secs(1);
 
 /// Operator-wide settings the reconciler needs.
 #[derive(Clone, Debug)]
@@ -39,6 +43,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
+    /// Every Runway pod, from the watch that also triggers reconciles when a pod's state changes.
+    pub pods: Store<Pod>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +125,10 @@ async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Err
         }
     }
 
-    let status = status::compute(service, &observed, &ctx.settings.domain, Timestamp::now());
+    let now = Timestamp::now();
+    let diagnosis = diagnose(service, &namespace, &ctx.pods, now);
+    observed.failure = diagnosis.failure;
+    let status = status::compute(service, &observed, &ctx.settings.domain, now);
     if service.status.as_ref() != Some(&status) {
         let services: Api<Service> = Api::namespaced(client, &namespace);
         let patch = serde_json::json!({
@@ -135,12 +144,42 @@ async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Err
             )
             .await
             .map_err(Error::Status)?;
+        if let Some((type_, reason, note)) = status::transition_event(service.status.as_ref(), &status) {
+            if type_ == EventType::Warning {
+                warn!(service = %service.name_any(), %namespace, %reason, %note, "pods failing");
+            }
+            let happening = Happening {
+                type_,
+                action: "Reconcile",
+                reason: &reason,
+                note,
+                related: None,
+            };
+            events::publish(&ctx.recorder, service, happening).await;
+        }
     }
-    Ok(Action::requeue(if observed.problems.is_empty() {
-        RESYNC
-    } else {
-        RETRY
-    }))
+    let next = if observed.problems.is_empty() { RESYNC } else { RETRY };
+    // A pod that is still starting reaches the progress deadline without any event: look again then.
+    let next = diagnosis
+        .recheck_in
+        .map_or(next, |left| next.min(left + RECHECK_MARGIN));
+    Ok(Action::requeue(next))
+}
+
+/// The Service's pods, from the watch's cache, diagnosed against its progress deadline.
+fn diagnose(service: &Service, namespace: &str, pods: &Store<Pod>, now: Timestamp) -> failure::Diagnosis {
+    let name = service.name_any();
+    let pods = pods.state();
+    let own = pods
+        .iter()
+        .filter(|pod| failure::service_of(pod).is_some_and(|(ns, service)| ns == namespace && service == name))
+        .map(|pod| &**pod);
+    failure::diagnose(own, now, progress_deadline(service))
+}
+
+/// The Service's spec.progressDeadlineSeconds.
+fn progress_deadline(service: &Service) -> Duration {
+    Duration::from_secs(u64::try_from(service.spec.progress_deadline_seconds).unwrap_or(0))
 }
 
 /// Applies the Deployment. Creation sets the initial scale and hands `spec.replicas` to the autoscaler's field
@@ -276,6 +315,7 @@ mod tests {
                 },
                 container_concurrency: 0,
                 timeout_seconds: 300,
+                progress_deadline_seconds: 120,
                 scaling: Default::default(),
             },
         );
@@ -285,7 +325,7 @@ mod tests {
         s
     }
 
-    fn context(client: Client) -> Arc<Context> {
+    fn context(client: Client, pods: Store<Pod>) -> Arc<Context> {
         let reporter = kube::runtime::events::Reporter {
             controller: "runway-operator".into(),
             instance: None,
@@ -302,6 +342,7 @@ mod tests {
                 defaults: Defaults::default(),
             },
             metrics: Arc::new(Metrics::default()),
+            pods,
         })
     }
 
@@ -376,9 +417,33 @@ mod tests {
     const STATUS: &str = "/apis/serving.runway.dev/v1alpha1/namespaces/default/services/hello/status";
 
     fn run_reconcile(service: Service) -> (tokio::task::JoinHandle<Result<Action, Error>>, ApiHandle) {
+        run_reconcile_with_pods(service, vec![])
+    }
+
+    /// Reconciles with these pods in the watch's cache.
+    fn run_reconcile_with_pods(
+        service: Service,
+        pods: Vec<Pod>,
+    ) -> (tokio::task::JoinHandle<Result<Action, Error>>, ApiHandle) {
+        let (store, mut writer) = kube::runtime::reflector::store();
+        for pod in pods {
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(pod));
+        }
         let (mock, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let ctx = context(Client::new(mock, "default"));
+        let ctx = context(Client::new(mock, "default"), store);
         (tokio::spawn(reconcile(Arc::new(service), ctx)), handle)
+    }
+
+    /// Answers the requests left until the reconcile is done, which must all be events, and adds them to `events`.
+    async fn remaining_events(handle: &mut ApiHandle, events: &mut Vec<Value>) {
+        while let Some((request, send)) = handle.next_request().await {
+            let path = request.uri().path().to_owned();
+            assert!(path.starts_with("/apis/events.k8s.io/"), "unexpected {path}");
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            send.send_response(json_response(StatusCode::CREATED, &body));
+            events.push(body);
+        }
     }
 
     fn reasons(events: &[Value]) -> Vec<String> {
@@ -512,5 +577,54 @@ mod tests {
             ["Created", "Created"],
             "the unchanged Deployment has no event"
         );
+    }
+
+    #[tokio::test]
+    async fn crashing_pods_make_the_service_not_ready_with_their_reason_and_a_warning() {
+        let created = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(30);
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "hello-5d8f7c9b4-x2x9k", "namespace": "default",
+                "creationTimestamp": created.to_string(),
+                "labels": {"serving.runway.dev/service": "hello", "pod-template-hash": "5d8f7c9b4"}},
+            "status": {"phase": "Running",
+                "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}],
+                "containerStatuses": [{"name": "app", "image": "hello:1", "imageID": "", "ready": false,
+                    "restartCount": 3,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container=app"}},
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": "DATABASE_URL is not set"}}}]}
+        }))
+        .unwrap();
+        let mut other = pod.clone();
+        other.metadata.namespace = Some("elsewhere".into());
+        other.metadata.name = Some("hello-other".into());
+        let (task, mut api) = run_reconcile_with_pods(service(), vec![pod, other]);
+        let mut events = vec![];
+        expect(&mut api, &mut events, Method::GET, DEPLOYMENT, |_| not_found()).await;
+        expect(&mut api, &mut events, Method::PATCH, DEPLOYMENT, echo).await;
+        expect(&mut api, &mut events, Method::PATCH, SCALE, echo).await;
+        for path in [PODS_SERVICE, ROUTE_SERVICE] {
+            expect(&mut api, &mut events, Method::GET, path, |_| not_found()).await;
+            expect(&mut api, &mut events, Method::PATCH, path, echo).await;
+        }
+        let status = expect(&mut api, &mut events, Method::PATCH, STATUS, with_status).await;
+        for type_ in ["Ready", "ConfigurationReady"] {
+            let c = condition(&status, type_);
+            assert_eq!(
+                (c["status"].as_str(), c["reason"].as_str(), c["message"].as_str()),
+                (
+                    Some("False"),
+                    Some("ContainerExits"),
+                    Some("container exits with code 1 (DATABASE_URL is not set), restarted 3 times")
+                ),
+                "{type_}"
+            );
+        }
+        remaining_events(&mut api, &mut events).await;
+        let action = task.await.unwrap().unwrap();
+        assert_eq!(reasons(&events), ["Created", "Created", "Created", "ContainerExits"]);
+        assert_eq!(events[3]["type"], "Warning");
+        // The pod is 30 s into the 120 s deadline: look again when it passes.
+        let after = format!("{action:?}");
+        assert!(after.contains("requeue_after: Some(90."), "{after}");
     }
 }

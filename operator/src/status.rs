@@ -4,11 +4,16 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use kube::runtime::events::EventType;
+use runway_api::conditions::{self, is_failure_reason};
 use runway_api::{Service, ServiceStatus, names};
 
-pub const READY: &str = "Ready";
-pub const CONFIGURATION_READY: &str = "ConfigurationReady";
-pub const ROUTES_READY: &str = "RoutesReady";
+use crate::failure::Failure;
+
+pub use runway_api::conditions::{CONFIGURATION_READY, READY, ROUTES_READY};
+
+/// Added to the last failure's message while the Service is at zero after it.
+pub const AT_ZERO_SUFFIX: &str = "; no pods are running now: the next request starts one and tries again";
 
 /// A child object the reconciler could not put in place.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +30,8 @@ pub struct ChildProblem {
 pub struct Observed {
     pub deployment: Option<Deployment>,
     pub problems: Vec<ChildProblem>,
+    /// Why the pods cannot start or become ready, from `failure::diagnose`.
+    pub failure: Option<Failure>,
 }
 
 /// A condition's state before timestamps: status, reason and message.
@@ -49,8 +56,17 @@ impl State {
 pub fn compute(service: &Service, observed: &Observed, domain: &str, now: Timestamp) -> ServiceStatus {
     let previous = service.status.clone().unwrap_or_default();
     let generation = service.metadata.generation;
-    let configuration =
-        problem_state(observed, CONFIGURATION_READY).unwrap_or_else(|| deployment_state(observed.deployment.as_ref()));
+    let previous_configuration = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONFIGURATION_READY && c.observed_generation == generation);
+    let configuration = problem_state(observed, CONFIGURATION_READY).unwrap_or_else(|| {
+        deployment_state(
+            observed.deployment.as_ref(),
+            observed.failure.as_ref(),
+            previous_configuration,
+        )
+    });
     let routes = problem_state(observed, ROUTES_READY)
         .unwrap_or_else(|| State::new("True", "RoutesApplied", "the activator routes to the pods' Service"));
     let ready = [(CONFIGURATION_READY, &configuration), (ROUTES_READY, &routes)]
@@ -105,9 +121,13 @@ fn problem_state(observed: &Observed, condition: &str) -> Option<State> {
     Some(State::new("False", &problem.reason, problem.message.clone()))
 }
 
-/// ConfigurationReady from the Deployment: ready when it is available or scaled to zero, failed when Kubernetes
-/// gave up progressing, unknown while pods are starting.
-fn deployment_state(deployment: Option<&Deployment>) -> State {
+/// ConfigurationReady from the Deployment and the pods' failure:
+/// - False when the Deployment cannot create pods, when no pod is ready and the pods are failing (with the pods'
+///   reason), or when the rollout is stuck (Kubernetes' progress deadline);
+/// - at zero: True, or, after a failure and until the spec changes or a pod becomes ready, still False with that
+///   failure, so that it stays visible (`previous` is the condition as last written for this generation);
+/// - True once a pod is ready and the Deployment available, Unknown while pods start.
+fn deployment_state(deployment: Option<&Deployment>, failure: Option<&Failure>, previous: Option<&Condition>) -> State {
     let Some(deployment) = deployment else {
         return State::new("Unknown", "Deploying", "the Deployment does not exist yet");
     };
@@ -115,28 +135,77 @@ fn deployment_state(deployment: Option<&Deployment>) -> State {
     let status = deployment.status.clone().unwrap_or_default();
     let conditions = status.conditions.unwrap_or_default();
     let find = |type_: &str| conditions.iter().find(|c| c.type_ == type_);
+    let ready = status.ready_replicas.unwrap_or(0);
     if let Some(c) = find("ReplicaFailure").filter(|c| c.status == "True") {
-        return State::new("False", "ReplicaFailure", c.message.clone().unwrap_or_default());
+        return State::new(
+            "False",
+            conditions::REPLICA_FAILURE,
+            c.message.clone().unwrap_or_default(),
+        );
+    }
+    if let Some(failure) = failure.filter(|_| ready == 0 && desired > 0) {
+        return State::new("False", failure.reason, failure.message.clone());
     }
     if let Some(c) = find("Progressing").filter(|c| c.status == "False") {
-        let reason = c
+        let deployment_reason = c
             .reason
             .clone()
-            .unwrap_or_else(|| "ProgressDeadlineExceeded".to_owned());
-        return State::new("False", &reason, c.message.clone().unwrap_or_default());
+            .unwrap_or_else(|| conditions::PROGRESS_DEADLINE_EXCEEDED.to_owned());
+        let (reason, message) = match failure {
+            Some(f) => (f.reason.to_owned(), f.message.clone()),
+            None => (deployment_reason, c.message.clone().unwrap_or_default()),
+        };
+        if ready > 0 {
+            let serving = if ready == 1 {
+                "1 pod of the previous template serves".to_owned()
+            } else {
+                format!("{ready} pods of the previous template serve")
+            };
+            let message = format!("the rollout is stuck ({message}); {serving}");
+            return State::new("False", &reason, message);
+        }
+        return State::new("False", &reason, message);
     }
-    let ready = status.ready_replicas.unwrap_or(0);
     if desired == 0 {
+        if let Some(last) = previous.filter(|c| c.status == "False" && is_failure_reason(&c.reason)) {
+            let message = last.message.strip_suffix(AT_ZERO_SUFFIX).unwrap_or(&last.message);
+            return State::new("False", &last.reason, format!("{message}{AT_ZERO_SUFFIX}"));
+        }
         return State::new(
             "True",
             "ScaledToZero",
             "no pods are running; the next request starts one",
         );
     }
+    let counts = format!("{ready} of {desired} pods ready");
+    let counts = match failure {
+        Some(f) => format!("{counts}; {}: {}", f.reason, f.message),
+        None => counts,
+    };
     if ready > 0 && find("Available").is_some_and(|c| c.status == "True") {
-        return State::new("True", "PodsReady", format!("{ready} of {desired} pods ready"));
+        return State::new("True", "PodsReady", counts);
     }
-    State::new("Unknown", "Deploying", format!("{ready} of {desired} pods ready"))
+    State::new("Unknown", "Deploying", counts)
+}
+
+/// The event a status change deserves: a Warning when ConfigurationReady turns False with a failure reason it did
+/// not have (not on every new restart count), with the reason and the message.
+pub fn transition_event(before: Option<&ServiceStatus>, after: &ServiceStatus) -> Option<(EventType, String, String)> {
+    let configuration = |status: &ServiceStatus| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONFIGURATION_READY)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let (status, reason, message) = configuration(after)?;
+    if status != "False" || !is_failure_reason(&reason) {
+        return None;
+    }
+    let same = before
+        .and_then(configuration)
+        .is_some_and(|(status, previous, _)| status == "False" && previous == reason);
+    (!same).then_some((EventType::Warning, reason, message))
 }
 
 fn condition(previous: &[Condition], type_: &str, state: State, generation: Option<i64>, now: Timestamp) -> Condition {
@@ -167,6 +236,7 @@ mod tests {
                 template: ServiceTemplate::default(),
                 container_concurrency: 0,
                 timeout_seconds: 300,
+                progress_deadline_seconds: 120,
                 scaling: Default::default(),
             },
         );
@@ -214,6 +284,7 @@ mod tests {
         Observed {
             deployment: Some(deployment),
             problems: vec![],
+            failure: None,
         }
     }
 
@@ -284,6 +355,7 @@ mod tests {
         let observed = Observed {
             deployment: Some(deployment(0, 0, &[])),
             problems: vec![problem],
+            failure: None,
         };
         let status = compute(&service(), &observed, "example.com", at(10));
         let ready = find(&status, READY);
@@ -302,5 +374,209 @@ mod tests {
         let changed = compute(&svc, &observed(deployment(1, 0, &[])), "example.com", at(30));
         assert_eq!(find(&changed, READY).last_transition_time, Time(at(30)));
         assert_eq!(find(&changed, ROUTES_READY).last_transition_time, Time(at(10)));
+    }
+
+    fn failing(deployment: Deployment, reason: &'static str, message: &str) -> Observed {
+        Observed {
+            deployment: Some(deployment),
+            problems: vec![],
+            failure: Some(Failure {
+                reason,
+                message: message.into(),
+            }),
+        }
+    }
+
+    const EXITS: &str = "container exits with code 1 (DATABASE_URL is not set), restarted 3 times";
+
+    #[test]
+    fn failing_pods_with_none_ready_make_ready_and_configuration_false_with_their_reason() {
+        let d = deployment(1, 0, &[("Available", "False", "MinimumReplicasUnavailable")]);
+        let status = compute(
+            &service(),
+            &failing(d, conditions::CONTAINER_EXITS, EXITS),
+            "example.com",
+            at(10),
+        );
+        for type_ in [READY, CONFIGURATION_READY] {
+            let c = find(&status, type_);
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+                ("False", "ContainerExits", EXITS),
+                "{type_}"
+            );
+        }
+        let mut svc = service();
+        svc.status = Some(status);
+        assert_eq!(
+            runway_api::serving_failure(&svc).as_deref(),
+            Some(format!("hello: {EXITS}").as_str()),
+            "the activator reads the same"
+        );
+    }
+
+    #[test]
+    fn the_pods_reason_wins_over_the_deployments_progress_deadline() {
+        let d = deployment(1, 0, &[("Progressing", "False", "ProgressDeadlineExceeded")]);
+        let status = compute(
+            &service(),
+            &failing(
+                d,
+                conditions::IMAGE_PULL_FAILED,
+                "image \"x\" cannot be pulled: not found",
+            ),
+            "example.com",
+            at(10),
+        );
+        assert_eq!(find(&status, READY).reason, "ImagePullFailed");
+    }
+
+    #[test]
+    fn a_stuck_rollout_says_the_old_pods_serve() {
+        let d = deployment(2, 1, &[("Progressing", "False", "ProgressDeadlineExceeded")]);
+        let status = compute(
+            &service(),
+            &failing(d, conditions::CONTAINER_EXITS, EXITS),
+            "example.com",
+            at(10),
+        );
+        let ready = find(&status, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "ContainerExits")
+        );
+        assert_eq!(
+            ready.message,
+            format!("the rollout is stuck ({EXITS}); 1 pod of the previous template serves")
+        );
+        let mut svc = service();
+        svc.status = Some(status);
+        assert_eq!(runway_api::serving_failure(&svc), None, "a ready pod serves");
+    }
+
+    #[test]
+    fn a_failure_beside_ready_pods_is_told_without_failing() {
+        let d = deployment(2, 1, &[("Available", "True", "MinimumReplicasAvailable")]);
+        let status = compute(
+            &service(),
+            &failing(
+                d,
+                conditions::UNSCHEDULABLE,
+                "no node can run the pod: 0/1 nodes are available",
+            ),
+            "example.com",
+            at(10),
+        );
+        let ready = find(&status, READY);
+        assert_eq!(ready.status, "True");
+        assert_eq!(
+            find(&status, CONFIGURATION_READY).message,
+            "1 of 2 pods ready; Unschedulable: no node can run the pod: 0/1 nodes are available"
+        );
+    }
+
+    #[test]
+    fn at_zero_the_last_failure_stays_until_the_spec_changes() {
+        let mut svc = service();
+        let d = deployment(1, 0, &[]);
+        svc.status = Some(compute(
+            &svc,
+            &failing(d, conditions::CONTAINER_EXITS, EXITS),
+            "example.com",
+            at(10),
+        ));
+        let zero = compute(&svc, &observed(deployment(0, 0, &[])), "example.com", at(20));
+        let ready = find(&zero, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "ContainerExits")
+        );
+        assert_eq!(ready.message, format!("{EXITS}{AT_ZERO_SUFFIX}"));
+        assert_eq!(ready.last_transition_time, Time(at(10)));
+        svc.status = Some(zero);
+        assert_eq!(runway_api::serving_failure(&svc), None, "the next request tries again");
+        let again = compute(&svc, &observed(deployment(0, 0, &[])), "example.com", at(30));
+        assert_eq!(
+            find(&again, READY).message,
+            format!("{EXITS}{AT_ZERO_SUFFIX}"),
+            "suffixed once"
+        );
+        svc.metadata.generation = Some(4);
+        let edited = compute(&svc, &observed(deployment(0, 0, &[])), "example.com", at(40));
+        assert_eq!(find(&edited, CONFIGURATION_READY).reason, "ScaledToZero");
+        assert_eq!(find(&edited, READY).status, "True");
+    }
+
+    #[test]
+    fn a_ready_pod_turns_everything_back_to_true() {
+        let mut svc = service();
+        svc.status = Some(compute(
+            &svc,
+            &failing(deployment(1, 0, &[]), conditions::CONTAINER_EXITS, EXITS),
+            "example.com",
+            at(10),
+        ));
+        let recovered = compute(
+            &svc,
+            &observed(deployment(1, 1, &[("Available", "True", "MinimumReplicasAvailable")])),
+            "example.com",
+            at(20),
+        );
+        for type_ in [READY, CONFIGURATION_READY, ROUTES_READY] {
+            assert_eq!(find(&recovered, type_).status, "True", "{type_}");
+        }
+    }
+
+    #[test]
+    fn a_warning_comes_with_each_new_failure_reason() {
+        let svc = service();
+        let starting = compute(&svc, &observed(deployment(1, 0, &[])), "example.com", at(1));
+        let crashing = compute(
+            &svc,
+            &failing(deployment(1, 0, &[]), conditions::CONTAINER_EXITS, EXITS),
+            "example.com",
+            at(2),
+        );
+        assert_eq!(
+            transition_event(Some(&starting), &crashing),
+            Some((EventType::Warning, "ContainerExits".into(), EXITS.into()))
+        );
+        let more = compute(
+            &svc,
+            &failing(deployment(1, 0, &[]), conditions::CONTAINER_EXITS, "restarted 4 times"),
+            "example.com",
+            at(3),
+        );
+        assert_eq!(
+            transition_event(Some(&crashing), &more),
+            None,
+            "same reason, new message"
+        );
+        let timed_out = compute(
+            &svc,
+            &failing(
+                deployment(1, 0, &[]),
+                conditions::READINESS_TIMEOUT,
+                "no pod became ready",
+            ),
+            "example.com",
+            at(4),
+        );
+        assert_eq!(
+            transition_event(Some(&more), &timed_out).map(|e| e.1),
+            Some("ReadinessTimeout".into())
+        );
+        assert_eq!(
+            transition_event(None, &crashing).map(|e| e.0),
+            Some(EventType::Warning),
+            "a failure found by a new operator is told too"
+        );
+        let ready = compute(
+            &svc,
+            &observed(deployment(1, 1, &[("Available", "True", "MinimumReplicasAvailable")])),
+            "example.com",
+            at(5),
+        );
+        assert_eq!(transition_event(Some(&timed_out), &ready), None);
     }
 }

@@ -25,6 +25,12 @@ pub struct Observation {
     pub ready_pods: i32,
     /// The Deployment's current replica count.
     pub current_scale: i32,
+    /// While no pod is ready: how long the newest pod has been starting (`failure::Diagnosis::unready_for`).
+    pub unready_for: Option<Duration>,
+    /// The Service's status reports its pods failing (ConfigurationReady False with a failure reason, e.g. a crash
+    /// or ReadinessTimeout). Giving up waits for it, so that requests waiting for the pods are answered with the
+    /// failure before the Service goes to zero.
+    pub failing: bool,
 }
 
 /// Per-Service memory between ticks.
@@ -44,7 +50,14 @@ pub struct History {
     last_desired: Option<i32>,
     /// Desired counts over the scale-down delay window.
     recent_desired: VecDeque<(Duration, i32)>,
+    /// When the Service was stopped because no pod became ready within the progress deadline: from then on it stays
+    /// at zero until a new request, whatever its past load says.
+    gave_up: Option<Duration>,
 }
+
+/// After giving up, requests reported held only count this long afterwards: reports up to REPORT_TTL old may still
+/// show requests that the activator has since answered with the failure. A poke counts at once.
+pub const GIVE_UP_SETTLE: Duration = Duration::from_secs(5);
 
 /// The outcome of one tick.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,6 +80,8 @@ pub enum Reason {
     Idle,
     /// Nothing was scaled down: not enough fresh data yet, or an activator's report is missing.
     Holding,
+    /// No pod became ready within the progress deadline: stopped (down to minScale) until the next request.
+    Failing,
 }
 
 impl History {
@@ -78,6 +93,7 @@ impl History {
             panic_last_over: None,
             last_desired: None,
             recent_desired: VecDeque::new(),
+            gave_up: None,
         }
     }
 
@@ -187,10 +203,42 @@ pub fn decide(policy: &Policy, history: &mut History, obs: Observation) -> Decis
         reason = Reason::Activation;
     }
 
+    // Pods known to be failing with none ready: more of them would fail the same way.
+    if obs.failing && obs.ready_pods == 0 && obs.current_scale > 0 {
+        desired = desired.min(obs.current_scale);
+    }
+
     desired = policy.clamp(desired);
     if now.saturating_sub(history.since) < policy.stable_window && desired < obs.current_scale {
         desired = obs.current_scale;
         reason = Reason::Holding;
+    }
+
+    // A new request, or a ready pod, ends a give-up; held requests only once earlier reports have expired.
+    if obs.poked
+        || obs.ready_pods > 0
+        || (obs.held > 0
+            && history
+                .gave_up
+                .is_some_and(|at| now.saturating_sub(at) >= GIVE_UP_SETTLE))
+    {
+        history.gave_up = None;
+    }
+    let stuck = obs.ready_pods == 0
+        && obs.current_scale > 0
+        && obs.failing
+        && obs
+            .unready_for
+            .is_some_and(|starting| starting >= policy.progress_deadline);
+    if stuck {
+        // Stop burning resources on pods that do not become ready; minScale may hold some.
+        history.gave_up.get_or_insert(now);
+        desired = policy.clamp(0);
+        reason = Reason::Failing;
+    } else if history.gave_up.is_some() {
+        // Stay stopped (also while the Deployment does not show the write yet) until a new request.
+        desired = policy.clamp(0);
+        reason = Reason::Failing;
     }
     history.last_desired = Some(desired);
     Decision {
@@ -223,6 +271,7 @@ mod tests {
             template: ServiceTemplate::default(),
             container_concurrency: 0,
             timeout_seconds: 300,
+            progress_deadline_seconds: 120,
             scaling,
         };
         Policy::from_spec(&spec, &Defaults::default())
@@ -271,6 +320,8 @@ mod tests {
                     reports_complete: true,
                     ready_pods: scale,
                     current_scale: scale,
+                    unready_for: None,
+                    failing: false,
                 };
                 scale = decide(policy, history, obs).desired;
                 scale
@@ -463,5 +514,171 @@ mod tests {
         let got = run(&p, 1, &repeat(load(0.0), 16));
         assert_eq!(&got[..14], &[1; 14]);
         assert_eq!(got[14], 0);
+    }
+
+    /// The simulated pods of a broken Service: how many, and since when they start.
+    struct Pods {
+        scale: i32,
+        started: Duration,
+    }
+
+    fn pods(scale: i32) -> Pods {
+        Pods {
+            scale,
+            started: Duration::ZERO,
+        }
+    }
+
+    /// A Service whose pods never become ready: each tick sees its current scale, no ready pod, and pods starting
+    /// since the last time it went from zero to some. Returns each tick's decision.
+    fn run_broken(policy: &Policy, history: &mut History, pods: &mut Pods, ticks: &[(u64, Tick)]) -> Vec<Decision> {
+        let Pods { scale, started } = pods;
+        ticks
+            .iter()
+            .map(|(second, tick)| {
+                let now = Duration::from_secs(*second);
+                let obs = Observation {
+                    now,
+                    concurrency: tick.concurrency,
+                    rps: tick.rps,
+                    held: tick.held,
+                    poked: tick.poked,
+                    reports_complete: true,
+                    ready_pods: 0,
+                    current_scale: *scale,
+                    unready_for: (*scale > 0).then(|| now - *started),
+                    failing: true,
+                };
+                let decision = decide(policy, history, obs);
+                if *scale == 0 && decision.desired > 0 {
+                    *started = now;
+                }
+                *scale = decision.desired;
+                decision
+            })
+            .collect()
+    }
+
+    fn with_deadline(mut p: Policy, seconds: u64) -> Policy {
+        p.progress_deadline = Duration::from_secs(seconds);
+        p
+    }
+
+    /// Requests answered at once with the failure: a little concurrency, nothing held.
+    fn answered() -> Tick {
+        load(0.2)
+    }
+
+    fn poke() -> Tick {
+        Tick {
+            concurrency: 0.0,
+            rps: 0.0,
+            held: 1,
+            poked: true,
+        }
+    }
+
+    #[test]
+    fn pods_that_never_become_ready_stop_at_the_deadline_and_stay_stopped_until_a_request() {
+        let p = with_deadline(policy(|_| {}), 30);
+        let mut history = History::new(Duration::ZERO);
+        let mut broken = pods(1);
+        let ticks: Vec<(u64, Tick)> = (1..=45).map(|s| (s, answered())).collect();
+        let got = run_broken(&p, &mut history, &mut broken, &ticks);
+        assert!(got[..29].iter().all(|d| d.desired == 1), "kept while starting");
+        assert_eq!(
+            (got[29].desired, got[29].reason.clone()),
+            (0, Reason::Failing),
+            "stopped at 30 s"
+        );
+        assert!(
+            got[30..].iter().all(|d| d.desired == 0),
+            "traffic answered with the failure does not restart it"
+        );
+        // The next request: its poke starts a pod, whose deadline counts from then.
+        let got = run_broken(&p, &mut history, &mut broken, &[(46, poke()), (47, answered())]);
+        assert_eq!((got[0].desired, got[0].reason.clone()), (1, Reason::Activation));
+        assert_eq!(got[1].desired, 1);
+        let later: Vec<(u64, Tick)> = (48..=80).map(|s| (s, answered())).collect();
+        let got = run_broken(&p, &mut history, &mut broken, &later);
+        let stop = got.iter().position(|d| d.desired == 0).map(|i| i + 48);
+        assert_eq!(stop, Some(76), "30 s after the restart at 46");
+    }
+
+    #[test]
+    fn requests_held_right_after_giving_up_wait_for_the_reports_to_settle() {
+        let p = with_deadline(policy(|_| {}), 10);
+        let mut history = History::new(Duration::ZERO);
+        let mut broken = pods(1);
+        let ticks: Vec<(u64, Tick)> = (1..=10).map(|s| (s, answered())).collect();
+        let got = run_broken(&p, &mut history, &mut broken, &ticks);
+        assert_eq!(got[9].desired, 0, "gave up at 10 s");
+        let held = Tick { held: 1, ..load(1.0) };
+        // A report from before the give-up still shows a request the activator has since answered.
+        let got = run_broken(&p, &mut history, &mut broken, &[(11, held), (12, held)]);
+        assert!(got.iter().all(|d| d.desired == 0));
+        // A request still held once earlier reports expired is a new one: start again.
+        let got = run_broken(&p, &mut history, &mut broken, &[(15, held)]);
+        assert_eq!((got[0].desired, got[0].reason.clone()), (1, Reason::Activation));
+    }
+
+    #[test]
+    fn min_scale_holds_pods_that_never_become_ready() {
+        let p = with_deadline(policy(|s| s.min_scale = Some(2)), 10);
+        let mut history = History::new(Duration::ZERO);
+        let mut broken = pods(2);
+        let ticks: Vec<(u64, Tick)> = (1..=20).map(|s| (s, answered())).collect();
+        let got = run_broken(&p, &mut history, &mut broken, &ticks);
+        assert!(got.iter().all(|d| d.desired == 2), "{got:?}");
+        assert_eq!(got[19].reason, Reason::Failing);
+    }
+
+    #[test]
+    fn failing_pods_are_not_scaled_out_on_queued_requests() {
+        let p = policy(|_| {});
+        let obs = |failing| Observation {
+            now: Duration::from_secs(1),
+            concurrency: 50.0,
+            held: 50,
+            reports_complete: true,
+            ready_pods: 0,
+            current_scale: 1,
+            unready_for: Some(Duration::from_secs(5)),
+            failing,
+            ..Observation::default()
+        };
+        assert_eq!(decide(&p, &mut History::new(Duration::ZERO), obs(false)).desired, 5);
+        assert_eq!(decide(&p, &mut History::new(Duration::ZERO), obs(true)).desired, 1);
+    }
+
+    #[test]
+    fn giving_up_waits_for_the_status_to_report_the_failure() {
+        let p = with_deadline(policy(|_| {}), 10);
+        let obs = |failing| Observation {
+            now: Duration::from_secs(11),
+            reports_complete: true,
+            ready_pods: 0,
+            current_scale: 1,
+            unready_for: Some(Duration::from_secs(11)),
+            failing,
+            ..Observation::default()
+        };
+        let mut history = History::new(Duration::ZERO);
+        assert_eq!(
+            decide(&p, &mut history, obs(false)).desired,
+            1,
+            "past the deadline, not reported yet"
+        );
+        assert_eq!(decide(&p, &mut history, obs(true)).desired, 0);
+    }
+
+    #[test]
+    fn slow_pods_within_the_deadline_are_left_alone() {
+        let p = with_deadline(policy(|_| {}), 120);
+        let mut history = History::new(Duration::ZERO);
+        let mut broken = pods(1);
+        let ticks: Vec<(u64, Tick)> = (1..=60).map(|s| (s, load(3.0))).collect();
+        let got = run_broken(&p, &mut history, &mut broken, &ticks);
+        assert!(got.iter().all(|d| d.desired == 1 && d.reason != Reason::Failing));
     }
 }

@@ -59,6 +59,8 @@ pub struct Policy {
     pub scale_down_delay: Duration,
     pub max_scale_up_rate: f64,
     pub max_scale_down_rate: f64,
+    /// Pods that have not become ready after starting this long are stopped (spec.progressDeadlineSeconds).
+    pub progress_deadline: Duration,
 }
 
 impl Policy {
@@ -100,6 +102,7 @@ impl Policy {
             scale_down_delay: secs(s.scale_down_delay_seconds.unwrap_or(defaults.scale_down_delay_seconds)),
             max_scale_up_rate: defaults.max_scale_up_rate,
             max_scale_down_rate: defaults.max_scale_down_rate,
+            progress_deadline: secs(spec.progress_deadline_seconds),
         }
     }
 
@@ -124,6 +127,7 @@ mod tests {
             template: ServiceTemplate::default(),
             container_concurrency: cc,
             timeout_seconds: 300,
+            progress_deadline_seconds: 120,
             scaling,
         }
     }

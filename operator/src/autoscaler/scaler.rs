@@ -5,10 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
-use runway_api::{Service, names};
+use runway_api::{Service, conditions, names};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -17,6 +19,7 @@ use super::decision::{Decision, History, Observation, Reason, decide};
 use super::policy::{Defaults, Policy};
 use crate::children::apply_scale;
 use crate::events::{self, Happening};
+use crate::failure::{self, Diagnosis};
 use crate::metrics::{Metrics, ResultLabels, ServiceLabels};
 
 pub const TICK: Duration = Duration::from_secs(1);
@@ -27,6 +30,8 @@ pub struct Scaler {
     pub recorder: Recorder,
     pub services: Store<Service>,
     pub deployments: Store<Deployment>,
+    /// Every Runway pod: whether a Service's pods fail to become ready.
+    pub pods: Store<Pod>,
     pub board: Arc<Mutex<Board>>,
     pub metrics: Arc<Metrics>,
     pub defaults: Defaults,
@@ -80,6 +85,14 @@ impl Scaler {
         let (totals, complete) = self.board.lock().expect("board lock").totals(now);
         let services = self.services.state();
         let present: HashSet<ServiceKey> = services.iter().map(|s| key_of(s)).collect();
+        let pods = self.pods.state();
+        let mut pods_by_service: HashMap<ServiceKey, Vec<&Pod>> = HashMap::new();
+        for pod in &pods {
+            if let Some(key) = failure::service_of(pod) {
+                pods_by_service.entry(key).or_default().push(pod);
+            }
+        }
+        let wall_clock = Timestamp::now();
         tracked.retain(|key, _| {
             let keep = present.contains(key);
             if !keep {
@@ -94,14 +107,22 @@ impl Scaler {
             };
             let entry = tracked.entry(key.clone()).or_insert_with(|| Tracked::new(now - origin));
             let load = totals.get(&key).copied().unwrap_or_default();
+            let policy = Policy::from_spec(&service.spec, &self.defaults);
+            let own_pods = pods_by_service.get(&key).map(Vec::as_slice).unwrap_or_default();
+            let diagnosis = failure::diagnose(own_pods.iter().copied(), wall_clock, policy.progress_deadline);
             let observation = observe(
                 now - origin,
                 load,
                 std::mem::take(&mut entry.poked),
                 complete,
                 &deployment,
+                &diagnosis,
+                service
+                    .status
+                    .as_ref()
+                    .and_then(conditions::configuration_failure)
+                    .is_some(),
             );
-            let policy = Policy::from_spec(&service.spec, &self.defaults);
             let decision = decide(&policy, &mut entry.history, observation);
             self.export(&key, &decision);
             if entry.should_write(decision.desired, observation.current_scale, now)
@@ -215,7 +236,15 @@ fn current_scale(deployment: &Deployment) -> i32 {
     deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
 }
 
-fn observe(now: Duration, load: Totals, poked: bool, complete: bool, deployment: &Deployment) -> Observation {
+fn observe(
+    now: Duration,
+    load: Totals,
+    poked: bool,
+    complete: bool,
+    deployment: &Deployment,
+    pods: &Diagnosis,
+    reported_failing: bool,
+) -> Observation {
     Observation {
         now,
         concurrency: load.concurrency,
@@ -225,6 +254,8 @@ fn observe(now: Duration, load: Totals, poked: bool, complete: bool, deployment:
         reports_complete: complete,
         ready_pods: deployment.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
         current_scale: current_scale(deployment),
+        unready_for: pods.unready_for,
+        failing: reported_failing,
     }
 }
 
@@ -254,6 +285,16 @@ pub fn event_for(policy: &Policy, decision: &Decision, current: i32) -> (&'stati
             policy.scale_to_zero_grace.as_secs()
         ),
         Reason::Holding => format!("holding {}", pods(decision.desired)),
+        Reason::Failing => format!(
+            "no pod became ready within progressDeadlineSeconds ({} s): {}{}",
+            policy.progress_deadline.as_secs(),
+            pods(decision.desired),
+            if decision.desired == 0 {
+                "; the next request tries again"
+            } else {
+                " (minScale)"
+            }
+        ),
         Reason::Load => {
             let (window, average) = if decision.panicking {
                 ("panic", decision.panic_average)
@@ -280,6 +321,7 @@ mod tests {
             template: ServiceTemplate::default(),
             container_concurrency: 10,
             timeout_seconds: 300,
+            progress_deadline_seconds: 120,
             scaling: Scaling::default(),
         };
         Policy::from_spec(&spec, &Defaults::default())
@@ -315,5 +357,13 @@ mod tests {
         );
         assert_eq!(event_for(&p, &decision(0, Reason::Idle, false), 1).0, "ScaledToZero");
         assert_eq!(event_for(&p, &decision(3, Reason::Load, false), 5).0, "ScaledDown");
+        assert_eq!(
+            event_for(&p, &decision(0, Reason::Failing, false), 1),
+            (
+                "ScaledToZero",
+                "no pod became ready within progressDeadlineSeconds (120 s): 0 pods; the next request tries again"
+                    .to_owned()
+            )
+        );
     }
 }
