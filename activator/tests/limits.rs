@@ -24,33 +24,6 @@ use tokio::net::TcpStream;
 
 const LONG: Duration = Duration::from_secs(30);
 
-/// A cc=1 app: `/slow?ms=N` works N ms, `/` answers at once; overlapping requests get 500.
-async fn overlap_app(detector: Arc<OverlapDetector>) -> SocketAddr {
-    backend(move |request: Request<hyper::body::Incoming>| {
-        let detector = detector.clone();
-        async move {
-            let work = request
-                .uri()
-                .query()
-                .and_then(|q| q.strip_prefix("ms="))
-                .and_then(|ms| ms.parse().ok())
-                .map_or(Duration::ZERO, Duration::from_millis);
-            let overlapped = detector.in_flight.fetch_add(1, SeqCst) > 0;
-            tokio::time::sleep(work).await;
-            detector.in_flight.fetch_sub(1, SeqCst);
-            detector.served.fetch_add(1, SeqCst);
-            if overlapped {
-                detector.overlaps.fetch_add(1, SeqCst);
-                let mut response = Response::new(Full::new(Bytes::from_static(b"overlap")));
-                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                return response;
-            }
-            Response::new(Full::new(Bytes::from_static(b"ok")))
-        }
-    })
-    .await
-}
-
 async fn metric(activator: &Activator, name: &str) -> f64 {
     let (_, _, text) = send(
         &client(),
@@ -70,7 +43,12 @@ async fn metric(activator: &Activator, name: &str) -> f64 {
 async fn a_client_that_gives_up_does_not_free_the_slot_before_the_pod_is_done() {
     let activator = activator().await;
     let detector = Arc::new(OverlapDetector::default());
-    route(&activator, 1, LONG, &[overlap_app(detector.clone()).await]);
+    route(
+        &activator,
+        1,
+        LONG,
+        &[single_request_backend(detector.clone(), Duration::ZERO).await],
+    );
     let client = client();
     for _ in 0..3 {
         let gave_up = tokio::time::timeout(
@@ -97,7 +75,7 @@ async fn a_request_past_its_deadline_holds_the_slot_until_the_pod_is_done() {
         &activator,
         1,
         Duration::from_secs(1),
-        &[overlap_app(detector.clone()).await],
+        &[single_request_backend(detector.clone(), Duration::ZERO).await],
     );
     let client = client();
     let (status, _, _) = send(&client, get(activator.proxy_addr, HOST, "/slow?ms=1500")).await;
@@ -172,19 +150,6 @@ async fn activator_pair(pod: SocketAddr) -> (Activator, Activator) {
     } else {
         (a, b)
     }
-}
-
-/// An HTTP/2 prior-knowledge connection to `proxy`, as `curl --http2-prior-knowledge` opens.
-async fn h2c_connection(proxy: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let stream = TcpStream::connect(proxy).await.unwrap();
-    let (sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
-    sender
 }
 
 /// A GET whose :authority is the test Service's host.

@@ -208,15 +208,11 @@ async fn h2c_clients_and_h2c_backends_work() {
     let request = Request::get(format!("http://{HOST}/grpc.Service/Call"))
         .body(Full::<Bytes>::default())
         .unwrap();
-    let stream = TcpStream::connect(activator.proxy_addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
-    let response = sender.send_request(request).await.unwrap();
+    let response = h2c_connection(activator.proxy_addr)
+        .await
+        .send_request(request)
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "HTTP/2.0 /grpc.Service/Call");

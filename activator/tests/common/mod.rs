@@ -19,7 +19,7 @@ use runway_activator::endpoints::{EndpointState, FastProbe, ServiceSettings};
 use runway_activator::host::ServiceKey;
 use runway_activator::probe::ProbeConfig;
 use runway_activator::server::ConnectionLimits;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 pub const HOST: &str = "hello.default.example.com";
 
@@ -162,10 +162,17 @@ pub struct OverlapDetector {
     pub served: std::sync::atomic::AtomicU32,
 }
 
+/// A cc=1 app that works `work` per request (`?ms=N` overrides it) and answers 500 to overlapping requests.
 pub async fn single_request_backend(detector: Arc<OverlapDetector>, work: Duration) -> SocketAddr {
     use std::sync::atomic::Ordering::SeqCst;
-    backend(move |_request| {
+    backend(move |request: Request<Incoming>| {
         let detector = detector.clone();
+        let work = request
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("ms="))
+            .and_then(|ms| ms.parse().ok())
+            .map_or(work, Duration::from_millis);
         async move {
             let overlapped = detector.in_flight.fetch_add(1, SeqCst) > 0;
             tokio::time::sleep(work).await;
@@ -182,4 +189,14 @@ pub async fn single_request_backend(detector: Arc<OverlapDetector>, work: Durati
         }
     })
     .await
+}
+
+/// An HTTP/2 prior-knowledge connection to `proxy`, as `curl --http2-prior-knowledge` opens.
+pub async fn h2c_connection(proxy: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(proxy).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
 }
