@@ -931,3 +931,137 @@ async fn t15_steady_load_through_two_activators_gets_only_200s() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn t16_services_whose_pods_cannot_start_say_why_fail_requests_fast_and_recover_when_fixed() {
+    scenario("e2e-broken", |cluster, ns| async move {
+        // (Service, what is wrong with its container, the reason, how the message starts, what it contains)
+        let cases = [
+            (
+                "nocommand",
+                json!({"command": ["/nope"]}),
+                "ContainerCannotStart",
+                "container cannot start (",
+                "/nope",
+            ),
+            (
+                "noimage",
+                json!({"image": "runway.local/nope:0.1.0"}),
+                "ImagePullFailed",
+                "image \"runway.local/nope:0.1.0\" cannot be pulled",
+                "",
+            ),
+        ];
+        for (name, wrong, reason, starts, contains) in cases {
+            fails_fast_then_recovers(&cluster, &ns, name, wrong, reason, starts, contains).await?;
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// The container the sample app needs, whole: lists replace rather than merge in a patch.
+fn hello_container(wrong: serde_json::Value) -> serde_json::Value {
+    let mut container = json!({
+        "name": "app",
+        "image": runway_tests::workloads::hello_image(),
+        "imagePullPolicy": "IfNotPresent",
+    });
+    if let (Some(container), serde_json::Value::Object(wrong)) = (container.as_object_mut(), wrong) {
+        container.extend(wrong);
+    }
+    container
+}
+
+/// Creates Service `name` with its container made `wrong`; checks the reason on both conditions, the Warning event
+/// and a fast 503 naming it; then fixes the container and checks that the Service serves.
+async fn fails_fast_then_recovers(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    wrong: serde_json::Value,
+    reason: &str,
+    starts: &str,
+    contains: &str,
+) -> anyhow::Result<()> {
+    let spec = json!({
+        "progressDeadlineSeconds": 15,
+        "scaling": {"minScale": 1, "maxScale": 1},
+        "template": {"spec": {"containers": [hello_container(wrong)]}},
+    });
+    runway::create(cluster, ns, &runway::hello_service(name, &[], spec)?).await?;
+    let api: Api<Service> = Api::namespaced(cluster.client.clone(), ns);
+    let want = format!("False/{reason}");
+    let message = wait_until(
+        format!("{name}: ConfigurationReady={want}"),
+        Duration::from_secs(90),
+        || async {
+            let service = api.get(name).await.map_err(|e| e.to_string())?;
+            let (configuration, ready) = (
+                runway::condition(&service, "ConfigurationReady"),
+                runway::condition(&service, "Ready"),
+            );
+            if configuration != want || ready != want {
+                return Err(format!("ConfigurationReady={configuration} Ready={ready}"));
+            }
+            Ok(service
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "ConfigurationReady"))
+                .map(|c| c.message.clone())
+                .unwrap_or_default())
+        },
+    )
+    .await?;
+    eprintln!("{name}: ConfigurationReady={want}: {message}");
+    ensure!(
+        message.starts_with(starts) && message.contains(contains),
+        "{name}: message {message:?}, want it to start with {starts:?} and contain {contains:?}"
+    );
+
+    let selector = format!("involvedObject.kind=Service,involvedObject.name={name},type=Warning");
+    let events = cluster
+        .kubectl()
+        .run(&[
+            "-n",
+            ns,
+            "get",
+            "events",
+            "--field-selector",
+            &selector,
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
+        .await?;
+    ensure!(events.contains(reason), "{name}: Warning events {events:?}");
+
+    let target = target(cluster, ns, name).await?;
+    let client = load::client();
+    let body = format!("{name}: {starts}");
+    let outcome = wait_until(
+        format!("{name}: a fast 503 naming the reason"),
+        Duration::from_secs(30),
+        || async {
+            let outcome = load::get(&client, &target, "/", REQUEST).await;
+            let fast = outcome.time_to_headers < Duration::from_secs(5);
+            if outcome.status.map(|s| s.as_u16()) == Some(503) && outcome.body.starts_with(&body) && fast {
+                Ok(outcome)
+            } else {
+                Err(format!("{} after {:?}", seen(&outcome), outcome.time_to_headers))
+            }
+        },
+    )
+    .await?;
+    eprintln!("{name}: {} after {:?}", seen(&outcome), outcome.time_to_headers);
+
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [hello_container(json!({}))]}}}})),
+    )
+    .await?;
+    runway::wait_ready(cluster, ns, name, READY).await?;
+    let outcome = load::get(&client, &target, "/", REQUEST).await;
+    ensure!(outcome.ok(), "{name} after the fix: {}", seen(&outcome));
+    Ok(())
+}
