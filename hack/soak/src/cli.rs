@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args as FlagGroup, Parser};
+use runway_activator::config::parse_duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -76,24 +77,6 @@ pub struct FloodArgs {
     pub memory_limit_mib: u64,
 }
 
-/// `500ms`, `120s`, `10m`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 120s or 10m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{text:?}: the unit must be ms, s or m")),
-    }
-}
-
 /// The flood must never leave this machine.
 fn parse_loopback(text: &str) -> Result<SocketAddr, String> {
     let addr: SocketAddr = text
@@ -111,16 +94,6 @@ fn parse_loopback(text: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_take_a_unit_or_mean_seconds() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("120s"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("1h").is_err());
-        assert!(parse_duration("m").is_err());
-    }
 
     #[test]
     fn only_loopback_addresses_are_flooded() {

@@ -98,6 +98,18 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// The closing lines of a report: OK, or FAILED with each reason.
+pub fn render_result(out: &mut String, failures: &[String]) {
+    if failures.is_empty() {
+        let _ = writeln!(out, "\nRESULT: OK");
+        return;
+    }
+    let _ = writeln!(out, "\nRESULT: FAILED");
+    for failure in failures {
+        let _ = writeln!(out, "  - {failure}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

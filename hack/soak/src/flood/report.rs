@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::clients::{Answer, Idle, IdleEnd};
 use super::memory::Trace;
-use crate::counts::thousands;
+use crate::counts::{self, thousands};
 
 pub struct FloodReport {
     /// "standalone activator pid 123 at 127.0.0.1:4000 (route without backend, timeout 120 s)"
@@ -93,15 +93,7 @@ impl FloodReport {
                 );
             }
         }
-        let failures = self.failures();
-        if failures.is_empty() {
-            let _ = writeln!(out, "\nRESULT: OK");
-        } else {
-            let _ = writeln!(out, "\nRESULT: FAILED");
-            for failure in failures {
-                let _ = writeln!(out, "  - {failure}");
-            }
-        }
+        counts::render_result(&mut out, &self.failures());
         out
     }
 

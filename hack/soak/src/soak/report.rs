@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::chaos::{Event, describe};
 use super::components::Findings;
 use super::services::{CC1, Protocol, SoakService};
-use crate::counts::{Counts, thousands};
+use crate::counts::{self, Counts, thousands};
 
 pub struct Report {
     pub ns: String,
@@ -119,15 +119,7 @@ impl Report {
                 );
             }
         }
-        let failures = self.failures();
-        if failures.is_empty() {
-            let _ = writeln!(out, "\nRESULT: OK");
-        } else {
-            let _ = writeln!(out, "\nRESULT: FAILED");
-            for failure in failures {
-                let _ = writeln!(out, "  - {failure}");
-            }
-        }
+        counts::render_result(&mut out, &self.failures());
         out
     }
 
