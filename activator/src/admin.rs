@@ -19,7 +19,9 @@ use runway_api::stats::{LOAD_STREAM_CONTENT_TYPE, LOAD_STREAM_PATH};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, broadcast, oneshot};
 
+use crate::handoff::{self, HANDOFF_PATH};
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::reports::LoadHub;
 
 /// Readiness: ready once the routing data is synced, unready again while draining.
@@ -45,6 +47,8 @@ impl Health {
 
 #[derive(Clone)]
 pub struct Admin {
+    /// For the slot handoff questions of the other activators.
+    pub registry: Arc<Registry>,
     pub hub: Arc<LoadHub>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
@@ -110,7 +114,7 @@ async fn serve(listener: TcpListener, admin: Admin) {
         let admin = admin.clone();
         let service = service_fn(move |request| {
             let admin = admin.clone();
-            async move { Ok::<_, Infallible>(admin.handle(&request)) }
+            async move { Ok::<_, Infallible>(admin.handle(&request).await) }
         });
         let builder = builder.clone();
         tokio::spawn(async move {
@@ -121,7 +125,7 @@ async fn serve(listener: TcpListener, admin: Admin) {
 }
 
 impl Admin {
-    fn handle(&self, request: &Request<Incoming>) -> Response<AdminBody> {
+    async fn handle(&self, request: &Request<Incoming>) -> Response<AdminBody> {
         if request.method() != Method::GET {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
         }
@@ -135,10 +139,23 @@ impl Admin {
                 );
                 response
             }
+            HANDOFF_PATH => self.handoff(request.uri().query()).await,
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" if self.health.is_ready() => text(StatusCode::OK, "ready\n"),
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    /// Another activator asks whether this one works with its list and holds within it: 200 once so, 409 if
+    /// still not after a while (it asks again).
+    async fn handoff(&self, query: Option<&str>) -> Response<AdminBody> {
+        match handoff::parse_query(query) {
+            Err(error) => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
+            Ok(list) if handoff::await_release(&self.registry, &list, handoff::HOLD).await => {
+                text(StatusCode::OK, "released\n")
+            }
+            Ok(_) => text(StatusCode::CONFLICT, "not yet\n"),
         }
     }
 

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::admin::{self, Admin, AdminServer, Health};
+use crate::handoff;
 use crate::metrics::Metrics;
 use crate::probe::ProbeConfig;
 use crate::proxy::Proxy;
@@ -90,12 +91,16 @@ impl Activator {
             options.shutdown_timeout,
         ));
         let admin = Admin {
+            registry: registry.clone(),
             hub: hub.clone(),
             metrics,
             health: health.clone(),
         };
         let admin = admin::spawn(admin_listener.into_std()?, admin)?;
-        let background = vec![tokio::spawn(report_periodically(registry.clone(), hub))];
+        let background = vec![
+            tokio::spawn(report_periodically(registry.clone(), hub)),
+            tokio::spawn(handoff::settle_views(registry.clone())),
+        ];
         tracing::info!(
             max_connections = options.limits.max_connections,
             request_budget_bytes = options.request_budget_bytes,

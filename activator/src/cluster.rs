@@ -21,12 +21,13 @@ use crate::host::ServiceKey;
 use crate::peers::Peers;
 use crate::registry::Registry;
 
-/// Where the activators' own Service lives, and the proxy port peers listen on.
+/// Where the activators' own Service lives, and the ports peers listen on (the same as this one's).
 #[derive(Clone, Debug)]
 pub struct PeerSource {
     pub namespace: String,
     pub service: String,
     pub proxy_port: u16,
+    pub admin_port: u16,
 }
 
 /// Runs the three mirrors until the process ends; `synced` is sent once all three have listed everything.
@@ -149,11 +150,7 @@ async fn mirror_peers(client: Client, registry: Arc<Registry>, source: PeerSourc
     reflect(api, config, "activator endpoint slices", listed, |store, _| {
         let slices = store.state();
         let ready: Vec<IpAddr> = peer_ips(slices.iter().map(|s| &**s));
-        let peers = Peers::from_ready(me, &ready, source.proxy_port);
-        if peers != *registry.peers() {
-            tracing::info!(activators = ?peers.ips(), "peer activators changed");
-            registry.set_peers(peers);
-        }
+        registry.set_peers(Peers::from_ready(me, &ready, source.proxy_port, source.admin_port));
     })
     .await;
 }

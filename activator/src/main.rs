@@ -53,6 +53,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             namespace: args.namespace.clone(),
             service: args.activator_service.clone(),
             proxy_port: activator.proxy_addr.port(),
+            admin_port: activator.admin_addr.port(),
         };
         tokio::spawn(cluster::run(client, activator.registry.clone(), source, synced_tx));
         let health = activator.health.clone();

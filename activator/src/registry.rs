@@ -5,12 +5,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use runway_api::stats::ServiceLoad;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::endpoints::{EndpointState, ServiceSettings};
+use crate::handoff::Releases;
 use crate::host::{ServiceKey, service_for_host};
 use crate::metrics::Metrics;
 use crate::peers::Peers;
@@ -26,7 +28,10 @@ pub struct Registry {
     pub hub: Arc<LoadHub>,
     pub metrics: Arc<Metrics>,
     services: RwLock<HashMap<ServiceKey, Arc<ServiceHandle>>>,
-    peers: RwLock<Arc<Peers>>,
+    peers: watch::Sender<Arc<Peers>>,
+    /// Serialises changes of view, so that the Services see them in the order they were made.
+    changing_peers: Mutex<()>,
+    releases: Arc<Releases>,
     leaving: AtomicBool,
 }
 
@@ -53,7 +58,9 @@ impl Registry {
             hub,
             metrics,
             services: RwLock::default(),
-            peers: RwLock::new(Arc::new(Peers::alone(me))),
+            peers: watch::Sender::new(Arc::new(Peers::alone(me))),
+            changing_peers: Mutex::new(()),
+            releases: Arc::default(),
             leaving: AtomicBool::new(false),
         }
     }
@@ -70,7 +77,26 @@ impl Registry {
     }
 
     pub fn peers(&self) -> Arc<Peers> {
-        self.peers.read().clone()
+        self.peers.borrow().clone()
+    }
+
+    /// Every change of view, for the handoff.
+    pub fn watch_peers(&self) -> watch::Receiver<Arc<Peers>> {
+        self.peers.subscribe()
+    }
+
+    pub fn releases(&self) -> &Releases {
+        &self.releases
+    }
+
+    /// Whether this activator works with `list` and holds no more on any pod than `list` gives it.
+    pub fn holds_within(&self, list: &[IpAddr]) -> bool {
+        let peers = self.peers();
+        if peers.ips() != list {
+            return false;
+        }
+        let services: Vec<Arc<ServiceHandle>> = self.services.read().values().cloned().collect();
+        services.iter().all(|service| service.holds_within(peers.me(), list))
     }
 
     /// A Service was created or changed (`Some`) or deleted (`None`).
@@ -98,18 +124,50 @@ impl Registry {
         self.forget_if_unused(key);
     }
 
-    /// The set of activators changed.
+    /// The activators as Kubernetes (or the static configuration) lists them now. A different list keeps the
+    /// earlier ones in force until the handoff settles it.
     pub fn set_peers(&self, peers: Peers) {
-        let peers = Arc::new(if self.leaving.load(Ordering::SeqCst) {
+        let _changing = self.changing_peers.lock();
+        let peers = if self.leaving.load(Ordering::SeqCst) {
             peers.leaving()
         } else {
             peers
-        });
-        *self.peers.write() = peers.clone();
+        };
+        let previous = self.peers();
+        let peers = peers.succeeding(&previous);
+        if peers.ips() != previous.ips() {
+            tracing::info!(activators = ?peers.ips(), leaving = peers.is_leaving(), "peer activators changed");
+        }
+        let peers = if peers.handoff_parties().is_empty() {
+            peers.settled()
+        } else {
+            peers
+        };
+        if peers != *previous {
+            self.apply_peers(peers);
+        }
+    }
+
+    /// Every other activator confirmed the view of `epoch`: only it counts from now on. False when the view has
+    /// changed since.
+    pub fn settle(&self, epoch: u64) -> bool {
+        let _changing = self.changing_peers.lock();
+        let current = self.peers();
+        if current.epoch() != epoch || current.is_settled() {
+            return false;
+        }
+        self.apply_peers((*current).clone().settled());
+        true
+    }
+
+    fn apply_peers(&self, peers: Peers) {
+        let peers = Arc::new(peers);
+        self.peers.send_replace(peers.clone());
         let services: Vec<Arc<ServiceHandle>> = self.services.read().values().cloned().collect();
         for service in services {
             service.set_peers(peers.clone());
         }
+        self.releases.changed();
     }
 
     /// This activator is draining: from now on its slots belong to the other activators.
@@ -148,6 +206,7 @@ impl Registry {
                     self.metrics.for_service(key),
                     self.queue_limit,
                     self.peers(),
+                    self.releases.clone(),
                 )
             })
             .clone()

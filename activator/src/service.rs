@@ -3,7 +3,7 @@
 //! All of it sits behind one small mutex. A slot that frees up is handed straight to the head of the queue, so the
 //! counters are exact: a pod never has more requests in flight than this activator's slots on it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::balance::{PodLoad, choose_pod};
 use crate::endpoints::{EndpointState, FastProbe, ServiceSettings};
+use crate::handoff::Releases;
 use crate::host::ServiceKey;
 use crate::load::{LoadSample, LoadTracker};
 use crate::metrics::ServiceMetrics;
@@ -52,6 +53,7 @@ pub struct ServiceHandle {
     this: Weak<ServiceHandle>,
     pub key: ServiceKey,
     pub metrics: ServiceMetrics,
+    releases: Arc<Releases>,
     state: Mutex<ServiceState>,
 }
 
@@ -75,11 +77,18 @@ pub struct ProbeRequest {
 }
 
 impl ServiceHandle {
-    pub fn new(key: ServiceKey, metrics: ServiceMetrics, queue_limit: usize, peers: Arc<Peers>) -> Arc<Self> {
+    pub fn new(
+        key: ServiceKey,
+        metrics: ServiceMetrics,
+        queue_limit: usize,
+        peers: Arc<Peers>,
+        releases: Arc<Releases>,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|this| ServiceHandle {
             this: this.clone(),
             key,
             metrics,
+            releases,
             state: Mutex::new(ServiceState {
                 settings: None,
                 peers,
@@ -238,6 +247,8 @@ impl ServiceHandle {
             })
         });
         self.dispatch(&mut state);
+        drop(state);
+        self.releases.changed();
         probe
     }
 
@@ -253,10 +264,22 @@ impl ServiceHandle {
         state.settings.is_none() && state.pods.is_empty() && state.queue.is_empty()
     }
 
+    /// Whether this activator has no more in flight on any pod than `list` would give `me`.
+    pub fn holds_within(&self, me: IpAddr, list: &[IpAddr]) -> bool {
+        let state = self.lock();
+        let cc = state.cc();
+        state
+            .pods
+            .iter()
+            .all(|pod| slots_for(me, pod.target.addr.ip(), cc, list).covers(pod.in_flight))
+    }
+
     fn release(&self, pod_id: u64) {
         let mut state = self.lock();
         state.release(pod_id, Instant::now());
         self.dispatch(&mut state);
+        drop(state);
+        self.releases.changed();
     }
 
     fn remove_waiter(&self, id: u64) {
@@ -362,12 +385,12 @@ impl ServiceState {
         may_forward(hop, self.peers.is_leaving())
     }
 
-    /// Why requests cannot be served now: the Service reports its pods failing, it has pods (so a start was tried;
-    /// at zero a request still pokes and waits for a new attempt), and none of them is routable.
+    /// Why requests cannot be served now: the Service reports the pods of its current attempt failing (never at
+    /// zero, see `runway_api::serving_failure`: there a request pokes and waits for the next attempt), and none
+    /// is routable. Pods need not be listed: an unschedulable one never gets an address.
     fn failure(&self) -> Option<Arc<str>> {
         let reason = self.settings.as_ref()?.failure.clone()?;
-        let tried = self.pods.iter().any(|p| !p.is_removed());
-        (tried && !self.pods.iter().any(Pod::routable)).then_some(reason)
+        (!self.pods.iter().any(Pod::routable)).then_some(reason)
     }
 
     fn cc(&self) -> u32 {
@@ -381,9 +404,9 @@ impl ServiceState {
     }
 
     fn recompute_slots(&mut self) {
-        let (cc, me, activators) = (self.cc(), self.peers.me(), self.peers.ips());
+        let cc = self.cc();
         for pod in &mut self.pods {
-            pod.slots = slots_for(me, pod.target.addr.ip(), cc, &activators);
+            pod.slots = self.peers.slots_on(pod.target.addr.ip(), cc);
         }
     }
 
@@ -475,7 +498,6 @@ impl Drop for Waiting {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use std::net::IpAddr;
 
     fn service(cc: u32, queue_limit: usize) -> Arc<ServiceHandle> {
         let key = ServiceKey::new("default", "hello");
@@ -484,6 +506,7 @@ mod tests {
             Metrics::default().for_service(&key),
             queue_limit,
             Arc::new(Peers::alone(IpAddr::from([10, 0, 0, 1]))),
+            Arc::default(),
         );
         handle.set_settings(Some(ServiceSettings {
             container_concurrency: cc,
@@ -689,14 +712,15 @@ mod tests {
                 failure: failure.map(Arc::from),
             })
         };
-        // At zero a request waits (and pokes) even if the last start failed: it is the next attempt.
-        service.set_settings(failing(Some("hello: container exits with code 127")));
+        // At zero the Service reports no failure (the last one is history): a request waits for the next attempt.
+        service.set_settings(failing(None));
         let waiting = queued(service.admit(false));
         // The new pod starts and fails: the waiting request and new ones get the reason.
         service.set_endpoints(&[EndpointState {
             ready: false,
             ..ready(8080)
         }]);
+        service.set_settings(failing(Some("hello: container exits with code 127")));
         let reason = |grant: Option<Grant>| match grant {
             Some(Grant::Failing(reason)) => reason.to_string(),
             _ => panic!("expected the failure"),
@@ -712,6 +736,24 @@ mod tests {
         let waiting = queued(service.admit(false));
         service.set_endpoints(&[ready(8080)]);
         assert!(matches!(waiting.granted().await, Some(Grant::Pod(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_without_any_listed_pod_fails_requests_too() {
+        // An unschedulable pod never gets an address, so no EndpointSlice lists it.
+        let service = service(0, 10);
+        let waiting = queued(service.admit(false));
+        service.set_settings(Some(ServiceSettings {
+            container_concurrency: 0,
+            timeout: Duration::from_secs(300),
+            fast_probe: FastProbe::Tcp,
+            failure: Some(Arc::from("hello: no node can run the pod: 0/1 nodes are available")),
+        }));
+        let granted = tokio::time::timeout(Duration::from_secs(1), waiting.granted()).await;
+        assert!(
+            matches!(granted, Ok(Some(Grant::Failing(_)))),
+            "answered with the reason at once"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -46,8 +46,25 @@ impl Slots {
         }
     }
 
+    /// Whether `in_flight` requests fit.
+    pub fn covers(self, in_flight: u32) -> bool {
+        match self {
+            Slots::Unlimited => true,
+            Slots::Limited(limit) => in_flight <= limit,
+        }
+    }
+
     pub fn is_zero(self) -> bool {
         self == Slots::Limited(0)
+    }
+
+    /// The smaller of two allowances.
+    pub fn fewest(self, other: Slots) -> Slots {
+        match (self, other) {
+            (Slots::Limited(a), Slots::Limited(b)) => Slots::Limited(a.min(b)),
+            (Slots::Limited(n), Slots::Unlimited) | (Slots::Unlimited, Slots::Limited(n)) => Slots::Limited(n),
+            (Slots::Unlimited, Slots::Unlimited) => Slots::Unlimited,
+        }
     }
 }
 

@@ -62,6 +62,7 @@ async fn watched_services_slices_and_peers_become_routes() {
         namespace: "runway-system".into(),
         service: "runway-activator".into(),
         proxy_port: 8080,
+        admin_port: 9090,
     };
     tokio::spawn(cluster::run(client, registry.clone(), source, synced_tx));
 

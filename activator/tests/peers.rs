@@ -50,3 +50,100 @@ async fn two_activators_never_overlap_on_a_single_slot_pod() {
     let loads = owner.registry.take_loads(tokio::time::Instant::now());
     assert!(loads[0].rps > 0.0, "{loads:?}");
 }
+
+/// Waits until the app has a request in flight.
+async fn until_in_flight(detector: &OverlapDetector) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while detector.in_flight.load(SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first request never reached the app"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The view Kubernetes gives `me` when `members` are listed as ready: one not listed itself counts as leaving.
+fn view(me: IpAddr, members: &[&Activator]) -> Peers {
+    let peers = Peers::new(me, members.iter().map(|a| a.proxy_addr)).with_admins(members.iter().map(|a| a.admin_addr));
+    if members.iter().any(|a| a.proxy_addr.ip() == me) {
+        peers
+    } else {
+        peers.leaving()
+    }
+}
+
+/// The activator holding a cc=1 pod's slot leaves while a request is in flight there: the peer that gains the slot
+/// waits for that request to end before it sends its own.
+#[tokio::test]
+async fn a_slot_given_up_by_a_leaving_activator_waits_for_its_request() {
+    let (ip_a, ip_b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+    let a = Activator::start(options(ip_a)).await.unwrap();
+    let b = Activator::start(options(ip_b)).await.unwrap();
+    a.registry.set_peers(view(ip_a, &[&a, &b]));
+    b.registry.set_peers(view(ip_b, &[&a, &b]));
+    let detector = Arc::new(OverlapDetector::default());
+    let pod = single_request_backend(detector.clone(), Duration::from_millis(600)).await;
+    for activator in [&a, &b] {
+        route(activator, 1, Duration::from_secs(30), &[pod]);
+    }
+    let (holder, gainer) = if first_ranked(pod.ip(), &[ip_a, ip_b]) == Some(ip_a) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+
+    let client = client();
+    let first = tokio::spawn({
+        let (client, proxy) = (client.clone(), holder.proxy_addr);
+        async move { send(&client, get(proxy, HOST, "/")).await }
+    });
+    until_in_flight(&detector).await;
+    // The holder drains; its peer sees it gone from the ready list.
+    holder.registry.leave();
+    gainer.registry.set_peers(view(gainer.registry.peers().me(), &[gainer]));
+    let second = send(&client, get(gainer.proxy_addr, HOST, "/")).await;
+
+    let first = first.await.unwrap();
+    assert_eq!((first.0, first.2.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!((second.0, second.2.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(detector.overlaps.load(SeqCst), 0);
+}
+
+/// An activator joins while the pod's slot, which moves to it, is busy at the one that held it alone: the newcomer
+/// waits for that request to end.
+#[tokio::test]
+async fn a_slot_taken_by_a_joining_activator_waits_for_the_request_of_its_holder() {
+    let (ip_a, ip_b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+    let a = Activator::start(options(ip_a)).await.unwrap();
+    let b = Activator::start(options(ip_b)).await.unwrap();
+    let detector = Arc::new(OverlapDetector::default());
+    let pod = single_request_backend(detector.clone(), Duration::from_millis(600)).await;
+    for activator in [&a, &b] {
+        route(activator, 1, Duration::from_secs(30), &[pod]);
+    }
+    // The joiner is the one the pod's slot goes to once both count.
+    let (joiner, holder) = if first_ranked(pod.ip(), &[ip_a, ip_b]) == Some(ip_a) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    holder.registry.set_peers(view(holder.registry.peers().me(), &[holder]));
+    // Before it is ready, Kubernetes lists only the holder.
+    joiner.registry.set_peers(view(joiner.registry.peers().me(), &[holder]));
+
+    let client = client();
+    let first = tokio::spawn({
+        let (client, proxy) = (client.clone(), holder.proxy_addr);
+        async move { send(&client, get(proxy, HOST, "/")).await }
+    });
+    until_in_flight(&detector).await;
+    joiner.registry.set_peers(view(joiner.registry.peers().me(), &[&a, &b]));
+    holder.registry.set_peers(view(holder.registry.peers().me(), &[&a, &b]));
+    let second = send(&client, get(joiner.proxy_addr, HOST, "/")).await;
+
+    let first = first.await.unwrap();
+    assert_eq!((first.0, first.2.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!((second.0, second.2.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(detector.overlaps.load(SeqCst), 0);
+}

@@ -933,7 +933,7 @@ async fn t15_steady_load_through_two_activators_gets_only_200s() {
 }
 
 #[tokio::test]
-async fn t16_services_whose_pods_cannot_start_say_why_fail_requests_fast_and_recover_when_fixed() {
+async fn t16_services_whose_pods_cannot_start_or_get_ready_say_why_fail_requests_fast_and_recover_when_fixed() {
     scenario("e2e-broken", |cluster, ns| async move {
         // (Service, what is wrong with its container, the reason, how the message starts, what it contains)
         let cases = [
@@ -951,7 +951,35 @@ async fn t16_services_whose_pods_cannot_start_say_why_fail_requests_fast_and_rec
                 "image \"runway.local/nope:0.1.0\" cannot be pulled",
                 "",
             ),
+            (
+                "unschedulable",
+                json!({"resources": {"requests": {"cpu": "1000"}}}),
+                "Unschedulable",
+                "no node can run the pod: ",
+                "cpu",
+            ),
+            (
+                "nokey",
+                json!({"env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}}]}),
+                "ContainerConfigError",
+                "container cannot be created: ",
+                "password",
+            ),
+            (
+                "neverready",
+                json!({"readinessProbe": {"httpGet": {"path": "/never-ready", "port": 8080}, "periodSeconds": 1}}),
+                "ReadinessTimeout",
+                "no pod became ready within progressDeadlineSeconds (15 s): ",
+                "container \"app\" runs but its readiness probe never passed",
+            ),
         ];
+        // The Secret exists; the key the container asks for does not.
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(cluster.client.clone(), &ns);
+        let secret = serde_json::from_value(json!({
+            "metadata": {"name": "creds"},
+            "stringData": {"user": "runway"},
+        }))?;
+        secrets.create(&Default::default(), &secret).await?;
         for (name, wrong, reason, starts, contains) in cases {
             fails_fast_then_recovers(&cluster, &ns, name, wrong, reason, starts, contains).await?;
         }
@@ -1064,4 +1092,42 @@ async fn fails_fast_then_recovers(
     let outcome = load::get(&client, &target, "/", REQUEST).await;
     ensure!(outcome.ok(), "{name} after the fix: {}", seen(&outcome));
     Ok(())
+}
+
+#[tokio::test]
+async fn t17_an_activator_rollout_under_load_on_a_cc1_pod_overlaps_nothing_and_fails_nothing() {
+    scenario("e2e-rollout", |cluster, ns| async move {
+        set_activators(&cluster, 2).await?;
+        // One pod with one slot: whichever activator holds it, the slot moves at every step of the rollout.
+        let spec = json!({"containerConcurrency": 1, "scaling": {"minScale": 1, "maxScale": 1}});
+        let target = deploy(&cluster, &ns, "handoff", &[("REJECT_OVERLAP", "true")], spec).await?;
+        let load = Load::start(&target, "/sleep?ms=50", 4, REQUEST);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let kubectl = cluster.kubectl();
+        kubectl
+            .run(&["-n", NAMESPACE, "rollout", "restart", "deployment/runway-activator"])
+            .await?;
+        kubectl
+            .run_with_timeout(
+                &[
+                    "-n",
+                    NAMESPACE,
+                    "rollout",
+                    "status",
+                    "deployment/runway-activator",
+                    "--timeout=180s",
+                ],
+                Duration::from_secs(190),
+            )
+            .await?;
+        set_activators(&cluster, 2).await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let outcomes = load.finish().await;
+        ensure_all_ok(
+            "4 clients on one cc=1 pod while the activators rolled (an overlap answers 500)",
+            &outcomes,
+        )?;
+        Ok(())
+    })
+    .await;
 }
