@@ -15,7 +15,7 @@ use crate::probe::ProbeConfig;
 use crate::proxy::Proxy;
 use crate::registry::Registry;
 use crate::reports::LoadHub;
-use crate::server::{self, ConnectionLimits};
+use crate::server::{self, ConnectionLimits, Phase};
 
 /// How often load is reported.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
@@ -53,7 +53,7 @@ pub struct Activator {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     drain_delay: Duration,
-    stop: watch::Sender<bool>,
+    phase: watch::Sender<Phase>,
     server: JoinHandle<()>,
     /// Serves until the activator is dropped or shut down.
     _admin: AdminServer,
@@ -79,15 +79,13 @@ impl Activator {
         let proxy_addr = proxy_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
-        let (stop, mut stopped) = watch::channel(false);
+        let (phase, phase_receiver) = watch::channel(Phase::Serving);
         let proxy = Arc::new(Proxy::new(registry.clone(), &options));
         let server = tokio::spawn(server::serve(
             proxy_listener,
             proxy,
             options.limits.clone(),
-            async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            },
+            phase_receiver,
             options.shutdown_timeout,
         ));
         let admin = Admin {
@@ -113,7 +111,7 @@ impl Activator {
             proxy_addr,
             admin_addr,
             drain_delay: options.drain_delay,
-            stop,
+            phase,
             server,
             _admin: admin,
             background,
@@ -121,13 +119,15 @@ impl Activator {
     }
 
     /// Graceful stop: fail readiness, keep serving for the drain delay (so that load balancers stop sending new
-    /// connections), stop accepting, then wait (bounded) for in-flight requests.
+    /// connections, and clients move their keep-alive connections elsewhere), stop accepting, then wait (bounded)
+    /// for in-flight requests.
     pub async fn shutdown(self) {
         self.health.set_draining();
         self.registry.leave();
+        self.phase.send_replace(Phase::Draining);
         tracing::info!(delay = ?self.drain_delay, "draining");
         tokio::time::sleep(self.drain_delay).await;
-        let _ = self.stop.send(true);
+        self.phase.send_replace(Phase::Stopped);
         let _ = self.server.await;
         for task in self.background {
             task.abort();

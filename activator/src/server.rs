@@ -49,19 +49,34 @@ pub struct ConnectionLimits {
 const H2_STREAM_WINDOW: u32 = 64 * 1024;
 pub const H2_CONNECTION_WINDOW: u32 = 128 * 1024;
 
-/// Accepts connections until `stop` resolves, then waits up to `drain` for open connections to finish.
+/// Where the listener is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Serving,
+    /// Shutting down soon: clients are told to take their next requests elsewhere (HTTP/1.1 responses carry
+    /// `Connection: close`, HTTP/2 connections get GOAWAY), so that few keep-alive connections are left for the
+    /// final close to race with.
+    Draining,
+    /// No more connections are accepted; open ones close once idle.
+    Stopped,
+}
+
+/// Accepts connections until `phase` is `Stopped`, then waits up to `drain` for open connections to finish.
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     limits: ConnectionLimits,
-    stop: impl Future<Output = ()>,
+    mut phase: watch::Receiver<Phase>,
     drain: Duration,
 ) {
     let builder = Arc::new(builder(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
-    let (stopping, stopped) = watch::channel(false);
     let limits = Arc::new(limits);
+    let connections_phase = phase.clone();
+    let stop = async move {
+        let _ = phase.wait_for(|phase| *phase == Phase::Stopped).await;
+    };
     tokio::pin!(stop);
     loop {
         let (stream, remote) = tokio::select! {
@@ -91,12 +106,11 @@ pub async fn serve(
             builder: builder.clone(),
             limits: limits.clone(),
             remote,
-            stop: stopped.clone(),
+            phase: connections_phase.clone(),
         };
         tokio::spawn(connection.serve(stream, permit));
     }
     drop(listener);
-    let _ = stopping.send(true);
     let everyone_gone = permits.acquire_many(u32::try_from(limits.max_connections).unwrap_or(u32::MAX));
     if tokio::time::timeout(drain, everyone_gone).await.is_err() {
         tracing::warn!("in-flight requests still running after the shutdown bound; exiting anyway");
@@ -143,7 +157,7 @@ struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Arc<ConnectionLimits>,
     remote: SocketAddr,
-    stop: watch::Receiver<bool>,
+    phase: watch::Receiver<Phase>,
 }
 
 impl Connection {
@@ -154,13 +168,21 @@ impl Connection {
             Ok(Ok(opening)) => opening,
             Ok(Err(_)) | Err(_) => return, // nothing (or half a preface) within the bound: close
         };
+        let http2 = opening == H2_PREFACE;
         let activity = Arc::new(Activity::new());
-        let (proxy, remote, tracker) = (self.proxy.clone(), self.remote, activity.clone());
+        let (proxy, remote, tracker, phase) = (self.proxy.clone(), self.remote, activity.clone(), self.phase.clone());
         let service = service_fn(move |request| {
             let busy = tracker.begin();
             let proxy = proxy.clone();
+            let phase = phase.clone();
             async move {
-                let response = proxy.serve(request, remote).await;
+                let mut response = proxy.serve(request, remote).await;
+                if let Ok(response) = &mut response
+                    && !http2
+                    && *phase.borrow() != Phase::Serving
+                {
+                    close_after(response);
+                }
                 drop(busy);
                 response
             }
@@ -183,7 +205,7 @@ impl Connection {
                     }
                     return;
                 }
-                _ = self.stop.wait_for(|stop| *stop), if !closing => {
+                _ = self.phase.wait_for(|phase| *phase == Phase::Stopped || (http2 && *phase == Phase::Draining)), if !closing => {
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                 }
@@ -195,6 +217,15 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// Asks an HTTP/1.1 client to close the connection after this response; not a protocol switch, which keeps it.
+fn close_after<B>(response: &mut http::Response<B>) {
+    if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     }
 }
 

@@ -153,12 +153,6 @@ async fn activator_pair(pod: SocketAddr) -> (Activator, Activator) {
 }
 
 /// A GET whose :authority is the test Service's host.
-fn h2c_get(path: &str) -> Request<Full<Bytes>> {
-    Request::get(format!("http://{HOST}{path}"))
-        .body(Full::default())
-        .unwrap()
-}
-
 #[tokio::test]
 async fn h2c_requests_through_a_peer_are_served_and_stream() {
     let pod = backend(|request: Request<hyper::body::Incoming>| async move {

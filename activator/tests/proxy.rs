@@ -379,6 +379,54 @@ async fn readiness_fails_while_draining_and_in_flight_requests_finish() {
 }
 
 #[tokio::test]
+async fn while_draining_clients_are_told_to_move_their_keep_alive_connections() {
+    let mut options = options([127, 0, 0, 1].into());
+    options.drain_delay = Duration::from_secs(2);
+    let activator = runway_activator::app::Activator::start(options).await.unwrap();
+    route(&activator, 0, LONG, &[hello_backend(Duration::ZERO).await]);
+    let stream = TcpStream::connect(activator.proxy_addr).await.unwrap();
+    let (mut http1, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut http2 = h2c_connection(activator.proxy_addr).await;
+    let head =
+        |response: &Response<hyper::body::Incoming>| (response.status(), response.headers().get("connection").cloned());
+    let origin_form = || {
+        Request::get("/")
+            .header("host", HOST)
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    let before = http1.send_request(origin_form()).await.unwrap();
+    assert_eq!(head(&before), (StatusCode::OK, None));
+    before.into_body().collect().await.unwrap();
+    assert_eq!(http2.send_request(h2c_get("/")).await.unwrap().status(), StatusCode::OK);
+
+    let health = activator.health.clone();
+    let stopping = tokio::spawn(activator.shutdown());
+    while health.is_ready() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Still served during the drain delay, with the request to close after it.
+    let during = http1.send_request(origin_form()).await.unwrap();
+    assert_eq!(
+        head(&during),
+        (StatusCode::OK, Some(http::HeaderValue::from_static("close")))
+    );
+    // HTTP/2: GOAWAY, and the idle connection closes well before the drain delay ends.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !http2.is_closed() {
+        assert!(
+            Instant::now() < deadline,
+            "the HTTP/2 connection got no GOAWAY while draining"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_new_pod_is_routable_once_its_http_readiness_probe_passes() {
     let activator = activator().await;
     let ready_after = Instant::now() + Duration::from_millis(300);

@@ -66,6 +66,19 @@ async fn deploy(
     target(cluster, ns, name).await
 }
 
+/// Each request that did not get a 200, with the wall-clock time it was sent (to find it in the logs).
+fn print_failures(started_ms: u128, outcomes: &[Outcome]) {
+    for failed in outcomes.iter().filter(|o| !o.ok()) {
+        eprintln!(
+            "  sent at +{:?} (unix_ms {}): {} after {:?}",
+            failed.sent_at,
+            started_ms + failed.sent_at.as_millis(),
+            seen(failed),
+            failed.time_to_headers
+        );
+    }
+}
+
 fn ensure_all_ok(what: &str, outcomes: &[Outcome]) -> anyhow::Result<()> {
     let tally = load::tally(outcomes);
     eprintln!("{what}: {tally:?}");
@@ -914,15 +927,7 @@ async fn t15_steady_load_through_two_activators_gets_only_200s() {
         let load = Load::start(&target, "/sleep?ms=100", 8, REQUEST);
         tokio::time::sleep(Duration::from_secs(40)).await;
         let outcomes = load.finish().await;
-        for failed in outcomes.iter().filter(|o| !o.ok()) {
-            eprintln!(
-                "  sent at +{:?} (unix_ms {}): {} after {:?}",
-                failed.sent_at,
-                started_ms + failed.sent_at.as_millis(),
-                seen(failed),
-                failed.time_to_headers
-            );
-        }
+        print_failures(started_ms, &outcomes);
         ensure_all_ok(
             "8 clients sending 100 ms requests for 40 s through two activators",
             &outcomes,
@@ -1101,6 +1106,7 @@ async fn t17_an_activator_rollout_under_load_on_a_cc1_pod_overlaps_nothing_and_f
         // One pod with one slot: whichever activator holds it, the slot moves at every step of the rollout.
         let spec = json!({"containerConcurrency": 1, "scaling": {"minScale": 1, "maxScale": 1}});
         let target = deploy(&cluster, &ns, "handoff", &[("REJECT_OVERLAP", "true")], spec).await?;
+        let started_ms = unix_ms();
         let load = Load::start(&target, "/sleep?ms=50", 4, REQUEST);
         tokio::time::sleep(Duration::from_secs(3)).await;
         let kubectl = cluster.kubectl();
@@ -1123,6 +1129,7 @@ async fn t17_an_activator_rollout_under_load_on_a_cc1_pod_overlaps_nothing_and_f
         set_activators(&cluster, 2).await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let outcomes = load.finish().await;
+        print_failures(started_ms, &outcomes);
         ensure_all_ok(
             "4 clients on one cc=1 pod while the activators rolled (an overlap answers 500)",
             &outcomes,

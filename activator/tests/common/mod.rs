@@ -191,6 +191,13 @@ pub async fn single_request_backend(detector: Arc<OverlapDetector>, work: Durati
     .await
 }
 
+/// A GET for the test Service over HTTP/2, where the host travels as `:authority`.
+pub fn h2c_get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(format!("http://{HOST}{path}"))
+        .body(Full::default())
+        .unwrap()
+}
+
 /// An HTTP/2 prior-knowledge connection to `proxy`, as `curl --http2-prior-knowledge` opens.
 pub async fn h2c_connection(proxy: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
     let stream = TcpStream::connect(proxy).await.unwrap();
