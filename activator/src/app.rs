@@ -23,7 +23,10 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// Everything an activator needs to run, whatever feeds its routes.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The external entry point.
     pub listen: SocketAddr,
+    /// The internal entry point.
+    pub internal_listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub domain: String,
     pub queue_depth: usize,
@@ -50,7 +53,10 @@ pub struct Options {
 pub struct Activator {
     pub registry: Arc<Registry>,
     pub health: Arc<Health>,
+    /// The external entry point.
     pub proxy_addr: SocketAddr,
+    /// The internal entry point, where peers forward.
+    pub internal_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     drain_delay: Duration,
     phase: watch::Sender<Phase>,
@@ -74,15 +80,19 @@ impl Activator {
             options.pod_ip,
         ));
         let health = Arc::new(Health::default());
-        let proxy_listener = server::bind(options.listen).await?;
+        let listeners = server::Listeners {
+            external: server::bind(options.listen).await?,
+            internal: server::bind(options.internal_listen).await?,
+        };
         let admin_listener = server::bind(options.admin_listen).await?;
-        let proxy_addr = proxy_listener.local_addr()?;
+        let proxy_addr = listeners.external.local_addr()?;
+        let internal_addr = listeners.internal.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
         let (phase, phase_receiver) = watch::channel(Phase::Serving);
         let proxy = Arc::new(Proxy::new(registry.clone(), &options));
         let server = tokio::spawn(server::serve(
-            proxy_listener,
+            listeners,
             proxy,
             options.limits.clone(),
             phase_receiver,
@@ -104,11 +114,12 @@ impl Activator {
             request_budget_bytes = options.request_budget_bytes,
             "bounds derived"
         );
-        tracing::info!(%proxy_addr, %admin_addr, "activator serving");
+        tracing::info!(%proxy_addr, %internal_addr, %admin_addr, "activator serving");
         Ok(Activator {
             registry,
             health,
             proxy_addr,
+            internal_addr,
             admin_addr,
             drain_delay: options.drain_delay,
             phase,

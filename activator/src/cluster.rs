@@ -14,8 +14,8 @@ use runway_api::names::SERVICE_LABEL;
 use tokio::sync::mpsc;
 
 use crate::endpoints::{
-    SLICE_CONTROLLER, SLICE_MANAGED_BY_LABEL, SLICE_SERVICE_NAME_LABEL, ServiceSettings, endpoints_from_slices,
-    peer_ips, slice_service,
+    SLICE_CONTROLLER, SLICE_MANAGED_BY_LABEL, SLICE_SERVICE_NAME_LABEL, ServiceSettings, activator_ips,
+    endpoints_from_slices, peer_ips, slice_service,
 };
 use crate::host::ServiceKey;
 use crate::peers::Peers;
@@ -26,7 +26,7 @@ use crate::registry::Registry;
 pub struct PeerSource {
     pub namespace: String,
     pub service: String,
-    pub proxy_port: u16,
+    pub internal_port: u16,
     pub admin_port: u16,
 }
 
@@ -150,7 +150,8 @@ async fn mirror_peers(client: Client, registry: Arc<Registry>, source: PeerSourc
     reflect(api, config, "activator endpoint slices", listed, |store, _| {
         let slices = store.state();
         let ready: Vec<IpAddr> = peer_ips(slices.iter().map(|s| &**s));
-        registry.set_peers(Peers::from_ready(me, &ready, source.proxy_port, source.admin_port));
+        let listed = activator_ips(slices.iter().map(|s| &**s));
+        registry.set_peers(Peers::from_ready(me, &ready, source.internal_port, source.admin_port).with_members(listed));
     })
     .await;
 }

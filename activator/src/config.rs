@@ -17,9 +17,12 @@ use crate::standalone::{StaticRoute, parse_route_flag};
 #[derive(Debug, Parser)]
 #[command(name = "runway-activator", version, about)]
 pub struct Args {
-    /// Proxy address: client traffic for every Service.
+    /// External entry point: hosts under the domain, for Services whose visibility is External.
     #[arg(long, env = "RUNWAY_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Internal entry point, for pods of the cluster: every host form, every Service; peers forward here.
+    #[arg(long, env = "RUNWAY_INTERNAL_LISTEN", default_value = "0.0.0.0:8081")]
+    pub internal_listen: SocketAddr,
     /// Admin address: /v1/load, /metrics, /healthz, /readyz.
     #[arg(long, env = "RUNWAY_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     pub admin_listen: SocketAddr,
@@ -138,6 +141,7 @@ impl Args {
         );
         Ok(Options {
             listen: self.listen,
+            internal_listen: self.internal_listen,
             admin_listen: self.admin_listen,
             domain: self.domain.clone(),
             queue_depth: self.queue_depth as usize,
@@ -203,6 +207,7 @@ mod tests {
     fn flags_have_defaults_and_cluster_mode_needs_the_pod_ip() {
         let args = Args::try_parse_from(["runway-activator"]).unwrap();
         assert_eq!(args.listen.port(), 8080);
+        assert_eq!(args.internal_listen.port(), 8081);
         assert_eq!(args.admin_listen.port(), 9090);
         assert_eq!(args.domain, "example.com");
         assert!(args.options().unwrap_err().to_string().contains("--pod-ip"));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Container;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use runway_api::names::{SERVICE_LABEL, pods_service_name};
 
@@ -33,6 +33,8 @@ pub struct ServiceSettings {
     pub fast_probe: FastProbe,
     /// Set while the Service reports its pods failing (`{name}: {why}`): requests then fail at once with it.
     pub failure: Option<Arc<str>>,
+    /// Whether the external entry point serves it.
+    pub visibility: runway_api::Visibility,
 }
 
 /// How the activator's own probe may bring a new pod forward: only by proving what the kubelet's readiness check
@@ -71,6 +73,7 @@ impl ServiceSettings {
                 fast_probe(&pod.containers)
             },
             failure: None,
+            visibility: spec.visibility,
         }
     }
 }
@@ -178,15 +181,27 @@ pub fn endpoints_from_slices<'a>(slices: impl IntoIterator<Item = &'a EndpointSl
     by_addr.into_values().collect()
 }
 
-/// The activators listed as ready and not terminating in the activators' own slices.
+/// The activators listed as ready and not terminating in the activators' own slices: those that share the slots.
 pub fn peer_ips<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> Vec<IpAddr> {
+    addresses(slices, |c| {
+        c.and_then(|c| c.ready).unwrap_or(true) && !c.and_then(|c| c.terminating).unwrap_or(false)
+    })
+}
+
+/// Every activator the activators' own slices list, ready or not, terminating or not: the ones whose forwarded
+/// requests are trusted (one that is starting or draining still forwards).
+pub fn activator_ips<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> Vec<IpAddr> {
+    addresses(slices, |_| true)
+}
+
+fn addresses<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    keep: impl Fn(Option<&EndpointConditions>) -> bool,
+) -> Vec<IpAddr> {
     let mut ips: Vec<IpAddr> = slices
         .into_iter()
         .flat_map(|slice| &slice.endpoints)
-        .filter(|e| {
-            let c = e.conditions.as_ref();
-            c.and_then(|c| c.ready).unwrap_or(true) && !c.and_then(|c| c.terminating).unwrap_or(false)
-        })
+        .filter(|e| keep(e.conditions.as_ref()))
         .flat_map(|e| &e.addresses)
         .filter_map(|a| a.parse().ok())
         .collect();
@@ -335,6 +350,8 @@ mod tests {
         );
         let ips: Vec<String> = peer_ips([&s]).iter().map(ToString::to_string).collect();
         assert_eq!(ips, vec!["10.0.0.1", "10.0.0.2"]);
+        let all: Vec<String> = activator_ips([&s]).iter().map(ToString::to_string).collect();
+        assert_eq!(all, vec!["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]);
     }
 
     fn container(port: Option<ContainerPort>, probe: Option<Probe>) -> Container {

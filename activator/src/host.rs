@@ -25,23 +25,20 @@ impl fmt::Display for ServiceKey {
     }
 }
 
+/// The activator's two entry points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// Faces the outside (a load balancer, an ingress): only hosts under the domain, only External Services.
+    External,
+    /// For pods of the cluster: every host form, every Service.
+    Internal,
+}
+
 /// The Service a host names: `{name}.{namespace}` followed by `.{domain}`, `.svc.cluster.local`, `.svc` or nothing.
 /// A port and a trailing dot are ignored and the match is case-insensitive. `None` when the host names no Service.
 pub fn service_for_host(host: &str, domain: &str) -> Option<ServiceKey> {
-    let host = strip_port(host).trim_end_matches('.');
-    let domain = domain.trim_matches('.');
-    // Hosts are nearly always lower-case already: only allocate when they are not (this runs for every request).
-    let host: Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    };
-    let under_domain = host
-        .len()
-        .checked_sub(domain.len() + 1)
-        .filter(|&dot| host.as_bytes()[dot] == b'.' && host[dot + 1..].eq_ignore_ascii_case(domain))
-        .map(|dot| &host[..dot]);
-    under_domain
+    let host = normalize(host);
+    under_domain(&host, domain)
         .into_iter()
         .chain(
             [".svc.cluster.local", ".svc", ""]
@@ -49,6 +46,31 @@ pub fn service_for_host(host: &str, domain: &str) -> Option<ServiceKey> {
                 .filter_map(|suffix| host.strip_suffix(suffix)),
         )
         .find_map(name_and_namespace)
+}
+
+/// The Service a host names in the form the external entry point accepts: `{name}.{namespace}.{domain}` only.
+pub fn service_for_domain_host(host: &str, domain: &str) -> Option<ServiceKey> {
+    under_domain(&normalize(host), domain).and_then(name_and_namespace)
+}
+
+/// Without port and trailing dot, lower-case. Hosts are nearly always lower-case already: only allocate when they
+/// are not (this runs for every request).
+fn normalize(host: &str) -> Cow<'_, str> {
+    let host = strip_port(host).trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
+/// What comes before `.{domain}` in `host`.
+fn under_domain<'a>(host: &'a str, domain: &str) -> Option<&'a str> {
+    let domain = domain.trim_matches('.');
+    host.len()
+        .checked_sub(domain.len() + 1)
+        .filter(|&dot| host.as_bytes()[dot] == b'.' && host[dot + 1..].eq_ignore_ascii_case(domain))
+        .map(|dot| &host[..dot])
 }
 
 /// `host` without a trailing `:port`; IPv6 literals (`[::1]:80`) keep their brackets and never name a Service.
@@ -123,6 +145,23 @@ mod tests {
             "é.example.com",
         ] {
             assert_eq!(key(host), None, "{host}");
+        }
+    }
+
+    #[test]
+    fn the_external_form_is_the_domain_form_only() {
+        let hello = Some(ServiceKey::new("default", "hello"));
+        assert_eq!(
+            service_for_domain_host("Hello.default.example.com.:80", "example.com"),
+            hello
+        );
+        for host in [
+            "hello.default.svc.cluster.local",
+            "hello.default.svc",
+            "hello.default",
+            "hello.default.other.org",
+        ] {
+            assert_eq!(service_for_domain_host(host, "example.com"), None, "{host}");
         }
     }
 

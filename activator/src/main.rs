@@ -52,7 +52,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let source = PeerSource {
             namespace: args.namespace.clone(),
             service: args.activator_service.clone(),
-            proxy_port: activator.proxy_addr.port(),
+            internal_port: activator.internal_addr.port(),
             admin_port: activator.admin_addr.port(),
         };
         tokio::spawn(cluster::run(client, activator.registry.clone(), source, synced_tx));

@@ -6,7 +6,7 @@
 //! view and holds no more than its new share (the handoff, see `handoff.rs`), this activator uses on each pod the
 //! smallest share any view in force gives it. Losing slots takes effect at once; gaining waits for the handoff.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use crate::slots::{Slots, slots_for};
@@ -17,10 +17,12 @@ pub struct Peers {
     me: IpAddr,
     /// This activator is draining: its slots go to the others (when there are others).
     leaving: bool,
-    /// Every known activator (`me` included) and the address of its proxy port.
+    /// Every known activator (`me` included) and the address of its internal entry point, where peers forward.
     proxies: BTreeMap<IpAddr, SocketAddr>,
     /// Admin ports, where the handoff is confirmed; also of activators that only earlier views still name.
     admins: BTreeMap<IpAddr, SocketAddr>,
+    /// Every activator listed at all, also starting or draining ones: their forwarded requests are trusted.
+    members: BTreeSet<IpAddr>,
     /// Earlier activator lists not yet settled by a handoff, oldest first.
     unsettled: Vec<Vec<IpAddr>>,
     /// Counts changes of the list, so that a handoff confirmed for an earlier epoch settles nothing.
@@ -33,7 +35,7 @@ impl Peers {
         Peers::new(me, [])
     }
 
-    /// This activator and the others, each with the address of its proxy port.
+    /// This activator and the others, each with the address of its internal entry point.
     pub fn new(me: IpAddr, others: impl IntoIterator<Item = SocketAddr>) -> Self {
         let proxies = others.into_iter().map(|addr| (addr.ip(), addr)).collect();
         Peers {
@@ -41,6 +43,7 @@ impl Peers {
             leaving: false,
             proxies,
             admins: BTreeMap::new(),
+            members: BTreeSet::new(),
             unsettled: Vec::new(),
             epoch: 0,
         }
@@ -53,11 +56,18 @@ impl Peers {
         self
     }
 
-    /// The activators Kubernetes lists as ready, each serving its proxy and admin ports on the same ports as this
+    /// The same activators, knowing `listed` as activators too (any condition): a request one of them forwards is
+    /// trusted as a peer's even while it is starting or draining and shares no slot.
+    pub fn with_members(mut self, listed: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.members = listed.into_iter().collect();
+        self
+    }
+
+    /// The activators Kubernetes lists as ready, each serving its internal entry point and admin port on the same ports as this
     /// one. One that is not listed itself (a failed readiness check, or not ready yet) counts as leaving: its peers
     /// do not count it, so it must not use the slots they believe it gave up.
-    pub fn from_ready(me: IpAddr, ready: &[IpAddr], proxy_port: u16, admin_port: u16) -> Self {
-        let peers = Peers::new(me, ready.iter().map(|ip| SocketAddr::new(*ip, proxy_port)))
+    pub fn from_ready(me: IpAddr, ready: &[IpAddr], internal_port: u16, admin_port: u16) -> Self {
+        let peers = Peers::new(me, ready.iter().map(|ip| SocketAddr::new(*ip, internal_port)))
             .with_admins(ready.iter().map(|ip| SocketAddr::new(*ip, admin_port)));
         if ready.contains(&me) { peers } else { peers.leaving() }
     }
@@ -91,10 +101,10 @@ impl Peers {
 
     /// Whether a connection from `ip` comes from another activator.
     pub fn is_peer(&self, ip: IpAddr) -> bool {
-        ip != self.me && self.proxies.contains_key(&ip)
+        ip != self.me && (self.proxies.contains_key(&ip) || self.members.contains(&ip))
     }
 
-    /// The proxy address of another activator.
+    /// Where to forward to another activator: its internal entry point.
     pub fn proxy_addr(&self, ip: IpAddr) -> Option<SocketAddr> {
         self.proxies.get(&ip).copied().filter(|_| ip != self.me)
     }
@@ -180,6 +190,10 @@ mod tests {
         assert!(unlisted.is_leaving());
         assert_eq!(unlisted.ips(), vec![other]);
         assert_eq!(unlisted.proxy_addr(other), Some(SocketAddr::new(other, 8080)));
+        // A draining activator no longer shares the slots, but its forwarded requests are still a peer's.
+        let draining: IpAddr = "10.0.0.3".parse().unwrap();
+        let listed = Peers::from_ready(me, &[other, me], 8080, 9090).with_members([other, me, draining]);
+        assert!(listed.is_peer(draining) && !listed.ips().contains(&draining));
         // Nobody else to give them to: it keeps serving with every slot.
         assert_eq!(Peers::from_ready(me, &[], 8080, 9090).ips(), vec![me]);
     }

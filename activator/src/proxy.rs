@@ -21,6 +21,7 @@ use crate::body::{BodySlot, OutgoingBody, ResponseBody};
 use crate::budget::{RequestBudget, request_cost};
 use crate::exchange::Exchange;
 use crate::headers::{HOP_HEADER, remove_hop_by_hop, requested_upgrade, restore_upgrade, set_forwarded};
+use crate::host::Entry;
 use crate::pod::Target;
 use crate::probe;
 use crate::registry::{Registry, Route};
@@ -131,6 +132,7 @@ impl Proxy {
         self: Arc<Self>,
         mut request: Request<Incoming>,
         remote: SocketAddr,
+        entry: Entry,
     ) -> Result<Response<ResponseBody>, Infallible> {
         let arrival = Instant::now();
         if request.method() == http::Method::CONNECT {
@@ -149,7 +151,7 @@ impl Proxy {
         if let Some(value) = host.host_header() {
             request.headers_mut().insert(header::HOST, value);
         }
-        let service = match self.registry.route(&host) {
+        let service = match self.registry.route(&host, entry) {
             Route::Service(service) => service,
             Route::Unknown => {
                 let shown = if host.is_empty() { "(none)" } else { host.as_str() };

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::endpoints::{EndpointState, ServiceSettings};
 use crate::handoff::Releases;
-use crate::host::{ServiceKey, service_for_host};
+use crate::host::{Entry, ServiceKey, service_for_domain_host, service_for_host};
 use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::probe;
@@ -65,13 +65,19 @@ impl Registry {
         }
     }
 
-    /// The Service a Host header or :authority names, if it exists.
-    pub fn route(&self, host: &str) -> Route {
-        let Some(key) = service_for_host(host, &self.domain) else {
+    /// The Service a Host header or :authority names at `entry`, if it exists and that entry point serves it. The
+    /// external entry point answers for a ClusterLocal Service or a cluster host form exactly as for a Service that
+    /// does not exist.
+    pub fn route(&self, host: &str, entry: Entry) -> Route {
+        let key = match entry {
+            Entry::External => service_for_domain_host(host, &self.domain),
+            Entry::Internal => service_for_host(host, &self.domain),
+        };
+        let Some(key) = key else {
             return Route::Unknown;
         };
         match self.services.read().get(&key) {
-            Some(service) if service.timeout().is_some() => Route::Service(service.clone()),
+            Some(service) if service.serves(entry) => Route::Service(service.clone()),
             _ => Route::Unknown,
         }
     }

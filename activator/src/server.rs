@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
+use crate::host::Entry;
 use crate::proxy::Proxy;
 
 /// The HTTP/2 connection preface; a connection that starts with anything else speaks HTTP/1.
@@ -61,9 +62,16 @@ pub enum Phase {
     Stopped,
 }
 
-/// Accepts connections until `phase` is `Stopped`, then waits up to `drain` for open connections to finish.
+/// The listeners of both entry points.
+pub struct Listeners {
+    pub external: TcpListener,
+    pub internal: TcpListener,
+}
+
+/// Accepts connections on both entry points until `phase` is `Stopped`, then waits up to `drain` for open
+/// connections to finish. Both share one connection limit.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Listeners,
     proxy: Arc<Proxy>,
     limits: ConnectionLimits,
     mut phase: watch::Receiver<Phase>,
@@ -79,17 +87,19 @@ pub async fn serve(
     };
     tokio::pin!(stop);
     loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (accepted, entry) = tokio::select! {
+            accepted = listeners.external.accept() => (accepted, Entry::External),
+            accepted = listeners.internal.accept() => (accepted, Entry::Internal),
             () = &mut stop => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             if let Ok(rejection) = rejecting.clone().try_acquire_owned() {
@@ -106,11 +116,12 @@ pub async fn serve(
             builder: builder.clone(),
             limits: limits.clone(),
             remote,
+            entry,
             phase: connections_phase.clone(),
         };
         tokio::spawn(connection.serve(stream, permit));
     }
-    drop(listener);
+    drop(listeners);
     let everyone_gone = permits.acquire_many(u32::try_from(limits.max_connections).unwrap_or(u32::MAX));
     if tokio::time::timeout(drain, everyone_gone).await.is_err() {
         tracing::warn!("in-flight requests still running after the shutdown bound; exiting anyway");
@@ -157,6 +168,7 @@ struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Arc<ConnectionLimits>,
     remote: SocketAddr,
+    entry: Entry,
     phase: watch::Receiver<Phase>,
 }
 
@@ -170,13 +182,14 @@ impl Connection {
         };
         let http2 = opening == H2_PREFACE;
         let activity = Arc::new(Activity::new());
-        let (proxy, remote, tracker, phase) = (self.proxy.clone(), self.remote, activity.clone(), self.phase.clone());
+        let (proxy, remote, entry) = (self.proxy.clone(), self.remote, self.entry);
+        let (tracker, phase) = (activity.clone(), self.phase.clone());
         let service = service_fn(move |request| {
             let busy = tracker.begin();
             let proxy = proxy.clone();
             let phase = phase.clone();
             async move {
-                let mut response = proxy.serve(request, remote).await;
+                let mut response = proxy.serve(request, remote, entry).await;
                 if let Ok(response) = &mut response
                     && !http2
                     && *phase.borrow() != Phase::Serving

@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
+use runway_api::Visibility;
 use runway_api::stats::ServiceLoad;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 use crate::balance::{PodLoad, choose_pod};
 use crate::endpoints::{EndpointState, FastProbe, ServiceSettings};
 use crate::handoff::Releases;
-use crate::host::ServiceKey;
+use crate::host::{Entry, ServiceKey};
 use crate::load::{LoadSample, LoadTracker};
 use crate::metrics::ServiceMetrics;
 use crate::peers::Peers;
@@ -114,6 +115,14 @@ impl ServiceHandle {
     /// The Service's timeout; `None` once it was deleted.
     pub fn timeout(&self) -> Option<Duration> {
         self.lock().settings.as_ref().map(|s| s.timeout)
+    }
+
+    /// Whether the Service exists and `entry` serves it.
+    pub fn serves(&self, entry: Entry) -> bool {
+        self.lock().settings.as_ref().is_some_and(|s| match entry {
+            Entry::Internal => true,
+            Entry::External => s.visibility == Visibility::External,
+        })
     }
 
     /// Asks for a slot for a request that just arrived. `hop`: it came from a peer and must not be forwarded.
@@ -513,6 +522,7 @@ mod tests {
             timeout: Duration::from_secs(300),
             fast_probe: FastProbe::Tcp,
             failure: None,
+            visibility: runway_api::Visibility::External,
         }));
         handle
     }
@@ -710,6 +720,7 @@ mod tests {
                 timeout: Duration::from_secs(300),
                 fast_probe: FastProbe::Tcp,
                 failure: failure.map(Arc::from),
+                visibility: runway_api::Visibility::External,
             })
         };
         // At zero the Service reports no failure (the last one is history): a request waits for the next attempt.
@@ -748,6 +759,7 @@ mod tests {
             timeout: Duration::from_secs(300),
             fast_probe: FastProbe::Tcp,
             failure: Some(Arc::from("hello: no node can run the pod: 0/1 nodes are available")),
+            visibility: runway_api::Visibility::External,
         }));
         let granted = tokio::time::timeout(Duration::from_secs(1), waiting.granted()).await;
         assert!(

@@ -94,6 +94,7 @@ pub fn apply(registry: &Registry, config: &StaticConfig, domain: &str) -> anyhow
                 timeout: Duration::from_secs(route.timeout_seconds),
                 fast_probe: FastProbe::Tcp,
                 failure: None,
+                visibility: runway_api::Visibility::External,
             }),
         );
         let endpoints: Vec<EndpointState> = route

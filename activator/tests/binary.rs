@@ -38,6 +38,7 @@ async fn spawn_activator(backend: std::net::SocketAddr) -> ActivatorProcess {
     let child = Command::new(env!("CARGO_BIN_EXE_runway-activator"))
         .args(["--standalone", "--drain-delay", "100ms", "--shutdown-timeout", "2s"])
         .args(["--listen", &proxy.to_string(), "--admin-listen", &admin.to_string()])
+        .args(["--internal-listen", "127.0.0.1:0"])
         .args(["--route", &format!("{HOST}={backend}")])
         .env("RUNWAY_LOG_LEVEL", "warn")
         .stdout(Stdio::null())
@@ -131,6 +132,8 @@ fn log_lines_to_a_pipe_carry_no_colour_codes() {
             "--listen",
             "127.0.0.1:0",
             "--admin-listen",
+            "127.0.0.1:0",
+            "--internal-listen",
             "127.0.0.1:0",
         ])
         .args(["--route", &format!("{HOST}=127.0.0.1:9")])

@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use kube::client::Body;
 use runway_activator::cluster::{self, PeerSource};
+use runway_activator::host::Entry;
 use runway_activator::metrics::Metrics;
 use runway_activator::probe::ProbeConfig;
 use runway_activator::registry::{Registry, Route};
@@ -61,7 +62,7 @@ async fn watched_services_slices_and_peers_become_routes() {
     let source = PeerSource {
         namespace: "runway-system".into(),
         service: "runway-activator".into(),
-        proxy_port: 8080,
+        internal_port: 8081,
         admin_port: 9090,
     };
     tokio::spawn(cluster::run(client, registry.clone(), source, synced_tx));
@@ -115,10 +116,13 @@ async fn watched_services_slices_and_peers_become_routes() {
         .await
         .expect("the watches sync")
         .unwrap();
-    let Route::Service(hello) = registry.route("hello.default.svc.cluster.local") else {
+    let Route::Service(hello) = registry.route("hello.default.svc.cluster.local", Entry::Internal) else {
         panic!("hello is routed");
     };
-    assert!(matches!(registry.route("other.default"), Route::Unknown));
+    assert!(matches!(
+        registry.route("other.default", Entry::Internal),
+        Route::Unknown
+    ));
     assert_eq!(registry.peers().ips().len(), 2);
     assert!(registry.peers().is_peer([10, 0, 0, 2].into()));
     // cc = 2 split between two activators: one slot here on the only pod; the intruder's address is not a pod.

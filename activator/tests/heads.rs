@@ -259,8 +259,10 @@ async fn two_activators() -> (Activator, Activator, SocketAddr) {
     let (ip_a, ip_b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
     let a = Activator::start(options(ip_a)).await.unwrap();
     let b = Activator::start(options(ip_b)).await.unwrap();
-    a.registry.set_peers(Peers::new(ip_a, [a.proxy_addr, b.proxy_addr]));
-    b.registry.set_peers(Peers::new(ip_b, [a.proxy_addr, b.proxy_addr]));
+    a.registry
+        .set_peers(Peers::new(ip_a, [a.internal_addr, b.internal_addr]));
+    b.registry
+        .set_peers(Peers::new(ip_b, [a.internal_addr, b.internal_addr]));
     let pod = echo_pod().await;
     for activator in [&a, &b] {
         route(activator, 1, LONG, &[pod]);

@@ -141,7 +141,7 @@ async fn activator_pair(pod: SocketAddr) -> (Activator, Activator) {
     for (activator, me) in [(&a, ip_a), (&b, ip_b)] {
         activator
             .registry
-            .set_peers(Peers::new(me, [a.proxy_addr, b.proxy_addr]));
+            .set_peers(Peers::new(me, [a.internal_addr, b.internal_addr]));
         activator.registry.set_settings(&key(), settings(1, LONG));
         activator.registry.set_endpoints(&key(), &[ready(pod)]);
     }

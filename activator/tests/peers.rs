@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use http::StatusCode;
+use http_body_util::BodyExt;
 use runway_activator::app::Activator;
 use runway_activator::peers::Peers;
 use runway_activator::slots::first_ranked;
@@ -18,8 +19,10 @@ async fn two_activators_never_overlap_on_a_single_slot_pod() {
     let (ip_a, ip_b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
     let a = Activator::start(options(ip_a)).await.unwrap();
     let b = Activator::start(options(ip_b)).await.unwrap();
-    a.registry.set_peers(Peers::new(ip_a, [a.proxy_addr, b.proxy_addr]));
-    b.registry.set_peers(Peers::new(ip_b, [a.proxy_addr, b.proxy_addr]));
+    a.registry
+        .set_peers(Peers::new(ip_a, [a.internal_addr, b.internal_addr]));
+    b.registry
+        .set_peers(Peers::new(ip_b, [a.internal_addr, b.internal_addr]));
 
     let detector = Arc::new(OverlapDetector::default());
     let pod = single_request_backend(detector.clone(), Duration::from_millis(5)).await;
@@ -65,7 +68,8 @@ async fn until_in_flight(detector: &OverlapDetector) {
 
 /// The view Kubernetes gives `me` when `members` are listed as ready: one not listed itself counts as leaving.
 fn view(me: IpAddr, members: &[&Activator]) -> Peers {
-    let peers = Peers::new(me, members.iter().map(|a| a.proxy_addr)).with_admins(members.iter().map(|a| a.admin_addr));
+    let peers =
+        Peers::new(me, members.iter().map(|a| a.internal_addr)).with_admins(members.iter().map(|a| a.admin_addr));
     if members.iter().any(|a| a.proxy_addr.ip() == me) {
         peers
     } else {
@@ -146,4 +150,25 @@ async fn a_slot_taken_by_a_joining_activator_waits_for_the_request_of_its_holder
     assert_eq!((first.0, first.2.as_str()), (StatusCode::OK, "ok"));
     assert_eq!((second.0, second.2.as_str()), (StatusCode::OK, "ok"));
     assert_eq!(detector.overlaps.load(SeqCst), 0);
+}
+
+/// A draining activator forwards what it still receives, also over HTTP/2; the peer it forwards to no longer counts
+/// it among the activators that share the slots, but still trusts it as an activator.
+#[tokio::test]
+async fn a_draining_activator_forwards_h2c_to_a_peer_that_no_longer_counts_it() {
+    let (ip_a, ip_b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+    let a = Activator::start(options(ip_a)).await.unwrap();
+    let b = Activator::start(options(ip_b)).await.unwrap();
+    let pod = hello_backend(Duration::ZERO).await;
+    for activator in [&a, &b] {
+        route(activator, 1, Duration::from_secs(30), &[pod]);
+    }
+    // Kubernetes lists only `a` as ready; `b` is still listed, terminating.
+    a.registry.set_peers(view(ip_a, &[&a]).with_members([ip_a, ip_b]));
+    b.registry.set_peers(view(ip_b, &[&a]).with_members([ip_a, ip_b]));
+    let mut h2c = h2c_connection(b.proxy_addr).await;
+    let response = h2c.send_request(h2c_get("/")).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"hello"[..]));
 }

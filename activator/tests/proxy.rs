@@ -58,7 +58,8 @@ async fn requests_are_proxied_with_forwarded_headers() {
     })
     .await;
     route(&activator, 0, LONG, &[pod]);
-    let mut request = get(activator.proxy_addr, "Hello.Default:8080", "/a?b=c");
+    // A cluster host form: the internal entry point.
+    let mut request = get(activator.internal_addr, "Hello.Default:8080", "/a?b=c");
     // Not from a peer: the hop header is dropped.
     request.headers_mut().insert("x-runway-hop", "1".parse().unwrap());
     let (status, headers, body) = send(&client(), request).await;
@@ -379,6 +380,56 @@ async fn readiness_fails_while_draining_and_in_flight_requests_finish() {
 }
 
 #[tokio::test]
+async fn the_external_entry_point_serves_external_services_under_the_domain_only() {
+    let activator = activator().await;
+    let pod = hello_backend(Duration::ZERO).await;
+    route(&activator, 0, LONG, &[pod]);
+    let private = runway_activator::host::ServiceKey::new("default", "private");
+    let mut settings = settings(0, LONG).unwrap();
+    settings.visibility = runway_api::Visibility::ClusterLocal;
+    activator.registry.set_settings(&private, Some(settings));
+    activator.registry.set_endpoints(&private, &[ready(pod)]);
+    let client = client();
+    let answer = |entry, host: &'static str| {
+        let client = client.clone();
+        async move {
+            let (status, _, body) = send(&client, get(entry, host, "/")).await;
+            (status, body)
+        }
+    };
+    let unknown = answer(activator.proxy_addr, "nothing.default.example.com").await;
+    assert_eq!(unknown.0, StatusCode::NOT_FOUND);
+    let external = activator.proxy_addr;
+    assert_eq!(answer(external, HOST).await, (StatusCode::OK, "hello".to_owned()));
+    // A cluster host form, or a ClusterLocal Service, is answered exactly like a host that names nothing.
+    for host in [
+        "hello.default.svc.cluster.local",
+        "hello.default.svc",
+        "hello.default",
+        "private.default.example.com",
+    ] {
+        let (status, body) = answer(external, host).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{host}");
+        assert_eq!(body.replace(host, "nothing.default.example.com"), unknown.1, "{host}");
+    }
+    // The internal entry point serves every form and every Service.
+    let internal = activator.internal_addr;
+    for host in [
+        HOST,
+        "hello.default.svc.cluster.local",
+        "hello.default",
+        "private.default.svc.cluster.local",
+        "private.default.example.com",
+    ] {
+        assert_eq!(
+            answer(internal, host).await,
+            (StatusCode::OK, "hello".to_owned()),
+            "{host}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn while_draining_clients_are_told_to_move_their_keep_alive_connections() {
     let mut options = options([127, 0, 0, 1].into());
     options.drain_delay = Duration::from_secs(2);
@@ -447,6 +498,7 @@ async fn a_new_pod_is_routable_once_its_http_readiness_probe_passes() {
             timeout: LONG,
             fast_probe: FastProbe::Http("/ready".into()),
             failure: None,
+            visibility: runway_api::Visibility::External,
         }),
     );
     activator.registry.set_endpoints(

@@ -12,4 +12,6 @@ pub mod service;
 pub mod stats;
 
 pub use conditions::serving_failure;
-pub use service::{Scaling, ScalingMetric, Service, ServiceSpec, ServiceStatus, ServiceTemplate, TemplateMetadata};
+pub use service::{
+    Scaling, ScalingMetric, Service, ServiceSpec, ServiceStatus, ServiceTemplate, TemplateMetadata, Visibility,
+};

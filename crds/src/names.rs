@@ -1,6 +1,8 @@
 //! Names and labels shared by the operator and the activator: what a Service's derived objects are called and how
 //! they are found.
 
+use crate::service::Visibility;
+
 /// Label on every object derived from a Service, and on its pods: the Service's name.
 pub const SERVICE_LABEL: &str = "serving.runway.dev/service";
 /// `app.kubernetes.io/managed-by` value on every derived object.
@@ -27,9 +29,12 @@ pub fn route_service_name(service: &str) -> String {
     service.to_owned()
 }
 
-/// The Service's public URL.
-pub fn url(service: &str, namespace: &str, domain: &str) -> String {
-    format!("http://{service}.{namespace}.{domain}")
+/// The Service's URL: under the domain, or its cluster DNS name when only the cluster may call it.
+pub fn url(service: &str, namespace: &str, domain: &str, visibility: Visibility) -> String {
+    match visibility {
+        Visibility::External => format!("http://{service}.{namespace}.{domain}"),
+        Visibility::ClusterLocal => format!("http://{service}.{namespace}.svc.cluster.local"),
+    }
 }
 
 #[cfg(test)]
@@ -49,10 +54,14 @@ mod tests {
     }
 
     #[test]
-    fn url_is_name_namespace_domain() {
+    fn url_is_name_namespace_domain_or_the_cluster_name() {
         assert_eq!(
-            url("hello", "default", "example.com"),
+            url("hello", "default", "example.com", Visibility::External),
             "http://hello.default.example.com"
+        );
+        assert_eq!(
+            url("hello", "default", "example.com", Visibility::ClusterLocal),
+            "http://hello.default.svc.cluster.local"
         );
     }
 }

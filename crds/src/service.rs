@@ -72,6 +72,23 @@ pub struct ServiceSpec {
     /// installation can change (Helm values `autoscaler.*`).
     #[serde(default)]
     pub scaling: Scaling,
+
+    /// Who may call the Service: External (the default) through the activator's external entry point at
+    /// http://{name}.{namespace}.{domain} and from inside the cluster; ClusterLocal only from inside the cluster, at
+    /// http://{name}.{namespace}.svc.cluster.local (the external entry point answers 404 for it, as for a Service
+    /// that does not exist).
+    #[serde(default)]
+    pub visibility: Visibility,
+}
+
+/// Which entry points serve a Service.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Visibility {
+    /// The external entry point (under the domain) and the internal one.
+    #[default]
+    External,
+    /// Only the internal entry point: pods of the cluster.
+    ClusterLocal,
 }
 
 fn default_timeout_seconds() -> i32 {
@@ -218,8 +235,8 @@ pub struct Scaling {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceStatus {
-    /// Where the Service answers: http://{name}.{namespace}.{domain}. Inside the cluster,
-    /// http://{name}.{namespace}.svc.cluster.local reaches it too.
+    /// Where the Service answers: http://{name}.{namespace}.{domain}, or for a ClusterLocal Service
+    /// http://{name}.{namespace}.svc.cluster.local (which reaches every Service from inside the cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 

@@ -136,7 +136,7 @@ def main():
         procs.append(start([args.backend, SLOW_BACKEND, "100"], LOAD_CPU))
         activator = start([args.activator, "--standalone", "--listen", ACTIVATOR, "--admin-listen", ACTIVATOR_ADMIN,
                            "--route", f"{FAST_HOST}={FAST_BACKEND}", "--route", f"{SLOW_HOST}={SLOW_BACKEND}"],
-                          PROXY_CPU, env={**os.environ, "RUNWAY_LOG_LEVEL": "warn"})
+                          PROXY_CPU, env={**os.environ, "RUNWAY_LOG_LEVEL": "warn", "RUNWAY_INTERNAL_LISTEN": "127.0.0.1:0"})
         procs.append(activator)
         nginx_dir = pathlib.Path(tempfile.mkdtemp(prefix="runway-bench-nginx-"))
         (nginx_dir / "nginx.conf").write_text(NGINX_CONF.format(

@@ -100,7 +100,7 @@ async fn lead(
         domain: args.domain.clone(),
         activator: ActivatorRef {
             namespace: args.activator_namespace.clone(),
-            name: args.activator_service.clone(),
+            name: args.activator_internal_service.clone(),
         },
         defaults,
     };

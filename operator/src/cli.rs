@@ -17,9 +17,18 @@ pub struct Args {
     /// Namespace of the activator's Kubernetes Service.
     #[arg(long, env = "RUNWAY_ACTIVATOR_NAMESPACE", default_value = "runway-system")]
     pub activator_namespace: String,
-    /// Name of the activator's Kubernetes Service.
+    /// Name of the activator's Kubernetes Service (its external entry point); its EndpointSlices list the
+    /// activators whose load streams the autoscaler reads.
     #[arg(long, env = "RUNWAY_ACTIVATOR_SERVICE", default_value = "runway-activator")]
     pub activator_service: String,
+    /// Name of the activator's internal Kubernetes Service, where in-cluster calls to a Runway Service are sent
+    /// (each Runway Service's own Kubernetes Service is an ExternalName to it).
+    #[arg(
+        long,
+        env = "RUNWAY_ACTIVATOR_INTERNAL_SERVICE",
+        default_value = "runway-activator-internal"
+    )]
+    pub activator_internal_service: String,
     /// Port of the activators' admin server, where their load stream is.
     #[arg(long, env = "RUNWAY_ACTIVATOR_ADMIN_PORT", default_value_t = 9090)]
     pub activator_admin_port: u16,

@@ -22,7 +22,7 @@ const H2C_PORT_NAMES: [&str; 2] = ["h2c", "grpc"];
 /// appProtocol that tells the activator to speak HTTP/2 cleartext to the pods.
 pub const H2C_APP_PROTOCOL: &str = "kubernetes.io/h2c";
 
-/// Where the activator's Kubernetes Service is: in-cluster calls to a Runway Service are sent there.
+/// The activator's internal Kubernetes Service: in-cluster calls to a Runway Service are sent there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActivatorRef {
     pub namespace: String,
@@ -255,6 +255,7 @@ mod tests {
         let mut service = Service::new(
             "hello",
             ServiceSpec {
+                visibility: Default::default(),
                 template: ServiceTemplate {
                     metadata: Some(TemplateMetadata {
                         labels: BTreeMap::from([("team".into(), "web".into())]),
@@ -474,7 +475,7 @@ mod tests {
     fn route_service_aliases_the_activator() {
         let activator = ActivatorRef {
             namespace: "runway-system".into(),
-            name: "runway-activator".into(),
+            name: "runway-activator-internal".into(),
         };
         let s = route_service(&service(vec![container("app", None)]), &activator);
         assert_eq!(s.metadata.name.as_deref(), Some("hello"));
@@ -482,7 +483,7 @@ mod tests {
         assert_eq!(spec.type_.as_deref(), Some("ExternalName"));
         assert_eq!(
             spec.external_name.as_deref(),
-            Some("runway-activator.runway-system.svc.cluster.local")
+            Some("runway-activator-internal.runway-system.svc.cluster.local")
         );
         assert_eq!(spec.ports.unwrap()[0].port, 80);
     }

@@ -302,6 +302,7 @@ mod tests {
         let mut s = Service::new(
             "hello",
             ServiceSpec {
+                visibility: Default::default(),
                 template: ServiceTemplate {
                     metadata: None,
                     spec: PodSpec {

@@ -106,6 +106,7 @@ pub fn compute(service: &Service, observed: &Observed, domain: &str, now: Timest
             &service.name_any(),
             &service.namespace().unwrap_or_default(),
             domain,
+            service.spec.visibility,
         )),
         observed_generation: generation,
         conditions,
@@ -233,6 +234,7 @@ mod tests {
         let mut s = Service::new(
             "hello",
             ServiceSpec {
+                visibility: Default::default(),
                 template: ServiceTemplate::default(),
                 container_concurrency: 0,
                 timeout_seconds: 300,

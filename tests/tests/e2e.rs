@@ -212,35 +212,8 @@ async fn t02_a_service_gets_a_url_and_answers_from_outside_and_inside_the_cluste
         );
 
         // From inside a pod, by the Service's cluster DNS name (an ExternalName to the activator).
-        let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
-        pods.create(&Default::default(), &runway_tests::workloads::hello_pod("client", &[]))
-            .await?;
-        runway_tests::pods::wait_ready(&pods, "app=client", 1, READY).await?;
         let url = format!("http://hello.{ns}.svc.cluster.local/");
-        let body = wait_until(format!("GET {url} from a pod"), Duration::from_secs(30), || async {
-            cluster
-                .kubectl()
-                .run(&[
-                    "-n",
-                    &ns,
-                    "exec",
-                    "client",
-                    "--",
-                    "/usr/local/bin/runway-hello",
-                    "get",
-                    &url,
-                ])
-                .await
-                .map_err(|e| format!("{e:#}"))
-                .and_then(|body| {
-                    if body.starts_with("hello from hello-") {
-                        Ok(body)
-                    } else {
-                        Err(body)
-                    }
-                })
-        })
-        .await?;
+        let body = get_from_a_pod(&cluster, &ns, &url, "hello from hello-").await?;
         eprintln!("from pod client, {url}: {}", body.trim());
         Ok(())
     })
@@ -1134,6 +1107,92 @@ async fn t17_an_activator_rollout_under_load_on_a_cc1_pod_overlaps_nothing_and_f
             "4 clients on one cc=1 pod while the activators rolled (an overlap answers 500)",
             &outcomes,
         )?;
+        Ok(())
+    })
+    .await;
+}
+
+/// GETs `url` from a pod of the sample app in `ns` (started on first use, named `client`) until the body starts
+/// with `want`.
+async fn get_from_a_pod(cluster: &Cluster, ns: &str, url: &str, want: &str) -> anyhow::Result<String> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    if pods.get_opt("client").await?.is_none() {
+        pods.create(&Default::default(), &runway_tests::workloads::hello_pod("client", &[]))
+            .await?;
+    }
+    runway_tests::pods::wait_ready(&pods, "app=client", 1, READY).await?;
+    let body = wait_until(format!("GET {url} from a pod"), Duration::from_secs(30), || async {
+        cluster
+            .kubectl()
+            .run(&[
+                "-n",
+                ns,
+                "exec",
+                "client",
+                "--",
+                "/usr/local/bin/runway-hello",
+                "get",
+                url,
+            ])
+            .await
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|body| if body.starts_with(want) { Ok(body) } else { Err(body) })
+    })
+    .await?;
+    Ok(body)
+}
+
+#[tokio::test]
+async fn t18_a_cluster_local_service_answers_inside_and_the_external_entry_point_reveals_nothing() {
+    scenario("e2e-entry", |cluster, ns| async move {
+        let public = deploy(&cluster, &ns, "public", &[], json!({})).await?;
+        runway::create(
+            &cluster,
+            &ns,
+            &runway::hello_service("private", &[], json!({"visibility": "ClusterLocal"}))?,
+        )
+        .await?;
+        let private = runway::wait_ready(&cluster, &ns, "private", READY).await?;
+        let url = private.status.and_then(|s| s.url);
+        let internal_url = format!("http://private.{ns}.svc.cluster.local");
+        ensure!(url.as_deref() == Some(&*internal_url), "url {url:?}");
+
+        let client = load::client();
+        let external = |host: String| Target {
+            address: public.address,
+            host,
+        };
+        let outcome = load::get(&client, &public, "/", REQUEST).await;
+        ensure!(
+            outcome.ok(),
+            "public through the external entry point: {}",
+            seen(&outcome)
+        );
+        let unknown = load::get(&client, &external(format!("nothing.{ns}.example.com")), "/", REQUEST).await;
+        ensure!(
+            unknown.status.map(|s| s.as_u16()) == Some(404),
+            "unknown host: {}",
+            seen(&unknown)
+        );
+        // The ClusterLocal Service under the domain, and an External one by a cluster name (a spoofed Host): both
+        // exactly like a host that names nothing.
+        for host in [
+            format!("private.{ns}.example.com"),
+            format!("private.{ns}.svc.cluster.local"),
+            format!("public.{ns}.svc.cluster.local"),
+            format!("public.{ns}"),
+        ] {
+            let outcome = load::get(&client, &external(host.clone()), "/", REQUEST).await;
+            let same_body = outcome.body.replace(&host, &format!("nothing.{ns}.example.com")) == unknown.body;
+            ensure!(
+                outcome.status.map(|s| s.as_u16()) == Some(404) && same_body,
+                "{host} through the external entry point: {} (unknown host: {})",
+                seen(&outcome),
+                seen(&unknown)
+            );
+        }
+        let body = get_from_a_pod(&cluster, &ns, &format!("{internal_url}/"), "hello from private-").await?;
+        eprintln!("from pod client, {internal_url}: {}", body.trim());
         Ok(())
     })
     .await;

@@ -30,6 +30,7 @@ pub fn key() -> ServiceKey {
 pub fn options(ip: IpAddr) -> Options {
     Options {
         listen: SocketAddr::new(ip, 0),
+        internal_listen: SocketAddr::new(ip, 0),
         admin_listen: SocketAddr::new(ip, 0),
         domain: "example.com".into(),
         queue_depth: 10_000,
@@ -64,6 +65,7 @@ pub fn settings(cc: u32, timeout: Duration) -> Option<ServiceSettings> {
         timeout,
         fast_probe: FastProbe::Tcp,
         failure: None,
+        visibility: runway_api::Visibility::External,
     })
 }
 

@@ -268,6 +268,7 @@ mod tests {
         };
         change(&mut scaling);
         let spec = ServiceSpec {
+            visibility: Default::default(),
             template: ServiceTemplate::default(),
             container_concurrency: 0,
             timeout_seconds: 300,

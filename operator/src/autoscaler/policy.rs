@@ -124,6 +124,7 @@ mod tests {
 
     fn spec(cc: i32, scaling: Scaling) -> ServiceSpec {
         ServiceSpec {
+            visibility: Default::default(),
             template: ServiceTemplate::default(),
             container_concurrency: cc,
             timeout_seconds: 300,

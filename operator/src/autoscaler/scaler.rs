@@ -318,6 +318,7 @@ mod tests {
 
     fn policy() -> Policy {
         let spec = ServiceSpec {
+            visibility: Default::default(),
             template: ServiceTemplate::default(),
             container_concurrency: 10,
             timeout_seconds: 300,

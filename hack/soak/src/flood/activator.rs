@@ -31,6 +31,8 @@ impl Standalone {
             .arg(&routes)
             .args(["--listen", &proxy.to_string(), "--admin-listen", &admin.to_string()])
             .args(["--log-level", "warn"])
+            // Its internal entry point is not flooded: any free port (older builds ignore the variable).
+            .env("RUNWAY_INTERNAL_LISTEN", "127.0.0.1:0")
             // The chart's memory limit, as its Downward API passes it (older builds ignore the variable).
             .env("RUNWAY_MEMORY_LIMIT", (256u64 << 20).to_string())
             .stdout(Stdio::from(std::fs::File::create(&log)?))
