@@ -5,7 +5,7 @@ CLUSTER := hack/cluster
 # The workspace version tags Runway's own images: runway.local/<name>:$(VERSION).
 VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/ s/^version = "\(.*\)"/\1/p' Cargo.toml)
 
-.PHONY: help images up down logs status lint crds manifests test unit-test cluster-test
+.PHONY: help images up down logs status lint crds manifests test unit-test cluster-test kind-test
 
 help:
 	@echo "make up            the local cluster with Runway and the sample app; prints the curl to try"
@@ -16,6 +16,7 @@ help:
 	@echo "make test          lint, unit tests, then make up, then the cluster suites"
 	@echo "make crds          regenerate the CRD YAML from the Rust types"
 	@echo "make manifests     render the Helm chart into deploy/manifests/runway.yaml"
+	@echo "make kind-test     with Docker and kind, no root: build the images, install Runway on kind, run e2e"
 
 # Release binaries packed as OCI tarballs in target/images; oci-image.sh imports each at once if the cluster
 # runs, and every `make up` imports all of target/images.
@@ -41,15 +42,19 @@ LINES ?= 20
 logs:
 	@$(CLUSTER)/logs.sh tail $(LINES)
 
-# Formatting and lints, as CI requires them.
+# Formatting and lints, as CI requires them. hadolint has no Debian package: it runs only where installed.
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	shellcheck -x hack/*.sh hack/*/*.sh .ci/run
+	@if command -v hadolint >/dev/null; then hadolint deploy/docker/Dockerfile; \
+	else echo "lint: hadolint not installed, deploy/docker/Dockerfile not checked"; fi
 
 # The CRD YAML generated from the Rust types (committed; crds/tests/crd_drift.rs fails when it is stale).
 crds:
-	cargo run -q -p runway-api --bin crdgen > crds/serving.runway.dev_services.yaml
-	cp crds/serving.runway.dev_services.yaml deploy/runway/crds/
+	cargo run -q -p runway-api --bin crdgen -- services > crds/serving.runway.dev_services.yaml
+	cargo run -q -p runway-api --bin crdgen -- domainmappings > crds/serving.runway.dev_domainmappings.yaml
+	cp crds/serving.runway.dev_services.yaml crds/serving.runway.dev_domainmappings.yaml deploy/runway/crds/
 
 # The chart rendered with its defaults, for users without Helm (checked by the e2e suite).
 manifests:
@@ -66,3 +71,8 @@ cluster-test:
 test: lint unit-test
 	$(MAKE) up
 	$(MAKE) cluster-test
+
+# For users with Docker instead of the local cluster: images built by docker from deploy/docker/Dockerfile, loaded
+# into the kind cluster "runway" (created if missing, deleted afterwards unless KEEP=1), the chart, the e2e suite.
+kind-test:
+	hack/kind/e2e.sh

@@ -10,8 +10,11 @@ kubectl=.cluster/bin/kubectl
 helm=.cluster/bin/helm
 version=$(sed -n '/^\[workspace.package\]/,/^\[/ s/^version = "\(.*\)"/\1/p' Cargo.toml)
 
+# The local cluster's ingress (Traefik, hack/cluster/ingress.sh) routes *.example.com to the external entry point.
 $helm upgrade --install runway deploy/runway --namespace runway-system --create-namespace \
-  --set domain=example.com --wait --timeout 180s >/dev/null
+  --set domain=example.com --set gateway.enabled=true \
+  --set 'gateway.parentRefs[0].name=runway' --set 'gateway.parentRefs[0].namespace=traefik' \
+  --wait --timeout 180s >/dev/null
 
 # Images keep their tag across rebuilds: restart a component whose pods run another build than the one imported.
 # Pods report the image's config digest, which the imported manifest names.
@@ -34,10 +37,10 @@ done
 
 sed "s|runway.local/hello:[^ ]*|runway.local/hello:$version|" examples/hello/service.yaml | $kubectl apply -f - >/dev/null
 $kubectl wait rsvc/hello --for=condition=Ready --timeout 120s >/dev/null
-activator=$($kubectl -n runway-system get service runway-activator -o jsonpath='{.spec.clusterIP}')
 cat <<TXT
 
-Runway $version is running, with the sample app as Service "hello" (kubectl get rsvc).
+Runway $version is running, with the sample app as Service "hello" (kubectl get rsvc), behind the cluster's
+ingress (Traefik, reachable from this machine at $INGRESS_SERVICE_IP):
   export KUBECONFIG=$KUBECONFIG
-  curl -H 'Host: hello.default.example.com' http://$activator/
+  curl --resolve hello.default.example.com:80:$INGRESS_SERVICE_IP http://hello.default.example.com/
 TXT

@@ -1,7 +1,7 @@
 //! Cluster mode: Runway Services, their pods' EndpointSlices and the peer activators, mirrored with kube-runtime
 //! reflectors (watches, no polling) into the registry.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use runway_api::domain_mapping::DomainMapping;
 use runway_api::names::SERVICE_LABEL;
 use tokio::sync::mpsc;
 
@@ -30,14 +31,17 @@ pub struct PeerSource {
     pub admin_port: u16,
 }
 
-/// Runs the three mirrors until the process ends; `synced` is sent once all three have listed everything.
+/// How many mirrors `run` runs.
+const MIRRORS: usize = 4;
+
+/// Runs the mirrors until the process ends; `synced` is sent once all of them have listed everything.
 pub async fn run(client: Client, registry: Arc<Registry>, peers: PeerSource, synced: mpsc::Sender<()>) {
-    let (listed, mut listed_rx) = mpsc::channel::<&'static str>(3);
+    let (listed, mut listed_rx) = mpsc::channel::<&'static str>(MIRRORS);
     tokio::spawn(async move {
         let mut seen = BTreeSet::new();
         while let Some(name) = listed_rx.recv().await {
             seen.insert(name);
-            if seen.len() == 3 {
+            if seen.len() == MIRRORS {
                 let _ = synced.send(()).await;
                 return;
             }
@@ -45,6 +49,7 @@ pub async fn run(client: Client, registry: Arc<Registry>, peers: PeerSource, syn
     });
     tokio::join!(
         mirror_services(client.clone(), registry.clone(), listed.clone()),
+        mirror_domain_mappings(client.clone(), registry.clone(), listed.clone()),
         mirror_pod_slices(client.clone(), registry.clone(), listed.clone()),
         mirror_peers(client, registry, peers, listed),
     );
@@ -101,6 +106,30 @@ async fn mirror_services(client: Client, registry: Arc<Registry>, listed: mpsc::
             registry.set_settings(&key, settings);
         }
     })
+    .await;
+}
+
+/// The custom domains whose claim the operator found to hold (DomainClaimed=True), each to its Service.
+async fn mirror_domain_mappings(client: Client, registry: Arc<Registry>, listed: mpsc::Sender<&'static str>) {
+    let api: Api<DomainMapping> = Api::all(client);
+    reflect(
+        api,
+        watcher::Config::default(),
+        "domain mappings",
+        listed,
+        |store, _| {
+            let domains: HashMap<String, ServiceKey> = store
+                .state()
+                .iter()
+                .filter(|dm| dm.is_claimed())
+                .map(|dm| {
+                    let key = ServiceKey::new(dm.namespace().unwrap_or_default(), dm.spec.reference.name.clone());
+                    (dm.domain(), key)
+                })
+                .collect();
+            registry.set_domains(domains);
+        },
+    )
     .await;
 }
 

@@ -37,7 +37,7 @@ pub enum Entry {
 /// The Service a host names: `{name}.{namespace}` followed by `.{domain}`, `.svc.cluster.local`, `.svc` or nothing.
 /// A port and a trailing dot are ignored and the match is case-insensitive. `None` when the host names no Service.
 pub fn service_for_host(host: &str, domain: &str) -> Option<ServiceKey> {
-    let host = normalize(host);
+    let host = host_name(host);
     under_domain(&host, domain)
         .into_iter()
         .chain(
@@ -50,12 +50,12 @@ pub fn service_for_host(host: &str, domain: &str) -> Option<ServiceKey> {
 
 /// The Service a host names in the form the external entry point accepts: `{name}.{namespace}.{domain}` only.
 pub fn service_for_domain_host(host: &str, domain: &str) -> Option<ServiceKey> {
-    under_domain(&normalize(host), domain).and_then(name_and_namespace)
+    under_domain(&host_name(host), domain).and_then(name_and_namespace)
 }
 
-/// Without port and trailing dot, lower-case. Hosts are nearly always lower-case already: only allocate when they
-/// are not (this runs for every request).
-fn normalize(host: &str) -> Cow<'_, str> {
+/// The host name a Host header or authority names: without port and trailing dot, lower-case. Hosts are nearly
+/// always lower-case already: only allocate when they are not (this runs for every request).
+pub fn host_name(host: &str) -> Cow<'_, str> {
     let host = strip_port(host).trim_end_matches('.');
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(host.to_ascii_lowercase())

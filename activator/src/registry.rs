@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::endpoints::{EndpointState, ServiceSettings};
 use crate::handoff::Releases;
-use crate::host::{Entry, ServiceKey, service_for_domain_host, service_for_host};
+use crate::host::{Entry, ServiceKey, host_name, service_for_domain_host, service_for_host};
 use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::probe;
@@ -28,6 +28,8 @@ pub struct Registry {
     pub hub: Arc<LoadHub>,
     pub metrics: Arc<Metrics>,
     services: RwLock<HashMap<ServiceKey, Arc<ServiceHandle>>>,
+    /// Custom domains (DomainMappings whose claim holds), lower-case, each to its Service.
+    domains: RwLock<HashMap<String, ServiceKey>>,
     peers: watch::Sender<Arc<Peers>>,
     /// Serialises changes of view, so that the Services see them in the order they were made.
     changing_peers: Mutex<()>,
@@ -58,6 +60,7 @@ impl Registry {
             hub,
             metrics,
             services: RwLock::default(),
+            domains: RwLock::default(),
             peers: watch::Sender::new(Arc::new(Peers::alone(me))),
             changing_peers: Mutex::new(()),
             releases: Arc::default(),
@@ -68,7 +71,17 @@ impl Registry {
     /// The Service a Host header or :authority names at `entry`, if it exists and that entry point serves it. The
     /// external entry point answers for a ClusterLocal Service or a cluster host form exactly as for a Service that
     /// does not exist.
+    ///
+    /// A mapped custom domain routes to its Service at both entry points, whatever the Service's visibility: mapping
+    /// a domain is the decision to publish it.
     pub fn route(&self, host: &str, entry: Entry) -> Route {
+        let mapped = self.domains.read().get(&*host_name(host)).cloned();
+        if let Some(key) = mapped {
+            return match self.services.read().get(&key) {
+                Some(service) if service.exists() => Route::Service(service.clone()),
+                _ => Route::Unknown,
+            };
+        }
         let key = match entry {
             Entry::External => service_for_domain_host(host, &self.domain),
             Entry::Internal => service_for_host(host, &self.domain),
@@ -103,6 +116,11 @@ impl Registry {
         }
         let services: Vec<Arc<ServiceHandle>> = self.services.read().values().cloned().collect();
         services.iter().all(|service| service.holds_within(peers.me(), list))
+    }
+
+    /// Replaces the custom domains: each (lower-case) to its Service.
+    pub fn set_domains(&self, domains: HashMap<String, ServiceKey>) {
+        *self.domains.write() = domains;
     }
 
     /// A Service was created or changed (`Some`) or deleted (`None`).

@@ -117,6 +117,11 @@ impl ServiceHandle {
         self.lock().settings.as_ref().map(|s| s.timeout)
     }
 
+    /// Whether the Service exists (it was not deleted).
+    pub fn exists(&self) -> bool {
+        self.lock().settings.is_some()
+    }
+
     /// Whether the Service exists and `entry` serves it.
     pub fn serves(&self, entry: Entry) -> bool {
         self.lock().settings.as_ref().is_some_and(|s| match entry {

@@ -29,6 +29,18 @@ fn runway_service(namespace: &str, name: &str, cc: i32) -> Value {
     })
 }
 
+/// A DomainMapping of `domain` to `service`, with DomainClaimed as the operator wrote it.
+fn domain_mapping(namespace: &str, domain: &str, service: &str, claimed: bool) -> Value {
+    let status = if claimed { "True" } else { "False" };
+    json!({
+        "apiVersion": "serving.runway.dev/v1alpha1", "kind": "DomainMapping",
+        "metadata": {"name": domain, "namespace": namespace, "resourceVersion": "1"},
+        "spec": {"ref": {"name": service}},
+        "status": {"conditions": [{"type": "DomainClaimed", "status": status, "reason": "X", "message": "",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+    })
+}
+
 fn slice(namespace: &str, service_name: &str, runway_service: Option<&str>, ips: &[&str]) -> Value {
     let mut labels = json!({
         "kubernetes.io/service-name": service_name,
@@ -78,6 +90,15 @@ async fn watched_services_slices_and_peers_become_routes() {
             }
             let body = if uri.starts_with("/apis/serving.runway.dev/v1alpha1/services") {
                 list("ServiceList", vec![runway_service("default", "hello", 2)])
+            } else if uri.starts_with("/apis/serving.runway.dev/v1alpha1/domainmappings") {
+                list(
+                    "DomainMappingList",
+                    vec![
+                        domain_mapping("default", "api.example.org", "hello", true),
+                        // Another namespace's claim holds this domain: not routed.
+                        domain_mapping("default", "www.example.org", "hello", false),
+                    ],
+                )
             } else if uri.starts_with("/apis/discovery.k8s.io/v1/namespaces/runway-system/endpointslices") {
                 assert!(
                     query.contains("labelSelector=kubernetes.io/service-name=runway-activator"),
@@ -121,6 +142,15 @@ async fn watched_services_slices_and_peers_become_routes() {
     };
     assert!(matches!(
         registry.route("other.default", Entry::Internal),
+        Route::Unknown
+    ));
+    // A claimed custom domain reaches its Service through the external entry point; an unclaimed one does not.
+    assert!(matches!(
+        registry.route("API.example.org:80", Entry::External),
+        Route::Service(_)
+    ));
+    assert!(matches!(
+        registry.route("www.example.org", Entry::External),
         Route::Unknown
     ));
     assert_eq!(registry.peers().ips().len(), 2);

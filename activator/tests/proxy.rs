@@ -412,6 +412,13 @@ async fn the_external_entry_point_serves_external_services_under_the_domain_only
         assert_eq!(status, StatusCode::NOT_FOUND, "{host}");
         assert_eq!(body.replace(host, "nothing.default.example.com"), unknown.1, "{host}");
     }
+    // A custom domain mapped to the ClusterLocal Service publishes it, at both entry points.
+    let mapped = [("api.example.org".to_owned(), private.clone())].into_iter().collect();
+    activator.registry.set_domains(mapped);
+    assert_eq!(
+        answer(external, "Api.Example.org").await,
+        (StatusCode::OK, "hello".to_owned())
+    );
     // The internal entry point serves every form and every Service.
     let internal = activator.internal_addr;
     for host in [

@@ -5,6 +5,7 @@
 
 pub mod conditions;
 pub mod crd;
+pub mod domain_mapping;
 #[cfg(feature = "logging")]
 pub mod logging;
 pub mod names;

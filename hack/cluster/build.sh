@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds (or reuses) the local cluster's Go binaries: Kubernetes, etcd, CoreDNS and helm, from their upstream
-# modules, unchanged. Each set lands in a cache folder keyed by its version and the Go version, so a second run
-# builds nothing. Prints the folder that holds the binaries (one per line: name=path) on stdout.
+# Builds (or reuses) the local cluster's Go binaries: Kubernetes, etcd, CoreDNS, helm and Traefik, from their
+# upstream modules, unchanged, and fetches the Gateway API CRDs. Each set lands in a cache folder keyed by its
+# version (binaries also by the Go version), so a second run builds nothing. Prints the folder that holds each set
+# (one per line: name=path) on stdout.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -14,6 +15,24 @@ export GOFLAGS=-buildvcs=false CGO_ENABLED=0
 build_flags=(-p 2 -trimpath)
 
 log() { echo "build: $*" >&2; }
+
+# Writable module copies of build_module, removed on exit whatever happens.
+scratch=()
+trap 'rm -rf "${scratch[@]}"' EXIT
+
+# module_dir MODULE@VERSION: downloads the module into the Go module cache (read-only there) and prints its folder.
+# Runs in an empty folder, so that no go.mod around the caller is consulted or touched.
+module_dir() {
+  local empty json rc=0
+  empty=$(mktemp -d)
+  json=$(cd "$empty" && go mod download -json "$1") || rc=$?
+  rmdir "$empty"
+  if [ "$rc" != 0 ]; then
+    log "go mod download $1 failed: $json"
+    return "$rc"
+  fi
+  jq -er .Dir <<<"$json"
+}
 
 # build_set NAME VERSION MODULE_DIR LDFLAGS PKG...: builds every PKG into $cache/bin/NAME-VERSION-GOVERSION.
 build_set() {
@@ -40,6 +59,52 @@ build_set() {
   echo "$name=$out"
 }
 
+# build_module NAME VERSION MODULE LDFLAGS PKG: builds PKG (relative to the module) into
+# $cache/bin/NAME-VERSION-GOVERSION inside a writable copy of MODULE@VERSION as published, so that the module's own
+# go.mod, go.sum and replace directives apply. (Replaces count only in the main module: a wrapper module like
+# gomod/ would ignore them, and `go install MODULE@VERSION` refuses a module that has them.)
+build_module() {
+  local name=$1 version=$2 module=$3 ldflags=$4 pkg=$5
+  local out="$cache/bin/$name-$version-$gover"
+  if [ -f "$out/.complete" ]; then
+    echo "$name=$out"
+    return
+  fi
+  local start=$SECONDS bin=${pkg##*/} dir src
+  log "$name $version: downloading $module"
+  dir=$(module_dir "$module@$version")
+  src=$(mktemp -d)
+  scratch+=("$src")
+  cp -r "$dir/." "$src"
+  chmod -R u+w "$src"
+  mkdir -p "$out"
+  log "$name $version: $bin"
+  (cd "$src" && go build "${build_flags[@]}" -ldflags "-s -w $ldflags" -o "$out/$bin.tmp" "$pkg")
+  mv "$out/$bin.tmp" "$out/$bin"
+  rm -rf "$src"
+  touch "$out/.complete"
+  log "$name $version built in $((SECONDS - start)) s"
+  echo "$name=$out"
+}
+
+# fetch_crds NAME VERSION MODULE DIR: copies the CRD files (*.yaml but kustomization.yaml) of DIR inside
+# MODULE@VERSION into $cache/crds/NAME-VERSION.
+fetch_crds() {
+  local name=$1 version=$2 module=$3 sub=$4
+  local out="$cache/crds/$name-$version"
+  if [ ! -f "$out/.complete" ]; then
+    local dir file
+    dir=$(module_dir "$module@$version")
+    mkdir -p "$out"
+    for file in "$dir/$sub"/*.yaml; do
+      [ "$(basename "$file")" = kustomization.yaml ] || install -m 0644 "$file" "$out/"
+    done
+    touch "$out/.complete"
+    log "$name $version: CRDs from $module/$sub"
+  fi
+  echo "$name=$out"
+}
+
 k8s_minor=${K8S_VERSION#v1.}
 k8s_minor=${k8s_minor%%.*}
 k8s_ldflags="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
@@ -53,3 +118,8 @@ build_set kubernetes "$K8S_VERSION" kubernetes "$k8s_ldflags" \
 build_set etcd "$ETCD_VERSION" etcd "" go.etcd.io/etcd/server/v3
 build_set coredns "$COREDNS_VERSION" coredns "" github.com/coredns/coredns
 build_set helm "$HELM_VERSION" helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+# The web UI is embedded from webui/static, which the published module ships with a placeholder only: no Node build,
+# and Traefik serves an empty dashboard (we do not enable it).
+build_module traefik "$TRAEFIK_VERSION" github.com/traefik/traefik/v3 \
+  "-X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" ./cmd/traefik
+fetch_crds gateway-api "$GATEWAY_API_VERSION" sigs.k8s.io/gateway-api config/crd/standard

@@ -1,4 +1,5 @@
-# The cluster's own images (pause, CoreDNS) and the import of every tarball in target/images (sourced by up.sh).
+# The cluster's own images (pause, CoreDNS, Traefik) and the import of every tarball in target/images
+# (sourced by up.sh).
 # shellcheck shell=bash
 
 # stale TARGET SOURCE...: true when TARGET is missing or older than one of the sources.
@@ -36,11 +37,16 @@ build_coredns_image() {
   image_tarball "$COREDNS_IMAGE" "$COREDNS_BIN/coredns"
 }
 
+build_traefik_image() {
+  image_tarball "$TRAEFIK_IMAGE" "$TRAEFIK_BIN/traefik"
+}
+
 # import_images: every tarball in target/images into the k8s.io namespace (the CRI plugin's); content already
 # present is not copied again.
 import_images() {
   build_pause_image
   build_coredns_image
+  build_traefik_image
   local tarball
   for tarball in "$IMAGE_DIR"/*.tar; do
     ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$tarball" >/dev/null

@@ -29,11 +29,16 @@ NODE_IP=10.88.0.1
 SERVICE_CIDR=10.96.0.0/16
 API_SERVICE_IP=10.96.0.1
 DNS_SERVICE_IP=10.96.0.10
+# The ingress (Traefik): its Service's fixed ClusterIP (ports 80 and 443) and its NodePorts on the node IP.
+INGRESS_SERVICE_IP=10.96.0.80
+INGRESS_HTTP_NODE_PORT=30080
+INGRESS_HTTPS_NODE_PORT=30443
 CLUSTER_DOMAIN=cluster.local
 API_PORT=6443
 
 PAUSE_IMAGE=runway.local/pause:3.10
 COREDNS_IMAGE=runway.local/coredns:${COREDNS_VERSION#v}
+TRAEFIK_IMAGE=runway.local/traefik:${TRAEFIK_VERSION#v}
 
 # Every process up starts, in start order.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
@@ -58,6 +63,8 @@ bin_dirs() {
   ETCD_BIN=$RUNWAY_CACHE/bin/etcd-$ETCD_VERSION-$gover
   COREDNS_BIN=$RUNWAY_CACHE/bin/coredns-$COREDNS_VERSION-$gover
   HELM_BIN=$RUNWAY_CACHE/bin/helm-$HELM_VERSION-$gover
+  TRAEFIK_BIN=$RUNWAY_CACHE/bin/traefik-$TRAEFIK_VERSION-$gover
+  GATEWAY_API_CRDS=$RUNWAY_CACHE/crds/gateway-api-$GATEWAY_API_VERSION
 }
 
 # binary_of COMPONENT: the absolute path a component is started from (its pid is checked against it).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts (or checks) the local single-node Kubernetes cluster: etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, containerd, kubelet, kube-proxy and CoreDNS, all as plain processes on this machine.
+# kube-scheduler, containerd, kubelet and kube-proxy as plain processes on this machine, then CoreDNS and the
+# ingress (the Gateway API CRDs and Traefik) as pods.
 # Idempotent: on a running cluster it only checks health and re-imports images. After a run that was killed
 # (nothing of the cluster running any more) it first clears what that run left behind, then starts afresh.
 set -euo pipefail
@@ -15,9 +16,11 @@ source "$here/components.sh"
 source "$here/cleanup.sh"
 # shellcheck source=images.sh
 source "$here/images.sh"
+# shellcheck source=ingress.sh
+source "$here/ingress.sh"
 
 build_binaries() {
-  log "building (or reusing) the cluster binaries; first time ~10 min, see docs/local-cluster.md"
+  log "building (or reusing) the cluster binaries; first time ~20 min, see docs/local-cluster.md"
   "$here/build.sh" >/dev/null
   bin_dirs
   mkdir -p "$CLIENT_DIR/bin"
@@ -131,6 +134,8 @@ main() {
   start_node
   deploy_coredns
   await_cluster
+  deploy_ingress
+  await_ingress
   publish_kubeconfig
   log "cluster up in $((SECONDS - start)) s"
   cat <<EOF
@@ -138,6 +143,8 @@ The local cluster is up (node $NODE_NAME, API https://127.0.0.1:$API_PORT).
   export KUBECONFIG=$KUBECONFIG_PATH
   export PATH=$CLIENT_DIR/bin:\$PATH   # kubectl $K8S_VERSION, helm $HELM_VERSION
   kubectl get pods -A
+Ingress (Traefik $TRAEFIK_VERSION): http://$INGRESS_SERVICE_IP and https://$INGRESS_SERVICE_IP, or the node IP
+$NODE_IP ports $INGRESS_HTTP_NODE_PORT and $INGRESS_HTTPS_NODE_PORT; IngressClass traefik, Gateway traefik/runway.
 Images: hack/cluster/oci-image.sh runway.local/NAME:TAG BINARY (imports at once); target/images/*.tar are imported
 by every 'make up'. Logs and status: make logs / make status. Stop and clean: make down.
 EOF

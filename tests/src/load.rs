@@ -94,6 +94,11 @@ impl H2c {
         })
     }
 
+    /// Whether the connection still takes new streams: false once the server sent GOAWAY or closed it.
+    pub async fn is_open(&self) -> bool {
+        self.sender.clone().ready().await.is_ok()
+    }
+
     /// Sends one GET of `path` and reads the whole response within `timeout`.
     pub async fn get(&self, path: &str, timeout: Duration) -> Outcome {
         let request = Request::get(format!("http://{}{path}", self.host))

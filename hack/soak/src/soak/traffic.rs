@@ -56,7 +56,23 @@ impl HttpLoop {
         counts
     }
 
+    /// One h2c GET the way a gRPC client sends it: on a connection that still takes streams (after GOAWAY a new one),
+    /// and once more on a new connection when the first attempt was never sent (RFC 9113 §8.7: such a request may
+    /// always be retried; hyper reports it as canceled).
     async fn h2c_get(&self, connection: &mut Option<load::H2c>) -> Outcome {
+        if let Some(h2c) = connection
+            && !h2c.is_open().await
+        {
+            *connection = None;
+        }
+        let outcome = self.h2c_attempt(connection).await;
+        if outcome.error.as_deref().is_some_and(|e| e.contains("Canceled")) {
+            return self.h2c_attempt(connection).await;
+        }
+        outcome
+    }
+
+    async fn h2c_attempt(&self, connection: &mut Option<load::H2c>) -> Outcome {
         let h2c = match connection {
             Some(h2c) => h2c,
             None => match load::H2c::connect(&self.target).await {
