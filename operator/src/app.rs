@@ -22,6 +22,7 @@ use crate::autoscaler::collector::{self, ActivatorEndpoints};
 use crate::autoscaler::scaler::Scaler;
 use crate::cli::Args;
 use crate::desired::ActivatorRef;
+use crate::domains;
 use crate::failure;
 use crate::leader::{self, ElectionConfig};
 use crate::metrics::Metrics;
@@ -136,6 +137,7 @@ async fn lead(
         .touched_objects()
         .for_each(|_| std::future::ready(()));
 
+    let domain_client = client.clone();
     let board = Arc::new(Mutex::new(Board::default()));
     let (poke_tx, poke_rx) = mpsc::channel(1024);
     let endpoints = ActivatorEndpoints {
@@ -167,7 +169,7 @@ async fn lead(
     // The controller stream ends on scope end; the background loops end with it.
     tokio::select! {
         _ = reconciles => {}
-        _ = async { tokio::join!(deployment_events, collector, scaler) } => {}
+        _ = async { tokio::join!(deployment_events, collector, scaler, domains::run(domain_client)) } => {}
     }
 }
 

@@ -36,14 +36,14 @@ pub struct Observed {
 
 /// A condition's state before timestamps: status, reason and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct State {
+pub(crate) struct State {
     status: &'static str,
     reason: String,
     message: String,
 }
 
 impl State {
-    fn new(status: &'static str, reason: &str, message: impl Into<String>) -> State {
+    pub(crate) fn new(status: &'static str, reason: &str, message: impl Into<String>) -> State {
         State {
             status,
             reason: reason.to_owned(),
@@ -209,7 +209,14 @@ pub fn transition_event(before: Option<&ServiceStatus>, after: &ServiceStatus) -
     (!same).then_some((EventType::Warning, reason, message))
 }
 
-fn condition(previous: &[Condition], type_: &str, state: State, generation: Option<i64>, now: Timestamp) -> Condition {
+/// The condition `type_` in `state`, keeping its lastTransitionTime from `previous` while its status stays the same.
+pub(crate) fn condition(
+    previous: &[Condition],
+    type_: &str,
+    state: State,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
     let last_transition_time = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == state.status)

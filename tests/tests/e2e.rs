@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use runway_api::Service;
+use runway_api::domain_mapping::DomainMapping;
 use runway_tests::cluster::{Cluster, repo_root};
 use runway_tests::load::{self, Load, Outcome, Target};
 use runway_tests::runway::{self, NAMESPACE, READY};
@@ -1194,6 +1195,291 @@ async fn t18_a_cluster_local_service_answers_inside_and_the_external_entry_point
         let body = get_from_a_pod(&cluster, &ns, &format!("{internal_url}/"), "hello from private-").await?;
         eprintln!("from pod client, {internal_url}: {}", body.trim());
         Ok(())
+    })
+    .await;
+}
+
+/// The DomainMapping's condition `type_` as `status/reason`, or what is missing.
+fn mapping_condition(dm: &DomainMapping, type_: &str) -> String {
+    dm.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .map_or_else(
+            || format!("no {type_} condition"),
+            |c| format!("{}/{}", c.status, c.reason),
+        )
+}
+
+async fn wait_mapping(
+    api: &Api<DomainMapping>,
+    domain: &str,
+    type_: &str,
+    want: &str,
+) -> anyhow::Result<DomainMapping> {
+    let ns = api.get(domain).await?.metadata.namespace.unwrap_or_default();
+    Ok(wait_until(format!("{ns}/{domain}: {type_}={want}"), READY, || async {
+        let dm = api.get(domain).await.map_err(|e| e.to_string())?;
+        let seen = mapping_condition(&dm, type_);
+        if seen.starts_with(want) { Ok(dm) } else { Err(seen) }
+    })
+    .await?)
+}
+
+fn domain_mapping(domain: &str, service: &str) -> anyhow::Result<DomainMapping> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "serving.runway.dev/v1alpha1", "kind": "DomainMapping",
+        "metadata": {"name": domain},
+        "spec": {"ref": {"name": service}},
+    }))?)
+}
+
+#[tokio::test]
+async fn t19_a_custom_domain_routes_to_its_service_and_a_second_claim_waits_for_the_first_to_go() {
+    scenario("e2e-domain", |cluster, ns| async move {
+        let first = deploy(&cluster, &ns, "first", &[], json!({})).await?;
+        let other_ns = runway_tests::scenario::create_namespace(&cluster, "e2e-domain-other").await?;
+        let result = async {
+            deploy(&cluster, &other_ns, "second", &[], json!({})).await?;
+            let domain = format!("{ns}.example.org");
+            let mine: Api<DomainMapping> = Api::namespaced(cluster.client.clone(), &ns);
+            let theirs: Api<DomainMapping> = Api::namespaced(cluster.client.clone(), &other_ns);
+            mine.create(&Default::default(), &domain_mapping(&domain, "first")?)
+                .await?;
+            let dm = wait_mapping(&mine, &domain, "Ready", "True").await?;
+            let url = dm.status.and_then(|s| s.url);
+            ensure!(url.as_deref() == Some(&*format!("http://{domain}")), "url {url:?}");
+
+            let client = load::client();
+            let mapped = Target {
+                address: first.address,
+                host: domain.clone(),
+            };
+            let answer = |want: &'static str| {
+                let (client, mapped) = (client.clone(), mapped.clone());
+                wait_until(format!("Host {} answered by {want}", mapped.host), READY, move || {
+                    let (client, mapped) = (client.clone(), mapped.clone());
+                    async move {
+                        let outcome = load::get(&client, &mapped, "/", REQUEST).await;
+                        if outcome.ok() && outcome.body.starts_with(want) {
+                            Ok(())
+                        } else {
+                            Err(seen(&outcome))
+                        }
+                    }
+                })
+            };
+            answer("hello from first-").await?;
+
+            // A second namespace claims the same domain: refused while the first holds it, routes nothing.
+            theirs
+                .create(&Default::default(), &domain_mapping(&domain, "second")?)
+                .await?;
+            let refused = wait_mapping(&theirs, &domain, "DomainClaimed", "False/DomainAlreadyClaimed").await?;
+            ensure!(mapping_condition(&refused, "Ready").starts_with("False"), "{refused:?}");
+            answer("hello from first-").await?;
+
+            // The first claim goes: the second becomes Ready and the domain routes to its Service.
+            mine.delete(&domain, &Default::default()).await?;
+            wait_mapping(&theirs, &domain, "Ready", "True").await?;
+            answer("hello from second-").await?;
+            anyhow::Ok(())
+        }
+        .await;
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
+        let _ = namespaces.delete(&other_ns, &Default::default()).await;
+        result
+    })
+    .await;
+}
+
+/// Runs a command and returns its stdout, or fails with its stderr.
+async fn run(program: &str, args: &[&str], dir: &std::path::Path) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(
+        output.status.success(),
+        "{program} {}: {stdout}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(stdout)
+}
+
+/// A CA and a certificate it signed for `names`, made with openssl in `dir`: ca.pem, tls.crt, tls.key.
+async fn test_certificate(dir: &std::path::Path, names: &[String]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ca = [
+        "req",
+        "-x509",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=runway e2e CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ];
+    run("openssl", &[&ca[..], &ec[..]].concat(), dir).await?;
+    let csr = [
+        "req",
+        "-subj",
+        "/CN=runway e2e",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+    ];
+    run("openssl", &[&csr[..], &ec[..]].concat(), dir).await?;
+    let alt: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    std::fs::write(dir.join("ext.cnf"), format!("subjectAltName={}\n", alt.join(",")))?;
+    let sign = [
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+    ];
+    run(
+        "openssl",
+        &[&sign[..], &["-days", "1", "-extfile", "ext.cnf", "-out", "tls.crt"]].concat(),
+        dir,
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn t20_through_the_ingress_https_and_h2_reach_external_services_and_mapped_domains_only() {
+    scenario("e2e-ingress", |cluster, ns| async move {
+        // The chart's HTTPRoute to the local cluster's Gateway (Traefik; `make up` installs both).
+        helm(&[
+            "upgrade",
+            "runway",
+            "deploy/runway",
+            "--namespace",
+            NAMESPACE,
+            "--reuse-values",
+            "--wait",
+            "--set",
+            "gateway.enabled=true",
+            "--set",
+            "gateway.parentRefs[0].name=runway",
+            "--set",
+            "gateway.parentRefs[0].namespace=traefik",
+        ])
+        .await?;
+        deploy(&cluster, &ns, "public", &[], json!({})).await?;
+        let private = runway::hello_service("private", &[], json!({"visibility": "ClusterLocal"}))?;
+        runway::create(&cluster, &ns, &private).await?;
+        runway::wait_ready(&cluster, &ns, "private", READY).await?;
+        let domain = format!("{ns}.example.org");
+        let mappings: Api<DomainMapping> = Api::namespaced(cluster.client.clone(), &ns);
+        mappings
+            .create(&Default::default(), &domain_mapping(&domain, "public")?)
+            .await?;
+        wait_mapping(&mappings, &domain, "Ready", "True").await?;
+        // The mapped domain's own route, as docs/examples/mapped-domain-routes.yaml shows.
+        let kubectl = cluster.kubectl();
+        let route = json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": format!("e2e-{ns}"), "namespace": NAMESPACE},
+            "spec": {
+                "parentRefs": [{"name": "runway", "namespace": "traefik"}],
+                "hostnames": [domain.clone()],
+                "rules": [{"backendRefs": [{"name": "runway-activator", "port": 80}]}],
+            },
+        });
+        let dir = std::env::temp_dir().join(format!("runway-{ns}"));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("route.json"), route.to_string())?;
+        kubectl
+            .run(&["apply", "-f", &dir.join("route.json").to_string_lossy()])
+            .await?;
+        let result = async {
+            // HTTPS at the Gateway with a certificate from a CA made here.
+            test_certificate(&dir, &[format!("*.{ns}.example.com"), domain.clone()]).await?;
+            let secret = kubectl
+                .run(&[
+                    "-n",
+                    "traefik",
+                    "create",
+                    "secret",
+                    "tls",
+                    "runway-gateway-tls",
+                    "--cert",
+                    &dir.join("tls.crt").to_string_lossy(),
+                    "--key",
+                    &dir.join("tls.key").to_string_lossy(),
+                    "--dry-run=client",
+                    "-o",
+                    "json",
+                ])
+                .await?;
+            std::fs::write(dir.join("secret.json"), secret)?;
+            kubectl
+                .run(&["apply", "-f", &dir.join("secret.json").to_string_lossy()])
+                .await?;
+            let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(cluster.client.clone(), "traefik");
+            let ingress = services
+                .get("traefik")
+                .await?
+                .spec
+                .and_then(|s| s.cluster_ip)
+                .unwrap_or_default();
+            let curl = |host: String, want: &'static str| {
+                let (dir, ingress) = (dir.clone(), ingress.clone());
+                wait_until(
+                    format!("https://{host}/ through the ingress: {want}"),
+                    READY,
+                    move || {
+                        let (dir, ingress, host) = (dir.clone(), ingress.clone(), host.clone());
+                        async move {
+                            let resolve = format!("{host}:443:{ingress}");
+                            let url = format!("https://{host}/");
+                            let args = [
+                                "-sS",
+                                "--http2",
+                                "--cacert",
+                                "ca.pem",
+                                "--resolve",
+                                &resolve,
+                                "--max-time",
+                                "10",
+                                "-w",
+                                "\n%{http_code} HTTP/%{http_version}",
+                                &url,
+                            ];
+                            let answer = run("curl", &args, &dir).await.map_err(|e| format!("{e:#}"))?;
+                            let (body, status) = answer.rsplit_once('\n').unwrap_or_default();
+                            let seen = format!("{status}: {}", body.trim());
+                            if seen.starts_with(want) { Ok(seen) } else { Err(seen) }
+                        }
+                    },
+                )
+            };
+            let public = curl(format!("public.{ns}.example.com"), "200 HTTP/2: hello from public-").await?;
+            eprintln!("public through the ingress: {public}");
+            curl(domain.clone(), "200 HTTP/2: hello from public-").await?;
+            // The ClusterLocal Service does not exist from outside, and a cluster name is no way in.
+            curl(format!("private.{ns}.example.com"), "404 HTTP/2: no Runway service").await?;
+            anyhow::Ok(())
+        }
+        .await;
+        let _ = kubectl
+            .run(&["-n", NAMESPACE, "delete", "httproute", &format!("e2e-{ns}")])
+            .await;
+        let _ = std::fs::remove_dir_all(&dir);
+        result
     })
     .await;
 }

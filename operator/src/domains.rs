@@ -1,0 +1,307 @@
+//! DomainMappings: which namespace holds each custom domain, and whether the Service it names is there. Writes
+//! status only; the activators route the mappings whose claim holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use runway_api::Service;
+use runway_api::conditions::READY;
+use runway_api::domain_mapping::{
+    DOMAIN_ALREADY_CLAIMED, DOMAIN_CLAIMED, DomainMapping, DomainMappingStatus, REFERENCE_RESOLVED, SERVICE_NOT_FOUND,
+    claim_holder,
+};
+use tracing::warn;
+
+use crate::status::{State, condition};
+
+const FIELD_MANAGER: &str = "runway-operator-domains";
+/// After a failed status write.
+const RETRY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("listing the claims of the domain: {0}")]
+    Claims(#[source] kube::Error),
+    #[error("reading the Service: {0}")]
+    Service(#[source] kube::Error),
+    #[error("writing the status: {0}")]
+    Status(#[source] kube::Error),
+}
+
+struct Context {
+    client: Client,
+}
+
+/// Reconciles every DomainMapping until the stream ends (when the caller drops it).
+pub async fn run(client: Client) {
+    let mappings: Api<DomainMapping> = Api::all(client.clone());
+    let controller = Controller::new(mappings.clone(), watcher::Config::default());
+    let (same_domain, referencing) = (controller.store(), controller.store());
+    let context = Arc::new(Context { client: client.clone() });
+    controller
+        // A claim that comes or goes changes who holds the domain for every other claim of it.
+        .watches(mappings, watcher::Config::default(), move |changed: DomainMapping| {
+            let domain = changed.name_any();
+            claims_of(&same_domain, &domain)
+        })
+        // A Service that comes, goes or turns ready changes its mappings' ReferenceResolved and Ready.
+        .watches(
+            Api::<Service>::all(client),
+            watcher::Config::default(),
+            move |service: Service| {
+                let (namespace, name) = (service.namespace(), service.name_any());
+                referencing
+                    .state()
+                    .into_iter()
+                    .filter(|dm| dm.namespace() == namespace && dm.spec.reference.name == name)
+                    .map(|dm| ObjectRef::from_obj(&*dm))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .run(reconcile, error_policy, context)
+        .for_each(|result| {
+            if let Err(error) = result {
+                warn!(%error, "domain mapping controller");
+            }
+            std::future::ready(())
+        })
+        .await;
+}
+
+fn claims_of(store: &Store<DomainMapping>, domain: &str) -> Vec<ObjectRef<DomainMapping>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|dm| dm.name_any() == domain)
+        .map(|dm| ObjectRef::from_obj(&*dm))
+        .collect()
+}
+
+async fn reconcile(mapping: Arc<DomainMapping>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = mapping.namespace().unwrap_or_default();
+    // Every claim of the domain from the API server, not the cache: a claim the cache has not seen yet must not
+    // let this one be told it holds the domain.
+    let same_domain = ListParams::default().fields(&format!("metadata.name={}", mapping.name_any()));
+    let claims = Api::<DomainMapping>::all(ctx.client.clone())
+        .list(&same_domain)
+        .await
+        .map_err(Error::Claims)?;
+    let holder = claim_holder(&claims.items).and_then(|dm| dm.namespace());
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    let service = services
+        .get_opt(&mapping.spec.reference.name)
+        .await
+        .map_err(Error::Service)?;
+    let status = status(&mapping, holder.as_deref(), service.as_ref(), Timestamp::now());
+    if mapping.status.as_ref() != Some(&status) {
+        let patch = serde_json::json!({
+            "apiVersion": DomainMapping::api_version(&()),
+            "kind": DomainMapping::kind(&()),
+            "status": status,
+        });
+        Api::<DomainMapping>::namespaced(ctx.client.clone(), &namespace)
+            .patch_status(
+                &mapping.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(Error::Status)?;
+    }
+    Ok(Action::await_change())
+}
+
+fn error_policy(_mapping: Arc<DomainMapping>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(%error, "domain mapping reconcile failed");
+    Action::requeue(RETRY)
+}
+
+/// The status of `mapping`, given the namespace whose claim holds its domain and its Service (if it exists).
+pub fn status(
+    mapping: &DomainMapping,
+    holder: Option<&str>,
+    service: Option<&Service>,
+    now: Timestamp,
+) -> DomainMappingStatus {
+    let domain = mapping.domain();
+    let service_name = &mapping.spec.reference.name;
+    let claimed = holder.is_none_or(|holder| Some(holder) == mapping.namespace().as_deref());
+    let claim = if claimed {
+        State::new("True", "Claimed", "this namespace holds the domain")
+    } else {
+        State::new(
+            "False",
+            DOMAIN_ALREADY_CLAIMED,
+            format!(
+                "{domain} is claimed by a DomainMapping in namespace {}",
+                holder.unwrap_or_default()
+            ),
+        )
+    };
+    let reference = match service {
+        Some(_) => State::new("True", "ServiceFound", format!("Service {service_name} exists")),
+        None => State::new(
+            "False",
+            SERVICE_NOT_FOUND,
+            format!("no Runway Service {service_name} in this namespace"),
+        ),
+    };
+    let service_ready = service.and_then(|s| {
+        s.status
+            .as_ref()
+            .and_then(|status| status.conditions.iter().find(|c| c.type_ == READY))
+    });
+    let ready = if !claimed {
+        claim.clone()
+    } else if service.is_none() {
+        reference.clone()
+    } else {
+        match service_ready {
+            Some(c) if c.status == "True" => State::new(
+                "True",
+                "Ready",
+                format!("http://{domain} routes to Service {service_name}"),
+            ),
+            Some(c) => State::new(
+                "False",
+                "ServiceNotReady",
+                format!("Service {service_name} is not ready: {}", c.message),
+            ),
+            None => State::new(
+                "False",
+                "ServiceNotReady",
+                format!("Service {service_name} has no status yet"),
+            ),
+        }
+    };
+    let previous = mapping
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let generation = mapping.metadata.generation;
+    DomainMappingStatus {
+        url: Some(format!("http://{domain}")),
+        observed_generation: generation,
+        conditions: vec![
+            condition(previous, DOMAIN_CLAIMED, claim, generation, now),
+            condition(previous, REFERENCE_RESOLVED, reference, generation, now),
+            condition(previous, READY, ready, generation, now),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+    use runway_api::ServiceStatus;
+    use runway_api::domain_mapping::{DomainMappingSpec, ServiceReference};
+
+    fn mapping(namespace: &str) -> DomainMapping {
+        let mut dm = DomainMapping::new(
+            "api.example.org",
+            DomainMappingSpec {
+                reference: ServiceReference { name: "hello".into() },
+            },
+        );
+        dm.metadata.namespace = Some(namespace.into());
+        dm.metadata.generation = Some(1);
+        dm
+    }
+
+    fn service(ready: &str) -> Service {
+        let mut service: Service = serde_json::from_value(serde_json::json!({
+            "apiVersion": "serving.runway.dev/v1alpha1", "kind": "Service",
+            "metadata": {"name": "hello", "namespace": "shop"},
+            "spec": {"template": {"spec": {"containers": [{"image": "app"}]}}},
+        }))
+        .unwrap();
+        service.status = Some(ServiceStatus {
+            conditions: vec![Condition {
+                type_: READY.into(),
+                status: ready.into(),
+                reason: "R".into(),
+                message: "0 of 1 pods ready".into(),
+                observed_generation: None,
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::UNIX_EPOCH),
+            }],
+            ..Default::default()
+        });
+        service
+    }
+
+    fn summary(status: &DomainMappingStatus) -> Vec<String> {
+        status
+            .conditions
+            .iter()
+            .map(|c| format!("{}={}/{}", c.type_, c.status, c.reason))
+            .collect()
+    }
+
+    #[test]
+    fn the_holder_with_a_ready_service_is_ready() {
+        let status = status(
+            &mapping("shop"),
+            Some("shop"),
+            Some(&service("True")),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(status.url.as_deref(), Some("http://api.example.org"));
+        assert_eq!(
+            summary(&status),
+            [
+                "DomainClaimed=True/Claimed",
+                "ReferenceResolved=True/ServiceFound",
+                "Ready=True/Ready"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_second_claim_is_refused_and_names_the_holder() {
+        let status = status(
+            &mapping("other"),
+            Some("shop"),
+            Some(&service("True")),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(
+            summary(&status),
+            [
+                "DomainClaimed=False/DomainAlreadyClaimed",
+                "ReferenceResolved=True/ServiceFound",
+                "Ready=False/DomainAlreadyClaimed"
+            ]
+        );
+        assert!(
+            status.conditions[0].message.contains("namespace shop"),
+            "{:?}",
+            status.conditions[0]
+        );
+    }
+
+    #[test]
+    fn a_missing_or_unready_service_keeps_it_unready() {
+        let missing = status(&mapping("shop"), Some("shop"), None, Timestamp::UNIX_EPOCH);
+        assert_eq!(
+            summary(&missing)[1..],
+            ["ReferenceResolved=False/ServiceNotFound", "Ready=False/ServiceNotFound"]
+        );
+        let unready = status(
+            &mapping("shop"),
+            Some("shop"),
+            Some(&service("False")),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(summary(&unready)[2], "Ready=False/ServiceNotReady");
+        assert!(unready.conditions[2].message.ends_with("0 of 1 pods ready"));
+    }
+}
