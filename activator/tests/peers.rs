@@ -16,9 +16,7 @@ use runway_activator::slots::first_ranked;
 
 #[tokio::test]
 async fn two_activators_never_overlap_on_a_single_slot_pod() {
-    let (ip_a, ip_b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
-    let a = Activator::start(options(ip_a)).await.unwrap();
-    let b = Activator::start(options(ip_b)).await.unwrap();
+    let (ip_a, ip_b, a, b) = two_activators().await;
     a.registry
         .set_peers(Peers::new(ip_a, [a.internal_addr, b.internal_addr]));
     b.registry
@@ -54,6 +52,22 @@ async fn two_activators_never_overlap_on_a_single_slot_pod() {
     assert!(loads[0].rps > 0.0, "{loads:?}");
 }
 
+/// Two activators on 127.0.0.1 and 127.0.0.2 that do not know each other yet.
+async fn two_activators() -> (IpAddr, IpAddr, Activator, Activator) {
+    let (ip_a, ip_b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+    let a = Activator::start(options(ip_a)).await.unwrap();
+    let b = Activator::start(options(ip_b)).await.unwrap();
+    (ip_a, ip_b, a, b)
+}
+
+type Answer = (StatusCode, http::HeaderMap, String);
+
+fn both_served_without_overlap(first: Answer, second: Answer, detector: &OverlapDetector) {
+    assert_eq!((first.0, first.2.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!((second.0, second.2.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(detector.overlaps.load(SeqCst), 0);
+}
+
 /// Waits until the app has a request in flight.
 async fn until_in_flight(detector: &OverlapDetector) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -81,9 +95,7 @@ fn view(me: IpAddr, members: &[&Activator]) -> Peers {
 /// waits for that request to end before it sends its own.
 #[tokio::test]
 async fn a_slot_given_up_by_a_leaving_activator_waits_for_its_request() {
-    let (ip_a, ip_b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
-    let a = Activator::start(options(ip_a)).await.unwrap();
-    let b = Activator::start(options(ip_b)).await.unwrap();
+    let (ip_a, ip_b, a, b) = two_activators().await;
     a.registry.set_peers(view(ip_a, &[&a, &b]));
     b.registry.set_peers(view(ip_b, &[&a, &b]));
     let detector = Arc::new(OverlapDetector::default());
@@ -108,19 +120,14 @@ async fn a_slot_given_up_by_a_leaving_activator_waits_for_its_request() {
     gainer.registry.set_peers(view(gainer.registry.peers().me(), &[gainer]));
     let second = send(&client, get(gainer.proxy_addr, HOST, "/")).await;
 
-    let first = first.await.unwrap();
-    assert_eq!((first.0, first.2.as_str()), (StatusCode::OK, "ok"));
-    assert_eq!((second.0, second.2.as_str()), (StatusCode::OK, "ok"));
-    assert_eq!(detector.overlaps.load(SeqCst), 0);
+    both_served_without_overlap(first.await.unwrap(), second, &detector);
 }
 
 /// An activator joins while the pod's slot, which moves to it, is busy at the one that held it alone: the newcomer
 /// waits for that request to end.
 #[tokio::test]
 async fn a_slot_taken_by_a_joining_activator_waits_for_the_request_of_its_holder() {
-    let (ip_a, ip_b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
-    let a = Activator::start(options(ip_a)).await.unwrap();
-    let b = Activator::start(options(ip_b)).await.unwrap();
+    let (ip_a, ip_b, a, b) = two_activators().await;
     let detector = Arc::new(OverlapDetector::default());
     let pod = single_request_backend(detector.clone(), Duration::from_millis(600)).await;
     for activator in [&a, &b] {
@@ -146,19 +153,14 @@ async fn a_slot_taken_by_a_joining_activator_waits_for_the_request_of_its_holder
     holder.registry.set_peers(view(holder.registry.peers().me(), &[&a, &b]));
     let second = send(&client, get(joiner.proxy_addr, HOST, "/")).await;
 
-    let first = first.await.unwrap();
-    assert_eq!((first.0, first.2.as_str()), (StatusCode::OK, "ok"));
-    assert_eq!((second.0, second.2.as_str()), (StatusCode::OK, "ok"));
-    assert_eq!(detector.overlaps.load(SeqCst), 0);
+    both_served_without_overlap(first.await.unwrap(), second, &detector);
 }
 
 /// A draining activator forwards what it still receives, also over HTTP/2; the peer it forwards to no longer counts
 /// it among the activators that share the slots, but still trusts it as an activator.
 #[tokio::test]
 async fn a_draining_activator_forwards_h2c_to_a_peer_that_no_longer_counts_it() {
-    let (ip_a, ip_b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
-    let a = Activator::start(options(ip_a)).await.unwrap();
-    let b = Activator::start(options(ip_b)).await.unwrap();
+    let (ip_a, ip_b, a, b) = two_activators().await;
     let pod = hello_backend(Duration::ZERO).await;
     for activator in [&a, &b] {
         route(activator, 1, Duration::from_secs(30), &[pod]);

@@ -88,13 +88,16 @@ impl DomainMapping {
     }
 }
 
-/// Of the DomainMappings for one domain, the one that holds it: the oldest, ties broken by namespace (names are the
-/// same). Both binaries agree on the claim through the status the operator writes from this rule.
+/// Of the DomainMappings for one domain, the one that holds it: the one that already does (its status says so),
+/// else the oldest, ties broken by namespace (names are the same). A claim once granted is never taken away by a
+/// newer one, also not by one created within the same second (creation times have one-second resolution). Both
+/// binaries agree on the claim through the status the operator writes from this rule.
 pub fn claim_holder<'a>(claims: impl IntoIterator<Item = &'a DomainMapping>) -> Option<&'a DomainMapping> {
     claims.into_iter().min_by(|a, b| {
         let created = |dm: &DomainMapping| dm.metadata.creation_timestamp.clone().map(|t| t.0);
-        created(a)
-            .cmp(&created(b))
+        b.is_claimed()
+            .cmp(&a.is_claimed())
+            .then_with(|| created(a).cmp(&created(b)))
             .then_with(|| a.namespace().cmp(&b.namespace()))
     })
 }
@@ -123,6 +126,33 @@ mod tests {
         let holder = claim_holder([&late, &tie, &early]).unwrap();
         assert_eq!(holder.namespace().as_deref(), Some("b"));
         assert!(claim_holder(std::iter::empty()).is_none());
+    }
+
+    #[test]
+    fn a_granted_claim_keeps_the_domain_against_a_claim_of_the_same_second() {
+        let (mut holding, newcomer) = (claim("z", 10), claim("a", 10));
+        holding.status = Some(DomainMappingStatus {
+            conditions: vec![Condition {
+                type_: DOMAIN_CLAIMED.into(),
+                status: "True".into(),
+                reason: "Claimed".into(),
+                message: String::new(),
+                observed_generation: None,
+                last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            }],
+            ..Default::default()
+        });
+        assert_eq!(
+            claim_holder([&newcomer, &holding]).unwrap().namespace().as_deref(),
+            Some("z")
+        );
+        assert_eq!(
+            claim_holder([&newcomer, &claim("z", 10)])
+                .unwrap()
+                .namespace()
+                .as_deref(),
+            Some("a")
+        );
     }
 
     #[test]

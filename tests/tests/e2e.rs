@@ -142,6 +142,42 @@ async fn t00_the_chart_lints_clean_renders_the_committed_manifests_and_passes_a_
             ])
             .await?;
         eprintln!("server-side dry run of {}:\n{dry_run}", runway::MANIFESTS);
+
+        // The templates the defaults leave out: the HTTPRoute and the Ingress.
+        let entry_points = [
+            "--set=gateway.enabled=true",
+            "--set=gateway.parentRefs[0].name=runway",
+            "--set=gateway.parentRefs[0].namespace=traefik",
+            "--set=ingress.enabled=true",
+            "--set=ingress.namespaces={default}",
+            "--set=ingress.tls.secretName=runway-tls",
+        ];
+        let lint = helm(&[&["lint", "deploy/runway"][..], &entry_points[..]].concat()).await?;
+        ensure!(
+            !lint.contains("[WARNING]") && !lint.contains("[ERROR]"),
+            "helm lint with the entry points: {lint}"
+        );
+        let template = ["template", "runway", "deploy/runway", "--namespace", NAMESPACE];
+        let rendered = helm(&[&template[..], &entry_points[..]].concat()).await?;
+        ensure!(
+            rendered.contains("kind: HTTPRoute") && rendered.contains("kind: Ingress"),
+            "the entry points did not render"
+        );
+        let path = std::env::temp_dir().join(format!("runway-entry-points-{}.yaml", std::process::id()));
+        std::fs::write(&path, rendered)?;
+        let dry_run = cluster
+            .kubectl()
+            .run(&[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--dry-run=server",
+                "-f",
+                &path.to_string_lossy(),
+            ])
+            .await;
+        let _ = std::fs::remove_file(&path);
+        eprintln!("server-side dry run with the entry points:\n{}", dry_run?);
         Ok(())
     })
     .await;
@@ -931,6 +967,13 @@ async fn t16_services_whose_pods_cannot_start_or_get_ready_say_why_fail_requests
                 "",
             ),
             (
+                "crashing",
+                json!({"args": ["crash"]}),
+                "ContainerExits",
+                "container exits with code 1 (",
+                "usage: runway-hello",
+            ),
+            (
                 "unschedulable",
                 json!({"resources": {"requests": {"cpu": "1000"}}}),
                 "Unschedulable",
@@ -1362,6 +1405,7 @@ async fn test_certificate(dir: &std::path::Path, names: &[String]) -> anyhow::Re
 async fn t20_through_the_ingress_https_and_h2_reach_external_services_and_mapped_domains_only() {
     scenario("e2e-ingress", |cluster, ns| async move {
         // The chart's HTTPRoute to the local cluster's Gateway (Traefik; `make up` installs both).
+        let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
         helm(&[
             "upgrade",
             "runway",
@@ -1370,6 +1414,8 @@ async fn t20_through_the_ingress_https_and_h2_reach_external_services_and_mapped
             NAMESPACE,
             "--reuse-values",
             "--wait",
+            "--kubeconfig",
+            &kubeconfig,
             "--set",
             "gateway.enabled=true",
             "--set",
