@@ -1,5 +1,5 @@
-//! The operator process: admin server, leader election, and while leading the reconciler, the load collector and
-//! the autoscaler.
+//! The operator process: admin server, leader election, and while leading the Service and DomainMapping
+//! reconcilers, the load collector and the autoscaler.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -82,8 +82,9 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Everything the leader runs: the reconciler, the activator load collector and the autoscaler. Returns once
-/// `scope_end` fires and in-flight reconciles are done.
+/// Everything the leader runs: the Service reconciler, the DomainMapping reconciler, the activator load collector
+/// and the autoscaler. Returns once `scope_end` fires and in-flight Service reconciles are done (a DomainMapping
+/// status write cut short is harmless: the next leader computes it again from the API server).
 async fn lead(
     client: Client,
     args: &Args,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::controller::{Action, Error as ControllerError};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use runway_api::Service;
@@ -48,39 +48,43 @@ pub async fn run(client: Client) {
     controller
         // A claim that comes or goes changes who holds the domain for every other claim of it.
         .watches(mappings, watcher::Config::default(), move |changed: DomainMapping| {
-            let domain = changed.name_any();
-            claims_of(&same_domain, &domain)
+            other_claims(&same_domain.state(), &changed)
         })
         // A Service that comes, goes or turns ready changes its mappings' ReferenceResolved and Ready.
         .watches(
             Api::<Service>::all(client),
             watcher::Config::default(),
-            move |service: Service| {
-                let (namespace, name) = (service.namespace(), service.name_any());
-                referencing
-                    .state()
-                    .into_iter()
-                    .filter(|dm| dm.namespace() == namespace && dm.spec.reference.name == name)
-                    .map(|dm| ObjectRef::from_obj(&*dm))
-                    .collect::<Vec<_>>()
-            },
+            move |service: Service| mappings_of_service(&referencing.state(), &service),
         )
         .run(reconcile, error_policy, context)
         .for_each(|result| {
-            if let Err(error) = result {
-                warn!(%error, "domain mapping controller");
+            match result {
+                // A Service's trigger raced the deletion of a mapping that named it: nothing to do.
+                Err(ControllerError::ObjectNotFound(_)) | Ok(_) => {}
+                Err(error) => warn!(%error, "domain mapping controller"),
             }
             std::future::ready(())
         })
         .await;
 }
 
-fn claims_of(store: &Store<DomainMapping>, domain: &str) -> Vec<ObjectRef<DomainMapping>> {
-    store
-        .state()
-        .into_iter()
-        .filter(|dm| dm.name_any() == domain)
-        .map(|dm| ObjectRef::from_obj(&*dm))
+/// Of the cached mappings, the claims of `changed`'s domain in the other namespaces. Not `changed` itself: its own
+/// watch reconciles it, and once it is deleted there is nothing left to reconcile.
+fn other_claims(mappings: &[Arc<DomainMapping>], changed: &DomainMapping) -> Vec<ObjectRef<DomainMapping>> {
+    mappings
+        .iter()
+        .filter(|dm| dm.domain() == changed.domain() && dm.namespace() != changed.namespace())
+        .map(|dm| ObjectRef::from_obj(&**dm))
+        .collect()
+}
+
+/// Of the cached mappings, those that name `service`: same namespace, spec.ref.name its name.
+fn mappings_of_service(mappings: &[Arc<DomainMapping>], service: &Service) -> Vec<ObjectRef<DomainMapping>> {
+    let (namespace, name) = (service.namespace(), service.name_any());
+    mappings
+        .iter()
+        .filter(|dm| dm.namespace() == namespace && dm.spec.reference.name == name)
+        .map(|dm| ObjectRef::from_obj(&**dm))
         .collect()
 }
 
@@ -93,6 +97,10 @@ async fn reconcile(mapping: Arc<DomainMapping>, ctx: Arc<Context>) -> Result<Act
         .list(&same_domain)
         .await
         .map_err(Error::Claims)?;
+    // Deleted since the trigger: its status cannot be written, and the other claims were triggered by its deletion.
+    if !claims.items.iter().any(|dm| dm.namespace() == mapping.namespace()) {
+        return Ok(Action::await_change());
+    }
     let holder = claim_holder(&claims.items).and_then(|dm| dm.namespace());
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     let service = services
@@ -238,6 +246,53 @@ mod tests {
         service
     }
 
+    fn cached(namespace: &str, domain: &str, service: &str) -> Arc<DomainMapping> {
+        let mut dm = DomainMapping::new(
+            domain,
+            DomainMappingSpec {
+                reference: ServiceReference { name: service.into() },
+            },
+        );
+        dm.metadata.namespace = Some(namespace.into());
+        Arc::new(dm)
+    }
+
+    fn names(triggered: Vec<ObjectRef<DomainMapping>>) -> Vec<String> {
+        triggered
+            .into_iter()
+            .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+            .collect()
+    }
+
+    #[test]
+    fn a_changed_claim_triggers_the_claims_of_its_domain_in_the_other_namespaces() {
+        let store = [
+            cached("shop", "api.example.org", "hello"),
+            cached("other", "api.example.org", "web"),
+            cached("third", "api.example.org", "web"),
+            cached("other", "www.example.org", "hello"),
+        ];
+        assert_eq!(
+            names(other_claims(&store, &store[0])),
+            ["other/api.example.org", "third/api.example.org"]
+        );
+        assert!(other_claims(&store, &store[3]).is_empty());
+    }
+
+    #[test]
+    fn a_changed_service_triggers_the_mappings_that_name_it_in_its_namespace() {
+        let store = [
+            cached("shop", "api.example.org", "hello"),
+            cached("shop", "www.example.org", "hello"),
+            cached("shop", "web.example.org", "web"),
+            cached("other", "api.example.org", "hello"),
+        ];
+        assert_eq!(
+            names(mappings_of_service(&store, &service("True"))),
+            ["shop/api.example.org", "shop/www.example.org"]
+        );
+    }
+
     fn summary(status: &DomainMappingStatus) -> Vec<String> {
         status
             .conditions
@@ -255,6 +310,7 @@ mod tests {
             Timestamp::UNIX_EPOCH,
         );
         assert_eq!(status.url.as_deref(), Some("http://api.example.org"));
+        assert_eq!(status.observed_generation, Some(1));
         assert_eq!(
             summary(&status),
             [
@@ -286,6 +342,33 @@ mod tests {
             "{:?}",
             status.conditions[0]
         );
+    }
+
+    #[test]
+    fn when_the_holder_goes_the_next_claim_holds_and_only_changed_conditions_move_their_time() {
+        let at = |second| Timestamp::from_second(second).unwrap();
+        let times = |status: &DomainMappingStatus| {
+            status
+                .conditions
+                .iter()
+                .map(|c| c.last_transition_time.0.as_second())
+                .collect::<Vec<_>>()
+        };
+        let mut refused = mapping("other");
+        refused.status = Some(status(&refused, Some("shop"), Some(&service("True")), at(10)));
+        let unchanged = status(&refused, Some("shop"), Some(&service("True")), at(20));
+        assert_eq!(times(&unchanged), [10, 10, 10]);
+        refused.status = Some(unchanged);
+        let holding = status(&refused, Some("other"), Some(&service("True")), at(30));
+        assert_eq!(
+            summary(&holding),
+            [
+                "DomainClaimed=True/Claimed",
+                "ReferenceResolved=True/ServiceFound",
+                "Ready=True/Ready"
+            ]
+        );
+        assert_eq!(times(&holding), [30, 10, 30]);
     }
 
     #[test]
