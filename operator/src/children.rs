@@ -157,6 +157,21 @@ pub fn reconciler_owns_replicas(deployment: &Deployment) -> bool {
     })
 }
 
+/// Writes `status` into the status subresource of object `name` by server-side apply under `manager`: only the
+/// status, so the spec stays the user's.
+pub async fn apply_status<K>(api: &Api<K>, name: &str, status: &impl Serialize, manager: &str) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch))
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

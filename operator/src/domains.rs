@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::controller::{Action, Error as ControllerError};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use runway_api::Service;
 use runway_api::conditions::READY;
 use runway_api::domain_mapping::{
@@ -19,6 +19,7 @@ use runway_api::domain_mapping::{
 };
 use tracing::warn;
 
+use crate::children::apply_status;
 use crate::status::{State, condition};
 
 const FIELD_MANAGER: &str = "runway-operator-domains";
@@ -109,17 +110,8 @@ async fn reconcile(mapping: Arc<DomainMapping>, ctx: Arc<Context>) -> Result<Act
         .map_err(Error::Service)?;
     let status = status(&mapping, holder.as_deref(), service.as_ref(), Timestamp::now());
     if mapping.status.as_ref() != Some(&status) {
-        let patch = serde_json::json!({
-            "apiVersion": DomainMapping::api_version(&()),
-            "kind": DomainMapping::kind(&()),
-            "status": status,
-        });
-        Api::<DomainMapping>::namespaced(ctx.client.clone(), &namespace)
-            .patch_status(
-                &mapping.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
+        let mappings = Api::<DomainMapping>::namespaced(ctx.client.clone(), &namespace);
+        apply_status(&mappings, &mapping.name_any(), &status, FIELD_MANAGER)
             .await
             .map_err(Error::Status)?;
     }

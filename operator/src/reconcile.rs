@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
@@ -131,17 +130,7 @@ async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Err
     let status = status::compute(service, &observed, &ctx.settings.domain, now);
     if service.status.as_ref() != Some(&status) {
         let services: Api<Service> = Api::namespaced(client, &namespace);
-        let patch = serde_json::json!({
-            "apiVersion": Service::api_version(&()),
-            "kind": Service::kind(&()),
-            "status": status,
-        });
-        services
-            .patch_status(
-                &service.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
+        children::apply_status(&services, &service.name_any(), &status, FIELD_MANAGER)
             .await
             .map_err(Error::Status)?;
         if let Some((type_, reason, note)) = status::transition_event(service.status.as_ref(), &status) {

@@ -90,6 +90,20 @@ fn ensure_all_ok(what: &str, outcomes: &[Outcome]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `kubectl apply --server-side --dry-run=server` of the file at `path`: the API server validates every object.
+async fn server_dry_run(cluster: &Cluster, path: &std::path::Path) -> anyhow::Result<String> {
+    let path = path.to_string_lossy();
+    let args = [
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--dry-run=server",
+        "-f",
+        &path,
+    ];
+    cluster.kubectl().run(&args).await
+}
+
 /// Runs helm with `args` in the repository and returns its stdout, or fails with its stderr.
 async fn helm(args: &[&str]) -> anyhow::Result<String> {
     let output = tokio::process::Command::new(runway::helm())
@@ -129,18 +143,7 @@ async fn t00_the_chart_lints_clean_renders_the_committed_manifests_and_passes_a_
             "{} is stale: run `make manifests` and commit it",
             runway::MANIFESTS
         );
-        let path = manifests.display().to_string();
-        let dry_run = cluster
-            .kubectl()
-            .run(&[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--dry-run=server",
-                "-f",
-                &path,
-            ])
-            .await?;
+        let dry_run = server_dry_run(&cluster, &manifests).await?;
         eprintln!("server-side dry run of {}:\n{dry_run}", runway::MANIFESTS);
 
         // The templates the defaults leave out: the HTTPRoute and the Ingress.
@@ -165,17 +168,7 @@ async fn t00_the_chart_lints_clean_renders_the_committed_manifests_and_passes_a_
         );
         let path = std::env::temp_dir().join(format!("runway-entry-points-{}.yaml", std::process::id()));
         std::fs::write(&path, rendered)?;
-        let dry_run = cluster
-            .kubectl()
-            .run(&[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--dry-run=server",
-                "-f",
-                &path.to_string_lossy(),
-            ])
-            .await;
+        let dry_run = server_dry_run(&cluster, &path).await;
         let _ = std::fs::remove_file(&path);
         eprintln!("server-side dry run with the entry points:\n{}", dry_run?);
         Ok(())
