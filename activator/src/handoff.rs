@@ -9,14 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, StatusCode, header};
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::probe::get_status;
 use crate::registry::Registry;
 
 /// Where an activator's admin port answers handoff questions: `?activators=ip,ip,...`.
@@ -145,21 +143,11 @@ async fn ask(admin: SocketAddr, path: &str) -> Answer {
     let Ok(Ok(stream)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(admin)).await else {
         return Answer::Gone;
     };
-    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
-        return Answer::NotYet;
-    };
-    tokio::spawn(connection);
-    let request = Request::get(path)
-        .header(header::HOST, admin.to_string())
-        .body(Empty::<Bytes>::new())
-        .expect("a static request is valid");
-    match tokio::time::timeout(HOLD + CONNECT_TIMEOUT, sender.send_request(request)).await {
-        Ok(Ok(response)) => match response.status() {
-            StatusCode::OK => Answer::Confirmed,
-            // An activator from before the handoff existed: it cannot say, and never held back either.
-            StatusCode::NOT_FOUND => Answer::Confirmed,
-            _ => Answer::NotYet,
-        },
+    let answer = get_status(stream, admin, path, "runway-activator-handoff");
+    match tokio::time::timeout(HOLD + CONNECT_TIMEOUT, answer).await {
+        Ok(Some(StatusCode::OK)) => Answer::Confirmed,
+        // An activator from before the handoff existed: it cannot say, and never held back either.
+        Ok(Some(StatusCode::NOT_FOUND)) => Answer::Confirmed,
         _ => Answer::NotYet,
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::StatusCode;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -54,19 +55,24 @@ async fn probe_once(addr: SocketAddr, kind: &ProbeKind) -> bool {
     let ProbeKind::Http(path) = kind else {
         return true;
     };
-    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
-        return false;
-    };
+    get_status(stream, addr, path, "runway-activator-probe")
+        .await
+        .is_some_and(|status| status.is_success() || status.is_redirection())
+}
+
+/// The status of one HTTP/1.1 GET of `path` on a connected `stream` to `addr`; `None` when there is no answer.
+pub async fn get_status(
+    stream: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    user_agent: &'static str,
+) -> Option<StatusCode> {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
     tokio::spawn(connection);
-    let request = http::Request::get(path.as_str())
+    let request = http::Request::get(path)
         .header(http::header::HOST, addr.to_string())
-        .header(http::header::USER_AGENT, "runway-activator-probe")
-        .body(Empty::<Bytes>::new());
-    let Ok(request) = request else {
-        return false;
-    };
-    match sender.send_request(request).await {
-        Ok(response) => response.status().is_success() || response.status().is_redirection(),
-        Err(_) => false,
-    }
+        .header(http::header::USER_AGENT, user_agent)
+        .body(Empty::<Bytes>::new())
+        .ok()?;
+    Some(sender.send_request(request).await.ok()?.status())
 }

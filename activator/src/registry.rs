@@ -75,7 +75,8 @@ impl Registry {
     /// A mapped custom domain routes to its Service at both entry points, whatever the Service's visibility: mapping
     /// a domain is the decision to publish it.
     pub fn route(&self, host: &str, entry: Entry) -> Route {
-        let mapped = self.domains.read().get(&*host_name(host)).cloned();
+        let host = host_name(host);
+        let mapped = self.domains.read().get(&*host).cloned();
         if let Some(key) = mapped {
             return match self.services.read().get(&key) {
                 Some(service) if service.exists() => Route::Service(service.clone()),
@@ -83,8 +84,8 @@ impl Registry {
             };
         }
         let key = match entry {
-            Entry::External => service_for_domain_host(host, &self.domain),
-            Entry::Internal => service_for_host(host, &self.domain),
+            Entry::External => service_for_domain_host(&host, &self.domain),
+            Entry::Internal => service_for_host(&host, &self.domain),
         };
         let Some(key) = key else {
             return Route::Unknown;

@@ -106,17 +106,24 @@ async fn server_dry_run(cluster: &Cluster, path: &std::path::Path) -> anyhow::Re
 
 /// Runs helm with `args` in the repository and returns its stdout, or fails with its stderr.
 async fn helm(args: &[&str]) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new(runway::helm())
+    run(&runway::helm(), args, &repo_root()).await
+}
+
+/// Runs a command and returns its stdout, or fails with its stderr.
+async fn run(program: &str, args: &[&str], dir: &std::path::Path) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new(program)
         .args(args)
-        .current_dir(repo_root())
+        .current_dir(dir)
         .output()
         .await?;
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(
+        output.status.success(),
+        "{program} {}: {stdout}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
     );
-    ensure!(output.status.success(), "helm {}: {stdout}{stderr}", args.join(" "));
-    Ok(stdout.into_owned())
+    Ok(stdout)
 }
 
 #[tokio::test]
@@ -1326,23 +1333,6 @@ async fn t19_a_custom_domain_routes_to_its_service_and_a_second_claim_waits_for_
         result
     })
     .await;
-}
-
-/// Runs a command and returns its stdout, or fails with its stderr.
-async fn run(program: &str, args: &[&str], dir: &std::path::Path) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .await?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    ensure!(
-        output.status.success(),
-        "{program} {}: {stdout}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(stdout)
 }
 
 /// A CA and a certificate it signed for `names`, made with openssl in `dir`: ca.pem, tls.crt, tls.key.
