@@ -77,11 +77,14 @@ pub async fn serve(
     mut phase: watch::Receiver<Phase>,
     drain: Duration,
 ) {
-    let builder = Arc::new(builder(&limits));
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
-    let limits = Arc::new(limits);
-    let connections_phase = phase.clone();
+    let admission = Admission {
+        builder: Arc::new(builder(&limits)),
+        permits: Arc::new(Semaphore::new(limits.max_connections)),
+        rejecting: Arc::new(Semaphore::new(MAX_REJECTING)),
+        limits: Arc::new(limits),
+        proxy,
+        phase: phase.clone(),
+    };
     let stop = async move {
         let _ = phase.wait_for(|phase| *phase == Phase::Stopped).await;
     };
@@ -92,39 +95,79 @@ pub async fn serve(
             accepted = listeners.internal.accept() => (accepted, Entry::Internal),
             () = &mut stop => break,
         };
-        let (stream, remote) = match accepted {
-            Ok(accepted) => accepted,
+        match accepted {
+            Ok((stream, remote)) => admission.admit(stream, remote, entry),
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(%error, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            if let Ok(rejection) = rejecting.clone().try_acquire_owned() {
+        }
+    }
+    // Closing a listener resets the connections still in its backlog, whose clients have sent their requests and
+    // cannot tell that nobody read them. Take them first; they get served and told to go (GOAWAY, or a close after
+    // the response), like every connection open at the stop.
+    for (listener, entry) in [
+        (listeners.external, Entry::External),
+        (listeners.internal, Entry::Internal),
+    ] {
+        for (stream, remote) in backlog(listener) {
+            admission.admit(stream, remote, entry);
+        }
+    }
+    let everyone_gone = admission
+        .permits
+        .acquire_many(u32::try_from(admission.limits.max_connections).unwrap_or(u32::MAX));
+    if tokio::time::timeout(drain, everyone_gone).await.is_err() {
+        tracing::warn!("in-flight requests still running after the shutdown bound; exiting anyway");
+    }
+}
+
+/// The connections a listener's kernel backlog holds, taken without waiting; the listener closes after.
+fn backlog(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
+    let Ok(listener) = listener.into_std() else {
+        return Vec::new();
+    };
+    std::iter::from_fn(|| listener.accept().ok())
+        .filter_map(|(stream, remote)| {
+            stream.set_nonblocking(true).ok()?;
+            Some((TcpStream::from_std(stream).ok()?, remote))
+        })
+        .collect()
+}
+
+/// What every accepted connection shares: the connection limit and how connections are served.
+struct Admission {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    permits: Arc<Semaphore>,
+    rejecting: Arc<Semaphore>,
+    limits: Arc<ConnectionLimits>,
+    proxy: Arc<Proxy>,
+    phase: watch::Receiver<Phase>,
+}
+
+impl Admission {
+    /// Serves an accepted connection, or answers 503 and closes it when the limit is reached.
+    fn admit(&self, stream: TcpStream, remote: SocketAddr, entry: Entry) {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            if let Ok(rejection) = self.rejecting.clone().try_acquire_owned() {
                 tokio::spawn(async move {
                     reject(stream).await;
                     drop(rejection);
                 });
             }
-            continue;
+            return;
         };
         let _ = stream.set_nodelay(true);
         let connection = Connection {
-            proxy: proxy.clone(),
-            builder: builder.clone(),
-            limits: limits.clone(),
+            proxy: self.proxy.clone(),
+            builder: self.builder.clone(),
+            limits: self.limits.clone(),
             remote,
             entry,
-            phase: connections_phase.clone(),
+            phase: self.phase.clone(),
         };
         tokio::spawn(connection.serve(stream, permit));
-    }
-    drop(listeners);
-    let everyone_gone = permits.acquire_many(u32::try_from(limits.max_connections).unwrap_or(u32::MAX));
-    if tokio::time::timeout(drain, everyone_gone).await.is_err() {
-        tracing::warn!("in-flight requests still running after the shutdown bound; exiting anyway");
     }
 }
 
@@ -211,7 +254,11 @@ impl Connection {
         let mut closing = false;
         loop {
             let idle_at = activity.idle_deadline(self.limits.idle_timeout);
+            // The connection first: hyper-util learns the protocol on its first poll (the opening is replayed at
+            // once), and a shutdown asked before that drops the socket with the client's request unread, which
+            // resets it. Asked after, HTTP/2 gets GOAWAY, even while its handshake is still running.
             tokio::select! {
+                biased;
                 result = connection.as_mut() => {
                     if let Err(error) = result {
                         tracing::debug!(remote = %self.remote, %error, "client connection ended with an error");

@@ -543,3 +543,67 @@ async fn slow_clients_are_disconnected_after_the_header_read_timeout() {
     assert!(!String::from_utf8_lossy(&buffer).contains("200 OK"));
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// HTTP/2 clients that keep sending while the activator drains, as a gRPC channel does (a new connection when the
+/// last one takes no more streams): every request the activator
+/// did not take is one the client may send again (canceled, never sent, or refused by GOAWAY). None may end in a
+/// reset connection, which leaves the client unable to tell whether the app saw it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http2_clients_sending_through_the_drain_see_goaway_never_a_reset() {
+    let backend = hello_backend(Duration::ZERO).await;
+    let mut unsafe_failures = Vec::new();
+    let mut served = 0;
+    for _ in 0..20 {
+        let mut options = options([127, 0, 0, 1].into());
+        options.drain_delay = Duration::from_millis(200);
+        let activator = runway_activator::app::Activator::start(options).await.unwrap();
+        route(&activator, 0, LONG, &[backend]);
+        let mut clients = Vec::new();
+        for _ in 0..32 {
+            let proxy = activator.proxy_addr;
+            clients.push(tokio::spawn(async move {
+                let (mut served, mut failures) = (0, Vec::new());
+                // A new connection whenever the last one takes no more streams, until the listener is gone.
+                while let Ok(stream) = TcpStream::connect(proxy).await {
+                    let Ok((mut http2, connection)) =
+                        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await
+                    else {
+                        break;
+                    };
+                    tokio::spawn(connection);
+                    while futures::future::poll_fn(|cx| http2.poll_ready(cx)).await.is_ok() {
+                        match http2.send_request(h2c_get("/")).await {
+                            Ok(response) if response.status() == StatusCode::OK => served += 1,
+                            Ok(response) => failures.push(format!("status {}", response.status())),
+                            Err(error) if may_send_again(&error) => {}
+                            Err(error) => failures.push(format!("{error:?}")),
+                        }
+                    }
+                }
+                (served, failures)
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        activator.shutdown().await;
+        for client in clients {
+            let (ok, failures) = client.await.unwrap();
+            served += ok;
+            unsafe_failures.extend(failures);
+        }
+    }
+    assert!(served > 0);
+    assert!(
+        unsafe_failures.is_empty(),
+        "{} served; failures: {unsafe_failures:#?}",
+        served
+    );
+}
+
+/// Whether the request provably never reached the server (RFC 9113 §8.7): never sent, or refused by a GOAWAY whose
+/// last stream id is below it (h2 reports those streams, and only those, as a remote GOAWAY).
+fn may_send_again(error: &hyper::Error) -> bool {
+    error.is_canceled()
+        || std::error::Error::source(error)
+            .and_then(|source| source.downcast_ref::<h2::Error>())
+            .is_some_and(|h2| h2.is_go_away() && h2.is_remote())
+}

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+pub use hyper_util::rt::{TokioExecutor, TokioIo};
 use runway_activator::app::{Activator, Options};
 use runway_activator::endpoints::{EndpointState, FastProbe, ServiceSettings};
 use runway_activator::host::ServiceKey;

@@ -57,8 +57,9 @@ impl HttpLoop {
     }
 
     /// One h2c GET the way a gRPC client sends it: on a connection that still takes streams (after GOAWAY a new one),
-    /// and once more on a new connection when the first attempt was never sent (RFC 9113 §8.7: such a request may
-    /// always be retried; hyper reports it as canceled).
+    /// and once more on a new connection when the first attempt provably never reached the server (RFC 9113 §8.7:
+    /// such a request may always be retried): hyper reports it as canceled (never sent), or as a remote GOAWAY (h2
+    /// fails with that only the streams above the GOAWAY's last stream id, which the server did not process).
     async fn h2c_get(&self, connection: &mut Option<load::H2c>) -> Outcome {
         if let Some(h2c) = connection
             && !h2c.is_open().await
@@ -66,7 +67,11 @@ impl HttpLoop {
             *connection = None;
         }
         let outcome = self.h2c_attempt(connection).await;
-        if outcome.error.as_deref().is_some_and(|e| e.contains("Canceled")) {
+        if outcome
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("Canceled") || (e.contains("GoAway(") && e.contains("Remote")))
+        {
             return self.h2c_attempt(connection).await;
         }
         outcome
