@@ -70,6 +70,11 @@ pub const REFERENCE_RESOLVED: &str = "ReferenceResolved";
 pub const DOMAIN_ALREADY_CLAIMED: &str = "DomainAlreadyClaimed";
 /// Reason of ReferenceResolved=False.
 pub const SERVICE_NOT_FOUND: &str = "ServiceNotFound";
+/// Label on the routes (HTTPRoute, Ingress) the operator makes for a mapped domain: the DomainMapping's namespace.
+pub const MAPPING_NAMESPACE_LABEL: &str = "serving.runway.dev/domain-mapping-namespace";
+/// Label on those routes: the DomainMapping's name (the domain), shortened with a hash when longer than the 63
+/// characters a label value may have.
+pub const MAPPING_LABEL: &str = "serving.runway.dev/domain-mapping";
 
 impl DomainMapping {
     /// The domain: the object's name.

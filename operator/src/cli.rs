@@ -1,11 +1,14 @@
 //! The operator's command-line flags, each with an environment variable fallback.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use clap::Parser;
 use runway_api::logging::LogArgs;
+use serde_json::Value;
 
 use crate::autoscaler::policy::Defaults;
+use crate::domain_routes::{IngressSettings, RouteSettings};
 
 /// Reconciles Runway Services into Deployments and Kubernetes Services, and scales them on request load.
 #[derive(Parser, Debug)]
@@ -21,6 +24,9 @@ pub struct Args {
     /// activators whose load streams the autoscaler reads.
     #[arg(long, env = "RUNWAY_ACTIVATOR_SERVICE", default_value = "runway-activator")]
     pub activator_service: String,
+    /// Port of the activator's external Kubernetes Service: the backend port of the routes of mapped domains.
+    #[arg(long, env = "RUNWAY_ACTIVATOR_SERVICE_PORT", default_value_t = 80, value_parser = clap::value_parser!(i32).range(1..=65535))]
+    pub activator_service_port: i32,
     /// Name of the activator's internal Kubernetes Service, where in-cluster calls to a Runway Service are sent
     /// (each Runway Service's own Kubernetes Service is an ExternalName to it).
     #[arg(
@@ -37,6 +43,8 @@ pub struct Args {
     pub admin_listen: SocketAddr,
     #[command(flatten)]
     pub autoscaler: AutoscalerArgs,
+    #[command(flatten)]
+    pub routes: RouteArgs,
     /// Namespace of the leader Lease (the operator's own).
     #[arg(long, env = "POD_NAMESPACE", default_value = "runway-system")]
     pub lease_namespace: String,
@@ -48,6 +56,63 @@ pub struct Args {
     pub identity: String,
     #[command(flatten)]
     pub logs: LogArgs,
+}
+
+impl Args {
+    /// Where the routes of mapped domains go and what they look like.
+    pub fn route_settings(&self) -> RouteSettings {
+        let routes = &self.routes;
+        RouteSettings {
+            namespace: self.activator_namespace.clone(),
+            service: self.activator_service.clone(),
+            port: self.activator_service_port,
+            gateway: routes.gateway_parent_refs.clone(),
+            ingress: routes.ingress_routes.then(|| IngressSettings {
+                class_name: routes.ingress_class_name.clone().filter(|class| !class.is_empty()),
+                annotations: routes.ingress_annotations.clone(),
+                tls: routes.ingress_tls,
+            }),
+        }
+    }
+}
+
+/// The routes of mapped domains (DomainMappings): per domain whose claim holds and whose Service exists, an
+/// HTTPRoute and/or an Ingress to the activator's external Service, in the activator's namespace.
+#[derive(clap::Args, Debug)]
+pub struct RouteArgs {
+    /// parentRefs of an HTTPRoute per mapped domain, a JSON list such as [{"name":"runway","namespace":"traefik"}];
+    /// unset: no HTTPRoutes.
+    #[arg(long, env = "RUNWAY_GATEWAY_PARENT_REFS", value_parser = parent_refs)]
+    pub gateway_parent_refs: Option<Value>,
+    /// Make an Ingress per mapped domain.
+    #[arg(long, env = "RUNWAY_INGRESS_ROUTES")]
+    pub ingress_routes: bool,
+    /// spec.ingressClassName of those Ingresses; unset: the cluster's default IngressClass.
+    #[arg(long, env = "RUNWAY_INGRESS_CLASS_NAME")]
+    pub ingress_class_name: Option<String>,
+    /// Annotations of those Ingresses, a JSON object of strings.
+    #[arg(long, env = "RUNWAY_INGRESS_ANNOTATIONS", default_value = "{}", value_parser = annotations)]
+    pub ingress_annotations: BTreeMap<String, String>,
+    /// Give each of those Ingresses TLS for its domain with the Secret {domain}-tls in the activator's namespace.
+    #[arg(long, env = "RUNWAY_INGRESS_TLS")]
+    pub ingress_tls: bool,
+}
+
+/// A non-empty JSON list of objects that name their parent (the Gateway API requires `name`).
+fn parent_refs(value: &str) -> Result<Value, String> {
+    let refs: Vec<serde_json::Map<String, Value>> =
+        serde_json::from_str(value).map_err(|e| format!("not a JSON list of objects: {e}"))?;
+    if refs.is_empty() {
+        return Err("at least one parentRef is needed".into());
+    }
+    if let Some(nameless) = refs.iter().find(|r| !r.get("name").is_some_and(Value::is_string)) {
+        return Err(format!("a parentRef needs a name: {}", Value::Object(nameless.clone())));
+    }
+    Ok(Value::from(refs))
+}
+
+fn annotations(value: &str) -> Result<BTreeMap<String, String>, String> {
+    serde_json::from_str(value).map_err(|e| format!("not a JSON object of strings: {e}"))
 }
 
 /// Operator-wide autoscaler settings: rate limits, and the defaults of scaling fields a Service leaves out.
@@ -106,5 +171,68 @@ fn at_least_one(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
         Ok(rate) if rate >= 1.0 => Ok(rate),
         _ => Err(format!("{value} is not a number >= 1")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from([&["runway-operator"][..], extra].concat())
+    }
+
+    #[test]
+    fn routes_are_off_by_default() {
+        let settings = parse(&[]).unwrap().route_settings();
+        assert!(!settings.enabled());
+        assert_eq!((settings.service.as_str(), settings.port), ("runway-activator", 80));
+    }
+
+    #[test]
+    fn route_flags_become_the_settings() {
+        let args = parse(&[
+            "--activator-namespace=runway",
+            "--activator-service-port=8080",
+            r#"--gateway-parent-refs=[{"name":"runway","namespace":"traefik","sectionName":"http"}]"#,
+            "--ingress-routes",
+            "--ingress-class-name=traefik",
+            r#"--ingress-annotations={"cert-manager.io/cluster-issuer":"letsencrypt-http01"}"#,
+            "--ingress-tls",
+        ])
+        .unwrap();
+        let settings = args.route_settings();
+        assert_eq!((settings.namespace.as_str(), settings.port), ("runway", 8080));
+        assert_eq!(
+            settings.gateway,
+            Some(serde_json::json!([{"name": "runway", "namespace": "traefik", "sectionName": "http"}]))
+        );
+        let ingress = settings.ingress.unwrap();
+        assert_eq!(ingress.class_name.as_deref(), Some("traefik"));
+        assert_eq!(
+            ingress.annotations["cert-manager.io/cluster-issuer"],
+            "letsencrypt-http01"
+        );
+        assert!(ingress.tls);
+    }
+
+    #[test]
+    fn an_empty_class_name_is_the_default_class() {
+        let settings = parse(&["--ingress-routes", "--ingress-class-name="])
+            .unwrap()
+            .route_settings();
+        assert_eq!(settings.ingress.unwrap().class_name, None);
+    }
+
+    #[test]
+    fn bad_parent_refs_and_annotations_are_refused() {
+        for bad in [
+            "--gateway-parent-refs=[]",
+            "--gateway-parent-refs={}",
+            r#"--gateway-parent-refs=[{"namespace":"traefik"}]"#,
+            r#"--ingress-annotations={"a":1}"#,
+        ] {
+            assert!(parse(&[bad]).is_err(), "{bad}");
+        }
     }
 }

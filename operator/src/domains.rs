@@ -1,5 +1,6 @@
 //! DomainMappings: which namespace holds each custom domain, and whether the Service it names is there. Writes
-//! status only; the activators route the mappings whose claim holds.
+//! their status (the activators route the mappings whose claim holds) and, when the chart turns them on, their
+//! domains' routes at the ingress (`domain_routes`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::runtime::controller::{Action, Error as ControllerError};
+use kube::runtime::finalizer::{self, Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -20,11 +22,17 @@ use runway_api::domain_mapping::{
 use tracing::warn;
 
 use crate::children::apply_status;
+use crate::domain_routes::{self, RouteSettings};
 use crate::status::{State, condition};
 
 const FIELD_MANAGER: &str = "runway-operator-domains";
+/// Keeps a DomainMapping until its routes are deleted: they live in the activator's namespace, where no owner
+/// reference to the mapping can take them along.
+const FINALIZER: &str = "serving.runway.dev/domain-routes";
 /// After a failed status write.
 const RETRY: Duration = Duration::from_secs(5);
+/// While routes are on, each mapping is checked again this often: a route deleted by hand comes back.
+const RESYNC: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -34,26 +42,34 @@ pub enum Error {
     Service(#[source] kube::Error),
     #[error("writing the status: {0}")]
     Status(#[source] kube::Error),
+    #[error("putting the routes of the domain in place: {0}")]
+    Routes(#[source] kube::Error),
+    #[error(transparent)]
+    Finalizer(Box<finalizer::Error<Error>>),
 }
 
 struct Context {
     client: Client,
+    routes: RouteSettings,
 }
 
-/// Reconciles every DomainMapping until the stream ends (when the caller drops it).
-pub async fn run(client: Client) {
+/// Reconciles every DomainMapping, and sweeps the routes of mapped domains, until the caller drops the future.
+pub async fn run(client: Client, routes: RouteSettings) {
     let mappings: Api<DomainMapping> = Api::all(client.clone());
     let controller = Controller::new(mappings.clone(), watcher::Config::default());
     let (same_domain, referencing) = (controller.store(), controller.store());
-    let context = Arc::new(Context { client: client.clone() });
-    controller
+    let context = Arc::new(Context {
+        client: client.clone(),
+        routes: routes.clone(),
+    });
+    let reconciles = controller
         // A claim that comes or goes changes who holds the domain for every other claim of it.
         .watches(mappings, watcher::Config::default(), move |changed: DomainMapping| {
             other_claims(&same_domain.state(), &changed)
         })
         // A Service that comes, goes or turns ready changes its mappings' ReferenceResolved and Ready.
         .watches(
-            Api::<Service>::all(client),
+            Api::<Service>::all(client.clone()),
             watcher::Config::default(),
             move |service: Service| mappings_of_service(&referencing.state(), &service),
         )
@@ -65,8 +81,8 @@ pub async fn run(client: Client) {
                 Err(error) => warn!(%error, "domain mapping controller"),
             }
             std::future::ready(())
-        })
-        .await;
+        });
+    tokio::join!(reconciles, domain_routes::sweep(client, routes));
 }
 
 /// Of the cached mappings, the claims of `changed`'s domain in the other namespaces. Not `changed` itself: its own
@@ -90,6 +106,31 @@ fn mappings_of_service(mappings: &[Arc<DomainMapping>], service: &Service) -> Ve
 }
 
 async fn reconcile(mapping: Arc<DomainMapping>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Without routes a mapping gets no finalizer, which would hold it if the operator went away; one it got while
+    // routes were on still runs, to delete them.
+    if !ctx.routes.enabled() && !mapping.finalizers().iter().any(|f| f == FINALIZER) {
+        return update(mapping, &ctx).await;
+    }
+    let mappings = Api::<DomainMapping>::namespaced(ctx.client.clone(), &mapping.namespace().unwrap_or_default());
+    let ctx = &*ctx;
+    finalizer(&mappings, FINALIZER, mapping, move |event| async move {
+        match event {
+            Event::Apply(mapping) => update(mapping, ctx).await,
+            // Being deleted: it routes nothing, so syncing deletes every route it has.
+            Event::Cleanup(mapping) => {
+                domain_routes::sync(&ctx.client, &mapping, &ctx.routes)
+                    .await
+                    .map_err(Error::Routes)?;
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|error| Error::Finalizer(Box::new(error)))
+}
+
+/// Writes the mapping's status, then puts its routes in place as that status says.
+async fn update(mapping: Arc<DomainMapping>, ctx: &Context) -> Result<Action, Error> {
     let namespace = mapping.namespace().unwrap_or_default();
     // Every claim of the domain from the API server, not the cache: a claim the cache has not seen yet must not
     // let this one be told it holds the domain.
@@ -115,7 +156,16 @@ async fn reconcile(mapping: Arc<DomainMapping>, ctx: Arc<Context>) -> Result<Act
             .await
             .map_err(Error::Status)?;
     }
-    Ok(Action::await_change())
+    if !ctx.routes.enabled() {
+        return Ok(Action::await_change());
+    }
+    // After the status write: a route exists only once the status that asks for it does (the sweep relies on it).
+    let mut current = (*mapping).clone();
+    current.status = Some(status);
+    domain_routes::sync(&ctx.client, &current, &ctx.routes)
+        .await
+        .map_err(Error::Routes)?;
+    Ok(Action::requeue(RESYNC))
 }
 
 fn error_policy(_mapping: Arc<DomainMapping>, error: &Error, _ctx: Arc<Context>) -> Action {

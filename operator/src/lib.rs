@@ -8,6 +8,7 @@ pub mod autoscaler;
 pub mod children;
 pub mod cli;
 pub mod desired;
+pub mod domain_routes;
 pub mod domains;
 pub mod events;
 pub mod failure;
