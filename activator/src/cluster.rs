@@ -1,23 +1,26 @@
-//! Cluster mode: Runway Services, their pods' EndpointSlices and the peer activators, mirrored with kube-runtime
-//! reflectors (watches, no polling) into the registry.
+//! Cluster mode: Runway Services, their pods and the pods' EndpointSlices, and the peer activators, mirrored with
+//! kube-runtime reflectors (watches, no polling) into the registry.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use parking_lot::Mutex;
 use runway_api::domain_mapping::DomainMapping;
 use runway_api::names::SERVICE_LABEL;
 use tokio::sync::mpsc;
 
 use crate::endpoints::{
-    SLICE_CONTROLLER, SLICE_MANAGED_BY_LABEL, SLICE_SERVICE_NAME_LABEL, ServiceSettings, activator_ips,
-    endpoints_from_slices, peer_ips, slice_service,
+    EndpointState, SLICE_CONTROLLER, SLICE_MANAGED_BY_LABEL, SLICE_SERVICE_NAME_LABEL, ServiceSettings, activator_ips,
+    endpoint_from_pod, endpoints_from_slices, merge_endpoints, peer_ips, pod_service, slice_service,
 };
+use crate::groups::Groups;
 use crate::host::ServiceKey;
 use crate::peers::Peers;
 use crate::registry::Registry;
@@ -32,7 +35,7 @@ pub struct PeerSource {
 }
 
 /// How many mirrors `run` runs.
-const MIRRORS: usize = 4;
+const MIRRORS: usize = 5;
 
 /// Runs the mirrors until the process ends; `synced` is sent once all of them have listed everything.
 pub async fn run(client: Client, registry: Arc<Registry>, peers: PeerSource, synced: mpsc::Sender<()>) {
@@ -47,10 +50,12 @@ pub async fn run(client: Client, registry: Arc<Registry>, peers: PeerSource, syn
             }
         }
     });
+    let sources = Arc::new(Mutex::new(EndpointSources::default()));
     tokio::join!(
         mirror_services(client.clone(), registry.clone(), listed.clone()),
         mirror_domain_mappings(client.clone(), registry.clone(), listed.clone()),
-        mirror_pod_slices(client.clone(), registry.clone(), listed.clone()),
+        mirror_pod_slices(client.clone(), registry.clone(), sources.clone(), listed.clone()),
+        mirror_pods(client.clone(), registry.clone(), sources, listed.clone()),
         mirror_peers(client, registry, peers, listed),
     );
 }
@@ -84,29 +89,63 @@ async fn reflect<K, F>(
 }
 
 async fn mirror_services(client: Client, registry: Arc<Registry>, listed: mpsc::Sender<&'static str>) {
-    let mut known: BTreeSet<ServiceKey> = BTreeSet::new();
     let api: Api<runway_api::Service> = Api::all(client);
-    reflect(api, watcher::Config::default(), "services", listed, |store, touched| {
-        let current: BTreeMap<ServiceKey, ServiceSettings> = store
-            .state()
-            .iter()
-            .map(|s| (service_key(s), ServiceSettings::from_service(s)))
-            .collect();
-        let keys: BTreeSet<ServiceKey> = match touched {
-            Some(service) => BTreeSet::from([service_key(service)]),
-            None => known.iter().chain(current.keys()).cloned().collect(),
-        };
-        for key in keys {
-            let settings = current.get(&key).cloned();
-            if settings.is_some() {
-                known.insert(key.clone());
-            } else {
-                known.remove(&key);
-            }
-            registry.set_settings(&key, settings);
-        }
-    })
+    let service_of = |service: &runway_api::Service| Some(ServiceKey::of(service));
+    mirror_grouped(
+        api,
+        watcher::Config::default(),
+        "services",
+        listed,
+        service_of,
+        |key, services| {
+            registry.set_settings(key, services.first().map(|s| ServiceSettings::from_service(s)));
+        },
+    )
     .await;
+}
+
+/// Watches `api` and calls `changed` with every object of a Service's group each time one of them changes (all
+/// groups after a relist); only that group is looked at, whatever the number of objects watched.
+async fn mirror_grouped<K, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+    listed: mpsc::Sender<&'static str>,
+    service_of: fn(&K) -> Option<ServiceKey>,
+    mut changed: F,
+) where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    F: FnMut(&ServiceKey, &[Arc<K>]),
+{
+    let mut groups = Groups::new(service_of);
+    // Objects of a relist in progress: they replace the groups once it is done.
+    let mut relisted = Vec::new();
+    let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
+    while let Some(event) = stream.next().await {
+        let (keys, done_listing) = match event {
+            Ok(watcher::Event::Apply(object)) => (groups.apply(object), false),
+            Ok(watcher::Event::Delete(object)) => (groups.delete(&object), false),
+            Ok(watcher::Event::Init) => {
+                relisted.clear();
+                continue;
+            }
+            Ok(watcher::Event::InitApply(object)) => {
+                relisted.push(object);
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => (groups.relist(std::mem::take(&mut relisted)), true),
+            Err(error) => {
+                tracing::warn!(%error, what, "watch failed; retrying");
+                continue;
+            }
+        };
+        for key in &keys {
+            changed(key, &groups.group(key));
+        }
+        if done_listing {
+            let _ = listed.send(what).await;
+        }
+    }
 }
 
 /// The custom domains whose claim the operator found to hold (DomainClaimed=True), each to its Service.
@@ -133,41 +172,110 @@ async fn mirror_domain_mappings(client: Client, registry: Arc<Registry>, listed:
     .await;
 }
 
-fn service_key(service: &runway_api::Service) -> ServiceKey {
-    ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
+/// The endpoints of each Service as each source last gave them; the registry gets their merge.
+#[derive(Default)]
+struct EndpointSources {
+    slices: HashMap<ServiceKey, Vec<EndpointState>>,
+    pods: HashMap<ServiceKey, Vec<EndpointState>>,
 }
 
-async fn mirror_pod_slices(client: Client, registry: Arc<Registry>, listed: mpsc::Sender<&'static str>) {
-    let mut known: BTreeSet<ServiceKey> = BTreeSet::new();
-    let api: Api<EndpointSlice> = Api::all(client);
-    let selector = format!("{SERVICE_LABEL},{SLICE_MANAGED_BY_LABEL}={SLICE_CONTROLLER}");
-    let config = watcher::Config::default().labels(&selector);
-    reflect(api, config, "pod endpoint slices", listed, |store, touched| {
-        let touched_key = touched.map(slice_service);
-        let mut by_service: BTreeMap<ServiceKey, Vec<Arc<EndpointSlice>>> = BTreeMap::new();
-        for slice in store.state() {
-            if let Some(key) = slice_service(&slice)
-                && touched_key
-                    .as_ref()
-                    .is_none_or(|touched| touched.as_ref() == Some(&key))
-            {
-                by_service.entry(key).or_default().push(slice);
-            }
-        }
-        let keys: BTreeSet<ServiceKey> = match touched_key {
-            Some(key) => key.into_iter().collect(),
-            None => known.iter().chain(by_service.keys()).cloned().collect(),
+/// One of the two sources of a Service's endpoints.
+#[derive(Clone, Copy)]
+enum EndpointSource {
+    Slices,
+    Pods,
+}
+
+impl EndpointSources {
+    /// Replaces what `source` says about `key` and returns the merge of both sources.
+    fn update(
+        &mut self,
+        source: EndpointSource,
+        key: &ServiceKey,
+        endpoints: Vec<EndpointState>,
+    ) -> Vec<EndpointState> {
+        let map = match source {
+            EndpointSource::Slices => &mut self.slices,
+            EndpointSource::Pods => &mut self.pods,
         };
-        for key in keys {
-            let slices = by_service.get(&key).map(Vec::as_slice).unwrap_or_default();
-            let endpoints = endpoints_from_slices(slices.iter().map(|s| &**s));
-            if endpoints.is_empty() {
-                known.remove(&key);
-            } else {
-                known.insert(key.clone());
-            }
-            registry.set_endpoints(&key, &endpoints);
+        if endpoints.is_empty() {
+            map.remove(key);
+        } else {
+            map.insert(key.clone(), endpoints);
         }
+        let none = Vec::new();
+        merge_endpoints(
+            self.slices.get(key).unwrap_or(&none),
+            self.pods.get(key).unwrap_or(&none),
+        )
+    }
+}
+
+/// How one source's objects map to Services and endpoints.
+struct EndpointMirror<K> {
+    source: EndpointSource,
+    what: &'static str,
+    /// The Service an object belongs to, if any.
+    service_of: fn(&K) -> Option<ServiceKey>,
+    /// The endpoints that a Service's objects list.
+    endpoints_of: fn(&[Arc<K>]) -> Vec<EndpointState>,
+}
+
+/// The EndpointSlices of the Services' headless pod Services: the endpoints Kubernetes publishes.
+async fn mirror_pod_slices(
+    client: Client,
+    registry: Arc<Registry>,
+    sources: Arc<Mutex<EndpointSources>>,
+    listed: mpsc::Sender<&'static str>,
+) {
+    let selector = format!("{SERVICE_LABEL},{SLICE_MANAGED_BY_LABEL}={SLICE_CONTROLLER}");
+    let mirror = EndpointMirror {
+        source: EndpointSource::Slices,
+        what: "pod endpoint slices",
+        service_of: slice_service,
+        endpoints_of: |slices: &[Arc<EndpointSlice>]| endpoints_from_slices(slices.iter().map(|s| &**s)),
+    };
+    mirror_endpoints(Api::all(client), &selector, mirror, registry, sources, listed).await;
+}
+
+/// The Services' pods themselves: a new pod's IP is in its status before the EndpointSlice controller publishes
+/// it, and a cold start's request waits for exactly that.
+async fn mirror_pods(
+    client: Client,
+    registry: Arc<Registry>,
+    sources: Arc<Mutex<EndpointSources>>,
+    listed: mpsc::Sender<&'static str>,
+) {
+    let mirror = EndpointMirror {
+        source: EndpointSource::Pods,
+        what: "pods",
+        service_of: pod_service,
+        endpoints_of: |pods: &[Arc<Pod>]| {
+            pods.iter()
+                .filter_map(|p| endpoint_from_pod(p))
+                .map(|(_, e)| e)
+                .collect()
+        },
+    };
+    mirror_endpoints(Api::all(client), SERVICE_LABEL, mirror, registry, sources, listed).await;
+}
+
+async fn mirror_endpoints<K>(
+    api: Api<K>,
+    selector: &str,
+    mirror: EndpointMirror<K>,
+    registry: Arc<Registry>,
+    sources: Arc<Mutex<EndpointSources>>,
+    listed: mpsc::Sender<&'static str>,
+) where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let config = watcher::Config::default().labels(selector);
+    mirror_grouped(api, config, mirror.what, listed, mirror.service_of, |key, objects| {
+        let merged = sources
+            .lock()
+            .update(mirror.source, key, (mirror.endpoints_of)(objects));
+        registry.set_endpoints(key, &merged);
     })
     .await;
 }

@@ -85,7 +85,13 @@ pub struct Args {
     /// Bound on connecting to a pod or peer; a failed connect is retried on another pod.
     #[arg(long, env = "RUNWAY_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
-    /// Pause between readiness probes of a new pod.
+    /// Pause between readiness probes of a new pod during its first --probe-fast-window.
+    #[arg(long, env = "RUNWAY_PROBE_FAST_INTERVAL", default_value = "10ms", value_parser = parse_duration)]
+    pub probe_fast_interval: Duration,
+    /// How long a new pod is probed every --probe-fast-interval; after that, every --probe-interval.
+    #[arg(long, env = "RUNWAY_PROBE_FAST_WINDOW", default_value = "2s", value_parser = parse_duration)]
+    pub probe_fast_window: Duration,
+    /// Pause between readiness probes of a new pod after its first --probe-fast-window.
     #[arg(long, env = "RUNWAY_PROBE_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
     pub probe_interval: Duration,
     /// Bound on one readiness probe.
@@ -163,6 +169,8 @@ impl Args {
             connect_timeout: self.connect_timeout,
             trusted_proxies: self.trusted_proxies.clone().unwrap_or_default(),
             probe: ProbeConfig {
+                fast_interval: self.probe_fast_interval,
+                fast_window: self.probe_fast_window,
                 interval: self.probe_interval,
                 timeout: self.probe_timeout,
             },

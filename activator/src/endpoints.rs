@@ -6,10 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use runway_api::names::{SERVICE_LABEL, pods_service_name};
+use runway_api::serving::{serving_port, speaks_h2c};
 
 use crate::host::ServiceKey;
 
@@ -19,8 +19,6 @@ pub const SLICE_SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const SLICE_MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 /// The built-in EndpointSlice controller; slices written by anyone else are ignored.
 pub const SLICE_CONTROLLER: &str = "endpointslice-controller.k8s.io";
-/// appProtocol that asks for HTTP/2 over cleartext with prior knowledge.
-pub const H2C_APP_PROTOCOL: &str = "kubernetes.io/h2c";
 
 /// The settings of a Service that the data path needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,49 +76,34 @@ impl ServiceSettings {
     }
 }
 
-/// The serving container: the only one, or the one that declares a port.
-fn serving_container(containers: &[Container]) -> Option<&Container> {
-    match containers {
-        [only] => Some(only),
-        _ => containers
-            .iter()
-            .find(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty())),
-    }
-}
-
-/// What the serving container's readiness probe lets the activator check by itself.
+/// What the serving container's readiness probe lets the activator check by itself. The serving container and port
+/// are the ones the operator writes into the Deployment (runway-api's rules), so a probe of the port the operator
+/// declared for a container without one (8080, named `http`) counts as one of the serving port.
 fn fast_probe(containers: &[Container]) -> FastProbe {
-    let Some(container) = serving_container(containers) else {
+    let serving = serving_port(containers);
+    let Some(container) = serving.container(containers) else {
         return FastProbe::KubernetesOnly;
     };
     let others_probed = containers
         .iter()
-        .any(|c| c.name != container.name && c.readiness_probe.is_some());
+        .enumerate()
+        .any(|(index, c)| index != serving.container_index && c.readiness_probe.is_some());
     if others_probed {
         return FastProbe::KubernetesOnly;
     }
     let Some(probe) = container.readiness_probe.as_ref() else {
         return FastProbe::Tcp;
     };
-    let port = container.ports.as_ref().and_then(|ports| ports.first());
-    let (number, name) = (
-        port.map_or(8080, |p| p.container_port),
-        port.and_then(|p| p.name.as_deref()),
-    );
-    let on_serving_port = |probe_port: &IntOrString| match probe_port {
-        IntOrString::Int(n) => *n == number,
-        IntOrString::String(s) => Some(s.as_str()) == name,
-    };
     if let Some(http_get) = &probe.http_get {
         let plain_http = http_get
             .scheme
             .as_deref()
             .is_none_or(|s| s.eq_ignore_ascii_case("http"));
-        if on_serving_port(&http_get.port) && plain_http && http_get.host.is_none() {
+        if serving.is_port(&http_get.port) && plain_http && http_get.host.is_none() {
             return FastProbe::Http(http_get.path.clone().unwrap_or_else(|| "/".to_owned()));
         }
     } else if let Some(tcp) = &probe.tcp_socket
-        && on_serving_port(&tcp.port)
+        && serving.is_port(&tcp.port)
         && tcp.host.is_none()
     {
         return FastProbe::Tcp;
@@ -161,8 +144,7 @@ pub fn endpoints_from_slices<'a>(slices: impl IntoIterator<Item = &'a EndpointSl
         let Some(number) = port.port.and_then(|n| u16::try_from(n).ok()) else {
             continue;
         };
-        let h2c = port.app_protocol.as_deref() == Some(H2C_APP_PROTOCOL)
-            || matches!(port.name.as_deref(), Some("h2c" | "grpc"));
+        let h2c = speaks_h2c(port.name.as_deref(), port.app_protocol.as_deref());
         for endpoint in &slice.endpoints {
             let conditions = endpoint.conditions.as_ref();
             let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
@@ -178,6 +160,46 @@ pub fn endpoints_from_slices<'a>(slices: impl IntoIterator<Item = &'a EndpointSl
             }
         }
     }
+    by_addr.into_values().collect()
+}
+
+/// The endpoint of a Runway pod as its own status shows it, before the EndpointSlice controller has written it to a
+/// slice: at a cold start the pod's watch event comes first, and every hop saved is time a request waits. Ready as
+/// the kubelet reports it; `None` until the pod has an IP, and once it has stopped (a slice no longer lists it).
+pub fn endpoint_from_pod(pod: &Pod) -> Option<(ServiceKey, EndpointState)> {
+    let key = pod_service(pod)?;
+    let status = pod.status.as_ref()?;
+    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    let ip: IpAddr = status.pod_ip.as_ref()?.parse().ok()?;
+    let containers = &pod.spec.as_ref()?.containers;
+    let port = serving_port(containers);
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let endpoint = EndpointState {
+        addr: SocketAddr::new(ip, u16::try_from(port.port).ok()?),
+        h2c: speaks_h2c(port.name.as_deref(), port.app_protocol()),
+        ready,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+    };
+    Some((key, endpoint))
+}
+
+/// The Runway Service a pod belongs to, by its label.
+pub fn pod_service(pod: &Pod) -> Option<ServiceKey> {
+    let name = pod.metadata.labels.as_ref()?.get(SERVICE_LABEL)?;
+    Some(ServiceKey::new(pod.metadata.namespace.clone()?, name.clone()))
+}
+
+/// A Service's endpoints from both sources: its slices, which win for an address they list, and its pods, which add
+/// the addresses no slice lists yet.
+pub fn merge_endpoints(from_slices: &[EndpointState], from_pods: &[EndpointState]) -> Vec<EndpointState> {
+    let mut by_addr: BTreeMap<SocketAddr, EndpointState> = from_pods.iter().map(|e| (e.addr, *e)).collect();
+    by_addr.extend(from_slices.iter().map(|e| (e.addr, *e)));
     by_addr.into_values().collect()
 }
 
@@ -218,6 +240,8 @@ mod tests {
     };
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    use runway_api::serving::H2C_APP_PROTOCOL;
 
     fn slice(service: &str, namespace: &str, port: EndpointPort, endpoints: Vec<Endpoint>) -> EndpointSlice {
         EndpointSlice {
@@ -261,6 +285,65 @@ mod tests {
             port: Some(8080),
             protocol: Some("TCP".into()),
         }
+    }
+
+    fn pod(ip: Option<&str>, port: Option<(i32, &str)>, ready: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "hello-abc", "namespace": "default", "labels": {SERVICE_LABEL: "hello"}},
+            "spec": {"containers": [{
+                "name": "app",
+                "image": "hello",
+                "ports": port.map(|(n, name)| vec![serde_json::json!({"containerPort": n, "name": name})]),
+            }]},
+            "status": {
+                "phase": "Running",
+                "podIP": ip,
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_with_an_ip_is_an_endpoint_on_its_serving_port_before_any_slice_lists_it() {
+        let (key, endpoint) = endpoint_from_pod(&pod(Some("10.88.0.7"), None, false)).unwrap();
+        assert_eq!(key, ServiceKey::new("default", "hello"));
+        assert_eq!(
+            endpoint,
+            EndpointState {
+                addr: "10.88.0.7:8080".parse().unwrap(),
+                h2c: false,
+                ready: false,
+                terminating: false,
+            }
+        );
+        let (_, grpc) = endpoint_from_pod(&pod(Some("10.88.0.7"), Some((9000, "grpc")), true)).unwrap();
+        assert_eq!((grpc.addr.port(), grpc.h2c, grpc.ready), (9000, true, true));
+        assert_eq!(endpoint_from_pod(&pod(None, None, false)), None, "no IP yet");
+
+        let mut stopped = pod(Some("10.88.0.7"), None, false);
+        stopped.status.as_mut().unwrap().phase = Some("Failed".into());
+        assert_eq!(endpoint_from_pod(&stopped), None);
+        let mut deleted = serde_json::to_value(pod(Some("10.88.0.7"), None, true)).unwrap();
+        deleted["metadata"]["deletionTimestamp"] = "2026-11-28T10:00:00Z".into();
+        let deleted: Pod = serde_json::from_value(deleted).unwrap();
+        assert!(endpoint_from_pod(&deleted).unwrap().1.terminating);
+    }
+
+    #[test]
+    fn slices_win_for_the_addresses_they_list_and_pods_add_the_others() {
+        let state = |addr: &str, ready: bool| EndpointState {
+            addr: addr.parse().unwrap(),
+            h2c: false,
+            ready,
+            terminating: false,
+        };
+        let slices = [state("10.0.0.1:8080", false)];
+        let pods = [state("10.0.0.1:8080", true), state("10.0.0.2:8080", false)];
+        assert_eq!(
+            merge_endpoints(&slices, &pods),
+            vec![state("10.0.0.1:8080", false), state("10.0.0.2:8080", false)]
+        );
     }
 
     #[test]
@@ -316,14 +399,13 @@ mod tests {
         );
     }
 
+    // The rule itself is runway-api's (`serving::speaks_h2c`): this checks that it is asked about the slice's port.
     #[test]
-    fn h2c_comes_from_app_protocol_or_port_name() {
+    fn h2c_follows_the_slice_port() {
         for (name, proto, h2c) in [
             (None, Some(H2C_APP_PROTOCOL), true),
-            (Some("h2c"), None, true),
             (Some("grpc"), None, true),
             (Some("http"), None, false),
-            (None, Some("http"), false),
         ] {
             let s = slice(
                 "a",
@@ -388,9 +470,11 @@ mod tests {
         assert_eq!(fast_probe(&[by_name]), FastProbe::Http("/ready".into()));
         let by_number = container(named_port(), http_probe(IntOrString::Int(9000), "/ready"));
         assert_eq!(fast_probe(&[by_number]), FastProbe::Http("/ready".into()));
-        // No declared port: the serving port is 8080.
+        // No declared port: the operator declares 8080 named `http`, so either names the serving port.
         let default_port = container(None, http_probe(IntOrString::Int(8080), "/healthz"));
         assert_eq!(fast_probe(&[default_port]), FastProbe::Http("/healthz".into()));
+        let default_name = container(None, http_probe(IntOrString::String("http".into()), "/healthz"));
+        assert_eq!(fast_probe(&[default_name]), FastProbe::Http("/healthz".into()));
     }
 
     #[test]

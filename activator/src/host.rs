@@ -1,29 +1,9 @@
 //! Which Service a request is for, from its Host header or HTTP/2 :authority.
 
 use std::borrow::Cow;
-use std::fmt;
 
-/// A Runway Service, by namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ServiceKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ServiceKey {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+/// What a host resolves to; defined in runway-api, where the operator keys Services by it too.
+pub use runway_api::ServiceKey;
 
 /// The activator's two entry points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod endpoints;
 pub mod exchange;
+pub mod groups;
 pub mod handoff;
 pub mod head;
 pub mod headers;

@@ -15,15 +15,33 @@ use crate::service::{ProbeRequest, ServiceHandle};
 
 #[derive(Clone, Debug)]
 pub struct ProbeConfig {
-    /// Pause between attempts.
+    /// Pause between attempts during the first `fast_window` of a pod's probing: an app usually listens within a
+    /// few hundred milliseconds of its IP appearing, and at a cold start a request waits for exactly that moment.
+    pub fast_interval: Duration,
+    /// How long a pod is probed at `fast_interval`.
+    pub fast_window: Duration,
+    /// Pause between attempts after that: a slow starter is not probed at the fast rate for minutes.
     pub interval: Duration,
     /// Bound on one attempt.
     pub timeout: Duration,
 }
 
+impl ProbeConfig {
+    /// The pause before the next attempt, `probing` after the first one.
+    fn pause(&self, probing: Duration) -> Duration {
+        if probing < self.fast_window {
+            self.fast_interval
+        } else {
+            self.interval
+        }
+    }
+}
+
 impl Default for ProbeConfig {
     fn default() -> Self {
         ProbeConfig {
+            fast_interval: Duration::from_millis(10),
+            fast_window: Duration::from_secs(2),
             interval: Duration::from_millis(100),
             timeout: Duration::from_millis(200),
         }
@@ -33,6 +51,7 @@ impl Default for ProbeConfig {
 /// Probes the pod until it answers or no longer needs probing (routable through Kubernetes, gone, terminating).
 pub fn spawn(service: Arc<ServiceHandle>, request: ProbeRequest, config: ProbeConfig) {
     tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
         while let Some(kind) = service.probe_plan(request.id) {
             let ready = tokio::time::timeout(config.timeout, probe_once(request.addr, &kind))
                 .await
@@ -42,7 +61,7 @@ pub fn spawn(service: Arc<ServiceHandle>, request: ProbeRequest, config: ProbeCo
                 service.probe_succeeded(request.id);
                 return;
             }
-            tokio::time::sleep(config.interval).await;
+            tokio::time::sleep(config.pause(started.elapsed())).await;
         }
     });
 }
@@ -75,4 +94,17 @@ pub async fn get_status(
         .body(Empty::<Bytes>::new())
         .ok()?;
     Some(sender.send_request(request).await.ok()?.status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_pod_is_probed_fast_at_first_then_at_the_slow_interval() {
+        let config = ProbeConfig::default();
+        assert_eq!(config.pause(Duration::ZERO), Duration::from_millis(10));
+        assert_eq!(config.pause(Duration::from_millis(1_999)), Duration::from_millis(10));
+        assert_eq!(config.pause(Duration::from_secs(2)), Duration::from_millis(100));
+    }
 }

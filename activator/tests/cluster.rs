@@ -58,8 +58,20 @@ fn slice(namespace: &str, service_name: &str, runway_service: Option<&str>, ips:
     })
 }
 
+/// A running pod of Runway Service `service` with an IP, Ready or not.
+fn pod(namespace: &str, service: &str, ip: &str, ready: bool) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{service}-{ip}"), "namespace": namespace, "resourceVersion": "1",
+            "labels": {"serving.runway.dev/service": service}},
+        "spec": {"containers": [{"name": "app", "image": "hello", "ports": [{"containerPort": 8080, "name": "http"}]}]},
+        "status": {"phase": "Running", "podIP": ip,
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+    })
+}
+
 #[tokio::test]
-async fn watched_services_slices_and_peers_become_routes() {
+async fn watched_services_slices_pods_and_peers_become_routes() {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let registry = Arc::new(Registry::new(
@@ -126,6 +138,19 @@ async fn watched_services_slices_and_peers_become_routes() {
                         slice("default", "intruder", Some("hello"), &["10.9.9.9"]),
                     ],
                 )
+            } else if uri.starts_with("/api/v1/pods") {
+                assert!(query.contains("labelSelector=serving.runway.dev/service"), "{query}");
+                list(
+                    "PodList",
+                    vec![
+                        // Listed by the slice too: the slice wins.
+                        pod("default", "hello", "10.1.0.1", true),
+                        // Ready, and no slice lists it yet.
+                        pod("default", "hello", "10.1.0.3", true),
+                        // Another namespace's Service of the same name.
+                        pod("elsewhere", "hello", "10.1.0.4", true),
+                    ],
+                )
             } else {
                 panic!("unexpected request {uri}");
             };
@@ -155,15 +180,21 @@ async fn watched_services_slices_and_peers_become_routes() {
     ));
     assert_eq!(registry.peers().ips().len(), 2);
     assert!(registry.peers().is_peer([10, 0, 0, 2].into()));
-    // cc = 2 split between two activators: one slot here on the only pod; the intruder's address is not a pod.
+    // cc = 2 split between two activators: one slot here on each of the two pods (the slice's, and the pod that only
+    // its own status shows yet); the intruder's address and the other namespace's pod are not pods of hello.
     use runway_activator::service::{Admission, Grant};
-    let Admission::Granted(Grant::Pod(lease)) = hello.admit(false) else {
-        panic!("the pod is known and ready");
-    };
-    assert_eq!(lease.target.addr.to_string(), "10.1.0.1:8080");
+    let leases: Vec<_> = (0..2)
+        .map(|_| match hello.admit(false) {
+            Admission::Granted(Grant::Pod(lease)) => lease,
+            _ => panic!("two pods are known and ready"),
+        })
+        .collect();
+    let mut leased: Vec<String> = leases.iter().map(|l| l.target.addr.to_string()).collect();
+    leased.sort();
+    assert_eq!(leased, ["10.1.0.1:8080", "10.1.0.3:8080"]);
     assert!(
         matches!(hello.admit(false), Admission::Queued(..)),
-        "no second slot, no other pod"
+        "no third slot, no other pod"
     );
     api_server.abort();
 }

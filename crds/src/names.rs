@@ -1,7 +1,38 @@
-//! Names and labels shared by the operator and the activator: what a Service's derived objects are called and how
-//! they are found.
+//! Names and labels shared by the operator and the activator: how a Service is keyed, what its derived objects are
+//! called and how they are found.
 
-use crate::service::Visibility;
+use std::fmt;
+
+use kube::ResourceExt;
+
+use crate::service::{Service, Visibility};
+
+/// A Runway Service, by namespace and name: how both binaries key what they keep per Service.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ServiceKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The key of a Service object (one read from the API server always has a namespace).
+    pub fn of(service: &Service) -> Self {
+        ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
 
 /// Label on every object derived from a Service, and on its pods: the Service's name.
 pub const SERVICE_LABEL: &str = "serving.runway.dev/service";
@@ -51,6 +82,21 @@ mod tests {
         ] {
             assert!(derived.len() <= 63, "{derived} is longer than a DNS label");
         }
+    }
+
+    #[test]
+    fn a_key_is_namespace_and_name_and_shows_as_a_path() {
+        let mut service: Service = serde_json::from_value(serde_json::json!({
+            "apiVersion": "serving.runway.dev/v1alpha1",
+            "kind": "Service",
+            "metadata": {"name": "hello", "namespace": "default"},
+            "spec": {"template": {"spec": {"containers": [{"image": "app"}]}}}
+        }))
+        .unwrap();
+        assert_eq!(ServiceKey::of(&service), ServiceKey::new("default", "hello"));
+        assert_eq!(ServiceKey::of(&service).to_string(), "default/hello");
+        service.metadata.namespace = None;
+        assert_eq!(ServiceKey::of(&service), ServiceKey::new("", "hello"));
     }
 
     #[test]

@@ -127,7 +127,7 @@ async fn lead(
         .owns(Api::<Deployment>::all(client.clone()), managed.clone())
         .owns(Api::<KubeService>::all(client.clone()), managed.clone())
         .watches_stream(pod_changes, |pod| {
-            failure::service_of(&pod).map(|(namespace, name)| ObjectRef::new(&name).within(&namespace))
+            failure::service_of(&pod).map(|key| ObjectRef::new(&key.name).within(&key.namespace))
         })
         .graceful_shutdown_on(scope_end);
     let services = controller.store();
@@ -170,7 +170,7 @@ async fn lead(
     // The controller stream ends on scope end; the background loops end with it.
     tokio::select! {
         _ = reconciles => {}
-        _ = async { tokio::join!(deployment_events, collector, scaler, domains::run(domain_client)) } => {}
+        _ = async { tokio::join!(deployment_events, collector, scaler, domains::run(domain_client, args.route_settings())) } => {}
     }
 }
 

@@ -12,15 +12,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use runway_api::Service;
 use runway_api::names;
+use runway_api::serving::{DEFAULT_PORT_NAME, ServingPort, serving_port};
 
-/// Port the serving container listens on when it declares none, as on Cloud Run.
-pub const DEFAULT_PORT: i32 = 8080;
 /// Seconds a pod keeps serving after it is marked terminating, so the activator stops routing to it before SIGTERM.
 pub const PRE_STOP_SLEEP_SECONDS: i64 = 3;
-/// Kubernetes port names that ask for HTTP/2 cleartext to the pods.
-const H2C_PORT_NAMES: [&str; 2] = ["h2c", "grpc"];
-/// appProtocol that tells the activator to speak HTTP/2 cleartext to the pods.
-pub const H2C_APP_PROTOCOL: &str = "kubernetes.io/h2c";
 
 /// The activator's internal Kubernetes Service: in-cluster calls to a Runway Service are sent there.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,38 +29,6 @@ impl ActivatorRef {
     pub fn fqdn(&self) -> String {
         format!("{}.{}.svc.cluster.local", self.name, self.namespace)
     }
-}
-
-/// The serving container's position in the pod spec and the port it serves on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServingPort {
-    pub container_index: usize,
-    pub port: i32,
-    /// The container port's name, when it has one.
-    pub name: Option<String>,
-}
-
-/// Finds the serving container: the only container, or the one that declares a port (the CRD's rules guarantee
-/// exactly one such container when there are several).
-pub fn serving_port(pod: &PodSpec) -> ServingPort {
-    let container_index = if pod.containers.len() == 1 {
-        0
-    } else {
-        pod.containers
-            .iter()
-            .position(|c| declared_port(c).is_some())
-            .unwrap_or(0)
-    };
-    let declared = pod.containers.get(container_index).and_then(declared_port);
-    ServingPort {
-        container_index,
-        port: declared.map_or(DEFAULT_PORT, |p| p.container_port),
-        name: declared.and_then(|p| p.name.clone()),
-    }
-}
-
-fn declared_port(container: &Container) -> Option<&ContainerPort> {
-    container.ports.as_ref().and_then(|ports| ports.first())
 }
 
 /// Labels on every derived object and on the pods.
@@ -152,9 +115,9 @@ fn pod_spec(service: &Service) -> PodSpec {
             .termination_message_policy
             .get_or_insert_with(|| "FallbackToLogsOnError".to_owned());
     }
-    let serving = serving_port(&pod);
+    let serving = serving_port(&pod.containers);
     if let Some(container) = pod.containers.get_mut(serving.container_index) {
-        default_serving_container(container, serving.port);
+        default_serving_container(container, &serving);
     }
     // A pod must outlive its longest request plus the pre-stop pause, or scale-down would cut requests.
     pod.termination_grace_period_seconds
@@ -164,12 +127,15 @@ fn pod_spec(service: &Service) -> PodSpec {
     pod
 }
 
-fn default_serving_container(container: &mut Container, port: i32) {
+/// Fills what the user left unset on the serving container: the port `serving` found (declared, under the default
+/// name, when the user declared none), PORT, a TCP readiness probe on it and a pre-stop pause.
+fn default_serving_container(container: &mut Container, serving: &ServingPort) {
+    let port = serving.port;
     let ports = container.ports.get_or_insert_with(Vec::new);
     if ports.is_empty() {
         ports.push(ContainerPort {
             container_port: port,
-            name: Some("http".to_owned()),
+            name: serving.name.clone(),
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         });
@@ -201,22 +167,18 @@ fn default_serving_container(container: &mut Container, port: i32) {
 
 /// The headless Kubernetes Service selecting the pods: the activator routes to the addresses in its EndpointSlices.
 pub fn pods_service(service: &Service) -> k8s_openapi::api::core::v1::Service {
-    let serving = serving_port(&service.spec.template.spec);
-    let wants_h2c = serving
-        .name
-        .as_deref()
-        .is_some_and(|name| H2C_PORT_NAMES.contains(&name));
+    let serving = serving_port(&service.spec.template.spec.containers);
     k8s_openapi::api::core::v1::Service {
         metadata: child_meta(service, names::pods_service_name(&service.name_any())),
         spec: Some(KubeServiceSpec {
             cluster_ip: Some("None".to_owned()),
             selector: Some(selector(service)),
             ports: Some(vec![ServicePort {
-                name: Some(serving.name.unwrap_or_else(|| "http".to_owned())),
+                app_protocol: serving.app_protocol().map(str::to_owned),
+                name: Some(serving.name.unwrap_or_else(|| DEFAULT_PORT_NAME.to_owned())),
                 port: serving.port,
                 target_port: Some(IntOrString::Int(serving.port)),
                 protocol: Some("TCP".to_owned()),
-                app_protocol: wants_h2c.then(|| H2C_APP_PROTOCOL.to_owned()),
                 ..ServicePort::default()
             }]),
             ..KubeServiceSpec::default()
@@ -331,7 +293,8 @@ mod tests {
     fn a_container_without_port_gets_8080_port_env_probe_and_pre_stop() {
         let d = deployment(&service(vec![container("app", None)]), None);
         let c = &pod(&d).containers[0];
-        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 8080);
+        let port = &c.ports.as_ref().unwrap()[0];
+        assert_eq!((port.container_port, port.name.as_deref()), (8080, Some("http")));
         assert!(
             c.env
                 .as_ref()
@@ -435,7 +398,7 @@ mod tests {
         assert!(containers[0].readiness_probe.is_none() && containers[0].env.is_none());
         assert!(containers[1].readiness_probe.is_some());
         assert_eq!(
-            serving_port(pod(&d)),
+            serving_port(&pod(&d).containers),
             ServingPort {
                 container_index: 1,
                 port: 9000,
@@ -466,7 +429,7 @@ mod tests {
             let s = pods_service(&service(vec![container("app", Some((50051, name)))]));
             assert_eq!(
                 s.spec.unwrap().ports.unwrap()[0].app_protocol.as_deref(),
-                Some(H2C_APP_PROTOCOL)
+                Some(runway_api::serving::H2C_APP_PROTOCOL)
             );
         }
     }

@@ -15,7 +15,7 @@ use runway_api::conditions::{
     CONTAINER_CANNOT_START, CONTAINER_CONFIG_ERROR, CONTAINER_EXITS, IMAGE_PULL_FAILED, READINESS_TIMEOUT,
     UNSCHEDULABLE,
 };
-use runway_api::names;
+use runway_api::{ServiceKey, names};
 
 /// Label the Deployment controller puts on the pods of one pod template.
 const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
@@ -373,8 +373,11 @@ fn detail(message: &str) -> String {
 }
 
 /// The Service a pod belongs to (its namespace and the value of the service label).
-pub fn service_of(pod: &Pod) -> Option<(String, String)> {
-    Some((pod.namespace()?, pod.labels().get(names::SERVICE_LABEL)?.clone()))
+pub fn service_of(pod: &Pod) -> Option<ServiceKey> {
+    Some(ServiceKey::new(
+        pod.namespace()?,
+        pod.labels().get(names::SERVICE_LABEL)?.clone(),
+    ))
 }
 
 /// Keeps only what diagnosing needs of a watched pod (metadata and status), to keep the operator's cache small.
@@ -827,6 +830,6 @@ mod tests {
     #[test]
     fn a_pod_names_its_service() {
         let p = ready_pod("hello-a", "2025-06-01T12:00:00Z", "a");
-        assert_eq!(service_of(&p), Some(("default".into(), "hello".into())));
+        assert_eq!(service_of(&p), Some(ServiceKey::new("default", "hello")));
     }
 }

@@ -161,7 +161,7 @@ fn diagnose(service: &Service, namespace: &str, pods: &Store<Pod>, now: Timestam
     let pods = pods.state();
     let own = pods
         .iter()
-        .filter(|pod| failure::service_of(pod).is_some_and(|(ns, service)| ns == namespace && service == name))
+        .filter(|pod| failure::service_of(pod).is_some_and(|key| key.namespace == namespace && key.name == name))
         .map(|pod| &**pod);
     failure::diagnose(own, now, progress_deadline(service))
 }

@@ -1277,6 +1277,29 @@ fn domain_mapping(domain: &str, service: &str) -> anyhow::Result<DomainMapping> 
 }
 
 #[tokio::test]
+async fn t21_lowered_bounds_apply_at_once_also_within_the_first_stable_window() {
+    scenario("e2e-bounds", |cluster, ns| async move {
+        // A 60 s stable window: a new Service's history holds its count that long unless the bounds say otherwise.
+        let scaling = |n: i32| json!({"scaling": {"minScale": n, "maxScale": n, "stableWindowSeconds": 60}});
+        runway::create(&cluster, &ns, &runway::hello_service("bounded", &[], scaling(4))?).await?;
+        runway::wait_scale(&cluster, &ns, "bounded", 4, READY).await?;
+        let services: Api<Service> = Api::namespaced(cluster.client.clone(), &ns);
+        let lowered = Instant::now();
+        services
+            .patch(
+                "bounded",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": scaling(1)})),
+            )
+            .await?;
+        runway::wait_scale(&cluster, &ns, "bounded", 1, Duration::from_secs(10)).await?;
+        eprintln!("maxScale 4 -> 1 applied {:?} after the patch", lowered.elapsed());
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn t19_a_custom_domain_routes_to_its_service_and_a_second_claim_waits_for_the_first_to_go() {
     scenario("e2e-domain", |cluster, ns| async move {
         let first = deploy(&cluster, &ns, "first", &[], json!({})).await?;
@@ -1291,6 +1314,11 @@ async fn t19_a_custom_domain_routes_to_its_service_and_a_second_claim_waits_for_
             let dm = wait_mapping(&mine, &domain, "Ready", "True").await?;
             let url = dm.status.and_then(|s| s.url);
             ensure!(url.as_deref() == Some(&*format!("http://{domain}")), "url {url:?}");
+            // Where the chart turns the Gateway on (the local cluster), the holder's domain gets an HTTPRoute.
+            let routed = gateway_routes_on(&cluster).await?;
+            if routed {
+                wait_mapped_routes(&cluster, &ns, &domain, 1).await?;
+            }
 
             let client = load::client();
             let mapped = Target {
@@ -1320,11 +1348,26 @@ async fn t19_a_custom_domain_routes_to_its_service_and_a_second_claim_waits_for_
             let refused = wait_mapping(&theirs, &domain, "DomainClaimed", "False/DomainAlreadyClaimed").await?;
             ensure!(mapping_condition(&refused, "Ready").starts_with("False"), "{refused:?}");
             answer("hello from first-").await?;
+            if routed {
+                // A refused claim routes nothing at the ingress either.
+                let theirs_routes = mapped_http_routes(&cluster, &other_ns)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                ensure!(
+                    theirs_routes.is_empty(),
+                    "routes of the refused claim: {theirs_routes:?}"
+                );
+            }
 
             // The first claim goes: the second becomes Ready and the domain routes to its Service.
             mine.delete(&domain, &Default::default()).await?;
             wait_mapping(&theirs, &domain, "Ready", "True").await?;
             answer("hello from second-").await?;
+            if routed {
+                // The HTTPRoute moves with the claim: the first's goes with it, the second gets one.
+                wait_mapped_routes(&cluster, &ns, &domain, 0).await?;
+                wait_mapped_routes(&cluster, &other_ns, &domain, 1).await?;
+            }
             anyhow::Ok(())
         }
         .await;
@@ -1417,23 +1460,11 @@ async fn t20_through_the_ingress_https_and_h2_reach_external_services_and_mapped
             .create(&Default::default(), &domain_mapping(&domain, "public")?)
             .await?;
         wait_mapping(&mappings, &domain, "Ready", "True").await?;
-        // The mapped domain's own route, as docs/examples/mapped-domain-routes.yaml shows.
+        // The mapped domain's own HTTPRoute, made by the operator with the chart's parentRefs.
+        let route = wait_mapped_routes(&cluster, &ns, &domain, 1).await?;
+        eprintln!("the operator's route for {domain}: {route:?}");
         let kubectl = cluster.kubectl();
-        let route = json!({
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": format!("e2e-{ns}"), "namespace": NAMESPACE},
-            "spec": {
-                "parentRefs": [{"name": "runway", "namespace": "traefik"}],
-                "hostnames": [domain.clone()],
-                "rules": [{"backendRefs": [{"name": "runway-activator", "port": 80}]}],
-            },
-        });
         let dir = std::env::temp_dir().join(format!("runway-{ns}"));
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("route.json"), route.to_string())?;
-        kubectl
-            .run(&["apply", "-f", &dir.join("route.json").to_string_lossy()])
-            .await?;
         let result = async {
             // HTTPS at the Gateway with a certificate from a CA made here.
             test_certificate(&dir, &[format!("*.{ns}.example.com"), domain.clone()]).await?;
@@ -1501,14 +1532,81 @@ async fn t20_through_the_ingress_https_and_h2_reach_external_services_and_mapped
             curl(domain.clone(), "200 HTTP/2: hello from public-").await?;
             // The ClusterLocal Service does not exist from outside, and a cluster name is no way in.
             curl(format!("private.{ns}.example.com"), "404 HTTP/2: no Runway service").await?;
+
+            // Deleting the mapping deletes its route first (the finalizer), then the mapping; Traefik then has no
+            // route for the domain.
+            mappings.delete(&domain, &Default::default()).await?;
+            wait_mapped_routes(&cluster, &ns, &domain, 0).await?;
+            wait_until(format!("DomainMapping {ns}/{domain} gone"), READY, || async {
+                match mappings.get_opt(&domain).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(dm)) => Err(format!("still there, finalizers {:?}", dm.metadata.finalizers)),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .await?;
+            curl(domain.clone(), "404 HTTP/2: 404 page not found").await?;
             anyhow::Ok(())
         }
         .await;
-        let _ = kubectl
-            .run(&["-n", NAMESPACE, "delete", "httproute", &format!("e2e-{ns}")])
-            .await;
         let _ = std::fs::remove_dir_all(&dir);
         result
     })
     .await;
+}
+
+/// The HTTPRoutes the operator made in the release namespace for the DomainMappings of namespace `ns`, each as its
+/// name and spec.
+async fn mapped_http_routes(cluster: &Cluster, ns: &str) -> Result<Vec<(String, serde_json::Value)>, String> {
+    let gvk = kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, "httproutes");
+    let routes: Api<kube::api::DynamicObject> = Api::namespaced_with(cluster.client.clone(), NAMESPACE, &resource);
+    let selector = format!("{}={ns}", runway_api::domain_mapping::MAPPING_NAMESPACE_LABEL);
+    let list = routes
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| format!("listing HTTPRoutes: {e}"))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|route| (route.metadata.name.unwrap_or_default(), route.data["spec"].clone()))
+        .collect())
+}
+
+/// Waits until `ns`'s mappings have `want` HTTPRoutes (0 or 1), the one for `domain` attached to the local cluster's
+/// Gateway and sending to the activator's external Service; returns the route's name.
+async fn wait_mapped_routes(cluster: &Cluster, ns: &str, domain: &str, want: usize) -> anyhow::Result<String> {
+    let what = format!("{want} HTTPRoute(s) for the DomainMappings of {ns}, for {domain} to runway-activator");
+    Ok(wait_until(what, READY, || async {
+        let routes = mapped_http_routes(cluster, ns).await?;
+        let seen = format!("{routes:?}");
+        match &routes[..] {
+            [] if want == 0 => Ok(String::new()),
+            [(name, spec)] if want == 1 && routes_domain_to_the_activator(spec, domain) => Ok(name.clone()),
+            _ => Err(seen),
+        }
+    })
+    .await?)
+}
+
+fn routes_domain_to_the_activator(spec: &serde_json::Value, domain: &str) -> bool {
+    let parent = &spec["parentRefs"][0];
+    let backend = &spec["rules"][0]["backendRefs"][0];
+    spec["hostnames"] == json!([domain])
+        && (parent["name"] == "runway" && parent["namespace"] == "traefik")
+        && (backend["name"] == "runway-activator" && backend["port"] == 80)
+}
+
+/// Whether the installed operator makes HTTPRoutes for mapped domains (the chart's gateway.enabled).
+async fn gateway_routes_on(cluster: &Cluster) -> anyhow::Result<bool> {
+    let operator = Api::<Deployment>::namespaced(cluster.client.clone(), NAMESPACE)
+        .get("runway-operator")
+        .await?;
+    let args = operator
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.args)
+        .unwrap_or_default();
+    Ok(args.iter().any(|arg| arg.starts_with("--gateway-parent-refs=")))
 }

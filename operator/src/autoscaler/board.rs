@@ -3,13 +3,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use runway_api::ServiceKey;
 use runway_api::stats::{LoadReport, ReportKind};
 
 /// A report older than this no longer counts: the activator is gone or its stream stalled.
 pub const REPORT_TTL: Duration = Duration::from_millis(2500);
-
-/// A Service, as namespace and name.
-pub type ServiceKey = (String, String);
 
 /// One Service's load summed over the activators that reported recently.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -54,7 +52,9 @@ impl Board {
         let mut totals: HashMap<ServiceKey, Totals> = HashMap::new();
         for latest in self.latest.values().filter(is_fresh) {
             for load in &latest.report.services {
-                let t = totals.entry((load.namespace.clone(), load.name.clone())).or_default();
+                let t = totals
+                    .entry(ServiceKey::new(load.namespace.clone(), load.name.clone()))
+                    .or_default();
                 t.concurrency += load.concurrency;
                 t.rps += load.rps;
                 t.held += load.queued + load.in_flight;
@@ -113,14 +113,14 @@ mod tests {
         let (totals, complete) = board.totals(t0 + Duration::from_secs(1));
         assert!(complete);
         assert_eq!(
-            totals[&("ns".into(), "web".into())],
+            totals[&ServiceKey::new("ns", "web")],
             Totals {
                 concurrency: 5.0,
                 rps: 15.0,
                 held: 6
             }
         );
-        assert_eq!(totals[&("ns".into(), "api".into())].held, 1);
+        assert_eq!(totals[&ServiceKey::new("ns", "api")].held, 1);
     }
 
     #[test]

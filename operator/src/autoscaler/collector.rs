@@ -14,12 +14,13 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
+use runway_api::ServiceKey;
 use runway_api::stats::{LOAD_STREAM_PATH, LoadReport, ReportKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::board::{Board, ServiceKey};
+use super::board::Board;
 use crate::metrics::Metrics;
 
 /// A line longer than this is not a load report: drop the stream rather than buffer without bound.
@@ -182,7 +183,7 @@ async fn accept(report: LoadReport, address: &str, board: &Mutex<Board>, pokes: 
     if report.kind == ReportKind::Poke {
         for load in &report.services {
             // A full channel means pokes are already pending: the scaler will see this Service anyway.
-            let _ = pokes.try_send((load.namespace.clone(), load.name.clone()));
+            let _ = pokes.try_send(ServiceKey::new(load.namespace.clone(), load.name.clone()));
         }
     }
     board

@@ -208,11 +208,12 @@ pub fn decide(policy: &Policy, history: &mut History, obs: Observation) -> Decis
         desired = desired.min(obs.current_scale);
     }
 
-    desired = policy.clamp(desired);
     if now.saturating_sub(history.since) < policy.stable_window && desired < obs.current_scale {
         desired = obs.current_scale;
         reason = Reason::Holding;
     }
+    // The bounds win over every hold (fresh history, panic, scale-down delay): a lowered maxScale applies at once.
+    desired = policy.clamp(desired);
 
     // A new request, or a ready pod, ends a give-up; held requests only once earlier reports have expired.
     if obs.poked
@@ -464,6 +465,17 @@ mod tests {
         let got = run_from(&p, &mut history, 5, 101, &repeat(load(0.0), 12));
         assert_eq!(&got[..9], &[5; 9]);
         assert!(got[9] < 5, "{got:?}");
+    }
+
+    #[test]
+    fn lowered_bounds_win_over_the_restart_hold() {
+        // minScale = maxScale = 4 lowered to 1 right after the history began (a new Service, an operator restart).
+        let p = policy(|s| {
+            s.min_scale = Some(1);
+            s.max_scale = Some(1);
+        });
+        let got = run(&p, 4, &repeat(load(0.0), 3));
+        assert_eq!(got, vec![1, 1, 1]);
     }
 
     #[test]

@@ -10,11 +10,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
-use runway_api::{Service, conditions, names};
+use runway_api::{Service, ServiceKey, conditions, names};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::board::{Board, ServiceKey, Totals};
+use super::board::{Board, Totals};
 use super::decision::{Decision, History, Observation, Reason, decide};
 use super::policy::{Defaults, Policy};
 use crate::children::apply_scale;
@@ -84,7 +84,7 @@ impl Scaler {
         let now = Instant::now();
         let (totals, complete) = self.board.lock().expect("board lock").totals(now);
         let services = self.services.state();
-        let present: HashSet<ServiceKey> = services.iter().map(|s| key_of(s)).collect();
+        let present: HashSet<ServiceKey> = services.iter().map(|s| ServiceKey::of(s)).collect();
         let pods = self.pods.state();
         let mut pods_by_service: HashMap<ServiceKey, Vec<&Pod>> = HashMap::new();
         for pod in &pods {
@@ -101,7 +101,7 @@ impl Scaler {
             keep
         });
         for service in services {
-            let key = key_of(&service);
+            let key = ServiceKey::of(&service);
             let Some(deployment) = self.deployment_of(&service) else {
                 continue;
             };
@@ -137,7 +137,7 @@ impl Scaler {
 
     /// A request waits at zero: start the activation pods now instead of at the next tick.
     async fn poke(&self, origin: Instant, tracked: &mut HashMap<ServiceKey, Tracked>, key: ServiceKey) {
-        let Some(service) = self.services.get(&ObjectRef::new(&key.1).within(&key.0)) else {
+        let Some(service) = self.services.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
             return;
         };
         let Some(deployment) = self.deployment_of(&service) else {
@@ -221,14 +221,10 @@ impl Scaler {
     }
 }
 
-fn key_of(service: &Service) -> ServiceKey {
-    (service.namespace().unwrap_or_default(), service.name_any())
-}
-
 fn labels(key: &ServiceKey) -> ServiceLabels {
     ServiceLabels {
-        namespace: key.0.clone(),
-        service: key.1.clone(),
+        namespace: key.namespace.clone(),
+        service: key.name.clone(),
     }
 }
 
