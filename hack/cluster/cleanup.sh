@@ -35,7 +35,9 @@ pids_gone() {
 pod_pids() {
   local dir
   for dir in /sys/fs/cgroup/*/kubepods; do
-    [ -d "$dir" ] && find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null
+    # `continue`, not `&&`: with pipefail a missing last directory would fail the whole list (and `make down`).
+    [ -d "$dir" ] || continue
+    find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null
   done | sort -u
 }
 

@@ -1468,65 +1468,9 @@ async fn t20_through_the_ingress_https_and_h2_reach_external_services_and_mapped
         let result = async {
             // HTTPS at the Gateway with a certificate from a CA made here.
             test_certificate(&dir, &[format!("*.{ns}.example.com"), domain.clone()]).await?;
-            let secret = kubectl
-                .run(&[
-                    "-n",
-                    "traefik",
-                    "create",
-                    "secret",
-                    "tls",
-                    "runway-gateway-tls",
-                    "--cert",
-                    &dir.join("tls.crt").to_string_lossy(),
-                    "--key",
-                    &dir.join("tls.key").to_string_lossy(),
-                    "--dry-run=client",
-                    "-o",
-                    "json",
-                ])
-                .await?;
-            std::fs::write(dir.join("secret.json"), secret)?;
-            kubectl
-                .run(&["apply", "-f", &dir.join("secret.json").to_string_lossy()])
-                .await?;
-            let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(cluster.client.clone(), "traefik");
-            let ingress = services
-                .get("traefik")
-                .await?
-                .spec
-                .and_then(|s| s.cluster_ip)
-                .unwrap_or_default();
-            let curl = |host: String, want: &'static str| {
-                let (dir, ingress) = (dir.clone(), ingress.clone());
-                wait_until(
-                    format!("https://{host}/ through the ingress: {want}"),
-                    READY,
-                    move || {
-                        let (dir, ingress, host) = (dir.clone(), ingress.clone(), host.clone());
-                        async move {
-                            let resolve = format!("{host}:443:{ingress}");
-                            let url = format!("https://{host}/");
-                            let args = [
-                                "-sS",
-                                "--http2",
-                                "--cacert",
-                                "ca.pem",
-                                "--resolve",
-                                &resolve,
-                                "--max-time",
-                                "10",
-                                "-w",
-                                "\n%{http_code} HTTP/%{http_version}",
-                                &url,
-                            ];
-                            let answer = run("curl", &args, &dir).await.map_err(|e| format!("{e:#}"))?;
-                            let (body, status) = answer.rsplit_once('\n').unwrap_or_default();
-                            let seen = format!("{status}: {}", body.trim());
-                            if seen.starts_with(want) { Ok(seen) } else { Err(seen) }
-                        }
-                    },
-                )
-            };
+            tls_secret(&kubectl, &dir, "traefik", "runway-gateway-tls").await?;
+            let ingress = ingress_address(&cluster).await?;
+            let curl = |host: String, want: &'static str| https_through(&dir, &ingress, host, want);
             let public = curl(format!("public.{ns}.example.com"), "200 HTTP/2: hello from public-").await?;
             eprintln!("public through the ingress: {public}");
             curl(domain.clone(), "200 HTTP/2: hello from public-").await?;
@@ -1609,4 +1553,147 @@ async fn gateway_routes_on(cluster: &Cluster) -> anyhow::Result<bool> {
         .and_then(|c| c.args)
         .unwrap_or_default();
     Ok(args.iter().any(|arg| arg.starts_with("--gateway-parent-refs=")))
+}
+
+/// Stores the certificate `test_certificate` made in `dir` as the TLS Secret `namespace/name`.
+async fn tls_secret(
+    kubectl: &runway_tests::kubectl::Kubectl,
+    dir: &std::path::Path,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let secret = kubectl
+        .run(&[
+            "-n",
+            namespace,
+            "create",
+            "secret",
+            "tls",
+            name,
+            "--cert",
+            &cert.to_string_lossy(),
+            "--key",
+            &key.to_string_lossy(),
+            "--dry-run=client",
+            "-o",
+            "json",
+        ])
+        .await?;
+    let file = dir.join(format!("{namespace}-{name}.json"));
+    std::fs::write(&file, secret)?;
+    kubectl.run(&["apply", "-f", &file.to_string_lossy()]).await?;
+    Ok(())
+}
+
+/// The local cluster's ingress (Traefik's Service) IP.
+async fn ingress_address(cluster: &Cluster) -> anyhow::Result<String> {
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(cluster.client.clone(), "traefik");
+    Ok(services
+        .get("traefik")
+        .await?
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .unwrap_or_default())
+}
+
+/// Waits until `https://{host}/` through the ingress at `ingress` (HTTP/2, trusting `dir`'s test CA) answers with a
+/// status line and body that start with `want`, e.g. "200 HTTP/2: hello".
+async fn https_through(dir: &std::path::Path, ingress: &str, host: String, want: &str) -> anyhow::Result<String> {
+    Ok(wait_until(
+        format!("https://{host}/ through the ingress: {want}"),
+        READY,
+        || async {
+            let resolve = format!("{host}:443:{ingress}");
+            let url = format!("https://{host}/");
+            let args = [
+                "-sS",
+                "--http2",
+                "--cacert",
+                "ca.pem",
+                "--resolve",
+                &resolve,
+                "--max-time",
+                "10",
+                "-w",
+                "\n%{http_code} HTTP/%{http_version}",
+                &url,
+            ];
+            let answer = run("curl", &args, dir).await.map_err(|e| format!("{e:#}"))?;
+            let (body, status) = answer.rsplit_once('\n').unwrap_or_default();
+            let seen = format!("{status}: {}", body.trim());
+            if seen.starts_with(want) { Ok(seen) } else { Err(seen) }
+        },
+    )
+    .await?)
+}
+
+#[tokio::test]
+async fn t22_through_an_ingress_controller_https_reaches_services_and_mapped_domains() {
+    scenario("e2e-ingress-class", |cluster, ns| async move {
+        // The chart's Ingress for this namespace's hosts and the operator's Ingress per mapped domain, on the local
+        // cluster's Traefik as an Ingress controller; the Gateway route is off, so nothing else routes these hosts.
+        let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
+        let namespaces = format!("ingress.namespaces={{{ns}}}");
+        helm(&[
+            "upgrade",
+            "runway",
+            "deploy/runway",
+            "--namespace",
+            NAMESPACE,
+            "--reuse-values",
+            "--wait",
+            "--kubeconfig",
+            &kubeconfig,
+            "--set",
+            "gateway.enabled=false",
+            "--set",
+            "ingress.enabled=true",
+            "--set",
+            "ingress.className=traefik",
+            "--set",
+            &namespaces,
+            "--set",
+            "ingress.tls.secretName=runway-ingress-tls",
+            "--set",
+            "ingress.tls.mappedDomains=true",
+        ])
+        .await?;
+        deploy(&cluster, &ns, "public", &[], json!({})).await?;
+        let domain = format!("{ns}.example.net");
+        let kubectl = cluster.kubectl();
+        let dir = std::env::temp_dir().join(format!("runway-{ns}"));
+        let result = async {
+            test_certificate(&dir, &[format!("*.{ns}.example.com"), domain.clone()]).await?;
+            tls_secret(&kubectl, &dir, NAMESPACE, "runway-ingress-tls").await?;
+            tls_secret(&kubectl, &dir, NAMESPACE, &format!("{domain}-tls")).await?;
+            let ingress = ingress_address(&cluster).await?;
+            let public = https_through(
+                &dir,
+                &ingress,
+                format!("public.{ns}.example.com"),
+                "200 HTTP/2: hello from public-",
+            )
+            .await?;
+            eprintln!("public through the Ingress: {public}");
+
+            let mappings: Api<DomainMapping> = Api::namespaced(cluster.client.clone(), &ns);
+            mappings
+                .create(&Default::default(), &domain_mapping(&domain, "public")?)
+                .await?;
+            wait_mapping(&mappings, &domain, "Ready", "True").await?;
+            let mapped = https_through(&dir, &ingress, domain.clone(), "200 HTTP/2: hello from public-").await?;
+            eprintln!("{domain} through the operator's Ingress: {mapped}");
+            mappings.delete(&domain, &Default::default()).await?;
+            https_through(&dir, &ingress, domain.clone(), "404 HTTP/2: 404 page not found").await?;
+            for secret in ["runway-ingress-tls".to_owned(), format!("{domain}-tls")] {
+                kubectl.run(&["-n", NAMESPACE, "delete", "secret", &secret]).await?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    })
+    .await;
 }
