@@ -16,7 +16,7 @@ help:
 	@echo "make test          lint, unit tests, then make up, then the cluster suites"
 	@echo "make crds          regenerate the CRD YAML from the Rust types"
 	@echo "make manifests     render the Helm chart into deploy/manifests/runway.yaml"
-	@echo "make kind-test     with Docker and kind, no root: build the images, install Runway on kind, run e2e"
+	@echo "make kind-test     e2e on kind: with Docker (no root), else podman + a node image built here (root)"
 
 # Release binaries packed as OCI tarballs in target/images; oci-image.sh imports each at once if the cluster
 # runs, and every `make up` imports all of target/images.
@@ -72,7 +72,10 @@ test: lint unit-test
 	$(MAKE) up
 	$(MAKE) cluster-test
 
-# For users with Docker instead of the local cluster: images built by docker from deploy/docker/Dockerfile, loaded
-# into the kind cluster "runway" (created if missing, deleted afterwards unless KEEP=1), the chart, the e2e suite.
+# The e2e suite on the kind cluster "runway" (created if missing, deleted afterwards unless KEEP=1). With Docker:
+# images built by docker from deploy/docker/Dockerfile (hack/kind/e2e.sh, no root). Without Docker (this test bed):
+# kind's podman provider, a node image built from our own builds, images packed by hack/cluster/oci-image.sh
+# (hack/kind/podman-e2e.sh, root). Docker is used when its engine answers; KIND_PROVIDER=docker or podman forces one.
+KIND_PROVIDER ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
 kind-test:
-	hack/kind/e2e.sh
+	@if [ "$(KIND_PROVIDER)" = docker ]; then hack/kind/e2e.sh; else hack/kind/podman-e2e.sh; fi

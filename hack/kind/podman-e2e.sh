@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The end-to-end suite on a real kind cluster, on a Linux machine without Docker (root): kind's podman provider,
+# a node image built here from our own builds (hack/kind/node-image.sh), Runway's images packed without Docker and
+# loaded with `kind load image-archive`, the ingress of the local cluster (Gateway API CRDs, Traefik), the chart,
+# then the suite. Runs next to the local cluster without touching it (see hack/kind/podman-setup.sh).
+#   hack/kind/podman-e2e.sh           create (or reuse) the kind cluster "runway", install, run e2e, delete it
+#   KEEP=1 hack/kind/podman-e2e.sh    leave the cluster running (its kubeconfig: target/kind/kubeconfig)
+#   KIND_CLUSTER=NAME                 another cluster name
+#   E2E_ARGS="t02 --exact"            arguments for the test binary before --test-threads=1 (a filter)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../cluster/lib.sh
+source "$here/../cluster/lib.sh"
+# shellcheck source=kind.env
+source "$here/kind.env"
+cd "$REPO"
+
+[ "$(id -u)" = 0 ] || die "run as root (podman, routes)"
+name=${KIND_CLUSTER:-runway}
+start=$SECONDS
+"$here/podman-setup.sh"
+"$REPO/hack/cluster/deps.sh"
+
+# The node image (and kind) first: a failed build leaves no cluster behind.
+built=$("$here/node-image.sh")
+kind=$(sed -n 's/^kind=//p' <<<"$built")
+node_image=$(sed -n 's/^image=//p' <<<"$built")
+bin_dirs
+kubectl=$K8S_BIN/kubectl
+helm=$HELM_BIN/helm
+log "node image $node_image ready after $((SECONDS - start)) s"
+
+# Runway's images, packed as `make images` packs them but never imported into the local cluster's containerd.
+version=$(sed -n '/^\[workspace.package\]/,/^\[/ s/^version = "\(.*\)"/\1/p' Cargo.toml)
+images=$REPO/target/kind/images
+mkdir -p "$images"
+cargo build --release -p runway-hello -p runway-operator -p runway-activator
+archives=()
+for component in hello operator activator; do
+  archives+=("$("$REPO/hack/cluster/oci-image.sh" --no-import --out "$images" "runway.local/$component:$version" \
+    "target/release/runway-$component")")
+done
+archives+=("$("$REPO/hack/cluster/oci-image.sh" --no-import --out "$images" "$TRAEFIK_IMAGE" "$TRAEFIK_BIN/traefik")")
+
+export KIND_EXPERIMENTAL_PROVIDER=podman KIND_EXPERIMENTAL_PODMAN_NETWORK=$KIND_NETWORK
+kubeconfig=$REPO/target/kind/kubeconfig
+node=$name-control-plane
+routes=("$KIND_POD_SUBNET" "$KIND_SERVICE_SUBNET")
+cleanup() {
+  local rc=$?
+  if [ -z "${KEEP:-}" ]; then
+    for cidr in "${routes[@]}"; do ip route del "$cidr" 2>/dev/null || true; done
+    "$kind" delete cluster --name "$name" --kubeconfig "$kubeconfig" || true
+  else
+    log "kept the kind cluster $name: export KUBECONFIG=$kubeconfig"
+  fi
+  log "podman-e2e.sh finished in $((SECONDS - start)) s (exit $rc)"
+}
+trap cleanup EXIT
+
+if ! "$kind" get clusters 2>/dev/null | grep -qx "$name"; then
+  config=$REPO/target/kind/kind-config.yaml
+  sed -e "s|@KIND_POD_SUBNET@|$KIND_POD_SUBNET|" -e "s|@KIND_SERVICE_SUBNET@|$KIND_SERVICE_SUBNET|" \
+    -e "s|@NODE_IMAGE@|$node_image|" -e "s|@ETCD_TAG@|${ETCD_VERSION#v}|" -e "s|@COREDNS_TAG@|${COREDNS_VERSION#v}|" \
+    "$here/node/kind-config.yaml" >"$config"
+  # --kubeconfig: kind would otherwise add its context to ~/.kube/config (or to $KUBECONFIG's file).
+  "$kind" create cluster --name "$name" --config "$config" --kubeconfig "$kubeconfig" --wait 180s
+fi
+"$kind" get kubeconfig --name "$name" >"$kubeconfig"
+export KUBECONFIG=$kubeconfig
+
+# Pods and Services of the kind cluster are routed to its node, as the local cluster's are to its bridge: the suite
+# reaches ClusterIPs and pod IPs from this machine. Neither range overlaps a route here (podman-setup.sh checks).
+node_ip=$(podman inspect "$node" --format "{{(index .NetworkSettings.Networks \"$KIND_NETWORK\").IPAddress}}")
+for cidr in "${routes[@]}"; do ip route replace "$cidr" via "$node_ip"; done
+
+"$kind" load image-archive --name "$name" "${archives[@]}"
+
+# The ingress, as on the local cluster (hack/cluster/ingress.sh), on kind's service range.
+"$kubectl" apply --server-side --force-conflicts --field-manager=runway-kind -f "$GATEWAY_API_CRDS" >/dev/null
+"$kubectl" wait --for=condition=Established --timeout=60s -f "$GATEWAY_API_CRDS" >/dev/null
+sed -e "s|@TRAEFIK_IMAGE@|$TRAEFIK_IMAGE|g" -e "s|@INGRESS_SERVICE_IP@|$KIND_INGRESS_IP|g" \
+  -e "s|@INGRESS_HTTP_NODE_PORT@|$INGRESS_HTTP_NODE_PORT|g" \
+  -e "s|@INGRESS_HTTPS_NODE_PORT@|$INGRESS_HTTPS_NODE_PORT|g" \
+  hack/cluster/manifests/traefik.yaml | "$kubectl" apply -f - >/dev/null
+"$kubectl" -n traefik rollout status deployment/traefik --timeout=120s
+
+# The chart as hack/install-runway.sh installs it on the local cluster.
+"$helm" upgrade --install runway deploy/runway --namespace runway-system --create-namespace \
+  --set domain=example.com --set gateway.enabled=true \
+  --set 'gateway.parentRefs[0].name=runway' --set 'gateway.parentRefs[0].namespace=traefik' \
+  --wait --timeout 180s >/dev/null
+log "kind cluster $name ready with Runway after $((SECONDS - start)) s; running the e2e suite"
+
+# shellcheck disable=SC2086 # E2E_ARGS is a list of arguments
+# No local-cluster state dir: the suite's diagnostics must not show the local cluster's component logs.
+RUNWAY_CLUSTER_DIR=$REPO/target/kind HELM=$helm KUBECTL=$kubectl \
+  cargo test -p runway-tests --features cluster --test e2e -- ${E2E_ARGS:-} --test-threads=1
