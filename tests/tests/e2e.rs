@@ -1431,24 +1431,14 @@ async fn test_certificate(dir: &std::path::Path, names: &[String]) -> anyhow::Re
 async fn t20_through_the_ingress_https_and_h2_reach_external_services_and_mapped_domains_only() {
     scenario("e2e-ingress", |cluster, ns| async move {
         // The chart's HTTPRoute to the local cluster's Gateway (Traefik; `make up` installs both).
-        let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
-        helm(&[
-            "upgrade",
-            "runway",
-            "deploy/runway",
-            "--namespace",
-            NAMESPACE,
-            "--reuse-values",
-            "--wait",
-            "--kubeconfig",
-            &kubeconfig,
-            "--set",
-            "gateway.enabled=true",
-            "--set",
-            "gateway.parentRefs[0].name=runway",
-            "--set",
-            "gateway.parentRefs[0].namespace=traefik",
-        ])
+        upgrade_with(
+            &cluster,
+            &[
+                "gateway.enabled=true",
+                "gateway.parentRefs[0].name=runway",
+                "gateway.parentRefs[0].namespace=traefik",
+            ],
+        )
         .await?;
         deploy(&cluster, &ns, "public", &[], json!({})).await?;
         let private = runway::hello_service("private", &[], json!({"visibility": "ClusterLocal"}))?;
@@ -1633,31 +1623,18 @@ async fn t22_through_an_ingress_controller_https_reaches_services_and_mapped_dom
     scenario("e2e-ingress-class", |cluster, ns| async move {
         // The chart's Ingress for this namespace's hosts and the operator's Ingress per mapped domain, on the local
         // cluster's Traefik as an Ingress controller; the Gateway route is off, so nothing else routes these hosts.
-        let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
         let namespaces = format!("ingress.namespaces={{{ns}}}");
-        helm(&[
-            "upgrade",
-            "runway",
-            "deploy/runway",
-            "--namespace",
-            NAMESPACE,
-            "--reuse-values",
-            "--wait",
-            "--kubeconfig",
-            &kubeconfig,
-            "--set",
-            "gateway.enabled=false",
-            "--set",
-            "ingress.enabled=true",
-            "--set",
-            "ingress.className=traefik",
-            "--set",
-            &namespaces,
-            "--set",
-            "ingress.tls.secretName=runway-ingress-tls",
-            "--set",
-            "ingress.tls.mappedDomains=true",
-        ])
+        upgrade_with(
+            &cluster,
+            &[
+                "gateway.enabled=false",
+                "ingress.enabled=true",
+                "ingress.className=traefik",
+                &namespaces,
+                "ingress.tls.secretName=runway-ingress-tls",
+                "ingress.tls.mappedDomains=true",
+            ],
+        )
         .await?;
         deploy(&cluster, &ns, "public", &[], json!({})).await?;
         let domain = format!("{ns}.example.net");
@@ -1696,4 +1673,24 @@ async fn t22_through_an_ingress_controller_https_reaches_services_and_mapped_dom
         result
     })
     .await;
+}
+
+/// `helm upgrade` of the installed release with its values kept and `sets` (`key=value`) changed, waiting for it.
+async fn upgrade_with(cluster: &Cluster, sets: &[&str]) -> anyhow::Result<String> {
+    let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
+    let mut args = vec![
+        "upgrade",
+        "runway",
+        "deploy/runway",
+        "--namespace",
+        NAMESPACE,
+        "--reuse-values",
+        "--wait",
+        "--kubeconfig",
+        &kubeconfig,
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    helm(&args).await
 }
