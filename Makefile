@@ -53,8 +53,9 @@ lint:
 # The CRD YAML generated from the Rust types (committed; crds/tests/crd_drift.rs fails when it is stale).
 crds:
 	cargo run -q -p runway-api --bin crdgen -- services > crds/serving.runway.dev_services.yaml
+	cargo run -q -p runway-api --bin crdgen -- revisions > crds/serving.runway.dev_revisions.yaml
 	cargo run -q -p runway-api --bin crdgen -- domainmappings > crds/serving.runway.dev_domainmappings.yaml
-	cp crds/serving.runway.dev_services.yaml crds/serving.runway.dev_domainmappings.yaml deploy/runway/crds/
+	cp crds/serving.runway.dev_services.yaml crds/serving.runway.dev_revisions.yaml crds/serving.runway.dev_domainmappings.yaml deploy/runway/crds/
 
 # The chart rendered with its defaults, for users without Helm (checked by the e2e suite).
 manifests:

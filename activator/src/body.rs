@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::exchange::{Backend, finish_in_background};
-use crate::service::Lease;
+use crate::revision::Lease;
 
 /// The client's request body as sent to a backend, streamed.
 ///

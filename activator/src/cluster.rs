@@ -1,7 +1,9 @@
-//! Cluster mode: Runway Services, their pods and the pods' EndpointSlices, and the peer activators, mirrored with
-//! kube-runtime reflectors (watches, no polling) into the registry.
+//! Cluster mode: Runway Services (their routing tables), their Revisions, the revisions' pods and the pods'
+//! EndpointSlices, and the peer activators, mirrored with kube-runtime reflectors (watches, no polling) into the
+//! registry.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -12,18 +14,21 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use parking_lot::Mutex;
+use runway_api::Revision;
 use runway_api::domain_mapping::DomainMapping;
-use runway_api::names::SERVICE_LABEL;
+use runway_api::names::{REVISION_LABEL, SERVICE_LABEL};
 use tokio::sync::mpsc;
 
 use crate::endpoints::{
-    EndpointState, SLICE_CONTROLLER, SLICE_MANAGED_BY_LABEL, SLICE_SERVICE_NAME_LABEL, ServiceSettings, activator_ips,
-    endpoint_from_pod, endpoints_from_slices, merge_endpoints, peer_ips, pod_service, slice_service,
+    EndpointState, RevisionSettings, SLICE_CONTROLLER, SLICE_MANAGED_BY_LABEL, SLICE_SERVICE_NAME_LABEL,
+    ServiceTraffic, activator_ips, endpoint_from_pod, endpoints_from_slices, merge_endpoints, peer_ips, pod_revision,
+    revision_id, slice_revision,
 };
 use crate::groups::Groups;
 use crate::host::ServiceKey;
 use crate::peers::Peers;
 use crate::registry::Registry;
+use crate::revision::RevisionId;
 
 /// Where the activators' own Service lives, and the ports peers listen on (the same as this one's).
 #[derive(Clone, Debug)]
@@ -35,7 +40,7 @@ pub struct PeerSource {
 }
 
 /// How many mirrors `run` runs.
-const MIRRORS: usize = 5;
+const MIRRORS: usize = 6;
 
 /// Runs the mirrors until the process ends; `synced` is sent once all of them have listed everything.
 pub async fn run(client: Client, registry: Arc<Registry>, peers: PeerSource, synced: mpsc::Sender<()>) {
@@ -53,6 +58,7 @@ pub async fn run(client: Client, registry: Arc<Registry>, peers: PeerSource, syn
     let sources = Arc::new(Mutex::new(EndpointSources::default()));
     tokio::join!(
         mirror_services(client.clone(), registry.clone(), listed.clone()),
+        mirror_revisions(client.clone(), registry.clone(), listed.clone()),
         mirror_domain_mappings(client.clone(), registry.clone(), listed.clone()),
         mirror_pod_slices(client.clone(), registry.clone(), sources.clone(), listed.clone()),
         mirror_pods(client.clone(), registry.clone(), sources, listed.clone()),
@@ -88,6 +94,7 @@ async fn reflect<K, F>(
     }
 }
 
+/// Services: their routing tables (status.traffic, tags, visibility).
 async fn mirror_services(client: Client, registry: Arc<Registry>, listed: mpsc::Sender<&'static str>) {
     let api: Api<runway_api::Service> = Api::all(client);
     let service_of = |service: &runway_api::Service| Some(ServiceKey::of(service));
@@ -98,26 +105,43 @@ async fn mirror_services(client: Client, registry: Arc<Registry>, listed: mpsc::
         listed,
         service_of,
         |key, services| {
-            registry.set_settings(key, services.first().map(|s| ServiceSettings::from_service(s)));
+            registry.set_service(key, services.first().map(|s| ServiceTraffic::from_service(s)));
         },
     )
     .await;
 }
 
-/// Watches `api` and calls `changed` with every object of a Service's group each time one of them changes (all
-/// groups after a relist); only that group is looked at, whatever the number of objects watched.
-async fn mirror_grouped<K, F>(
+/// Revisions: each one's concurrency, timeout, readiness probe and failure.
+async fn mirror_revisions(client: Client, registry: Arc<Registry>, listed: mpsc::Sender<&'static str>) {
+    let api: Api<Revision> = Api::all(client);
+    mirror_grouped(
+        api,
+        watcher::Config::default(),
+        "revisions",
+        listed,
+        revision_id,
+        |id, revisions| {
+            registry.set_revision(id, revisions.first().map(|r| RevisionSettings::from_revision(r)));
+        },
+    )
+    .await;
+}
+
+/// Watches `api` and calls `changed` with every object of a group (a Service's or a revision's) each time one of
+/// them changes (all groups after a relist); only that group is looked at, whatever the number of objects watched.
+async fn mirror_grouped<K, G, F>(
     api: Api<K>,
     config: watcher::Config,
     what: &'static str,
     listed: mpsc::Sender<&'static str>,
-    service_of: fn(&K) -> Option<ServiceKey>,
+    group_of: fn(&K) -> Option<G>,
     mut changed: F,
 ) where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-    F: FnMut(&ServiceKey, &[Arc<K>]),
+    G: Clone + Eq + Hash + Ord,
+    F: FnMut(&G, &[Arc<K>]),
 {
-    let mut groups = Groups::new(service_of);
+    let mut groups = Groups::new(group_of);
     // Objects of a relist in progress: they replace the groups once it is done.
     let mut relisted = Vec::new();
     let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
@@ -172,14 +196,14 @@ async fn mirror_domain_mappings(client: Client, registry: Arc<Registry>, listed:
     .await;
 }
 
-/// The endpoints of each Service as each source last gave them; the registry gets their merge.
+/// The endpoints of each revision as each source last gave them; the registry gets their merge.
 #[derive(Default)]
 struct EndpointSources {
-    slices: HashMap<ServiceKey, Vec<EndpointState>>,
-    pods: HashMap<ServiceKey, Vec<EndpointState>>,
+    slices: HashMap<RevisionId, Vec<EndpointState>>,
+    pods: HashMap<RevisionId, Vec<EndpointState>>,
 }
 
-/// One of the two sources of a Service's endpoints.
+/// One of the two sources of a revision's endpoints.
 #[derive(Clone, Copy)]
 enum EndpointSource {
     Slices,
@@ -191,7 +215,7 @@ impl EndpointSources {
     fn update(
         &mut self,
         source: EndpointSource,
-        key: &ServiceKey,
+        key: &RevisionId,
         endpoints: Vec<EndpointState>,
     ) -> Vec<EndpointState> {
         let map = match source {
@@ -211,34 +235,39 @@ impl EndpointSources {
     }
 }
 
-/// How one source's objects map to Services and endpoints.
+/// How one source's objects map to revisions and endpoints.
 struct EndpointMirror<K> {
     source: EndpointSource,
     what: &'static str,
-    /// The Service an object belongs to, if any.
-    service_of: fn(&K) -> Option<ServiceKey>,
-    /// The endpoints that a Service's objects list.
+    /// The revision an object belongs to, if any.
+    revision_of: fn(&K) -> Option<RevisionId>,
+    /// The endpoints that a revision's objects list.
     endpoints_of: fn(&[Arc<K>]) -> Vec<EndpointState>,
 }
 
-/// The EndpointSlices of the Services' headless pod Services: the endpoints Kubernetes publishes.
+/// Pods and slices of revisions: labelled with the revision and its Service.
+fn revision_selector() -> String {
+    format!("{SERVICE_LABEL},{REVISION_LABEL}")
+}
+
+/// The EndpointSlices of the revisions' headless pod Services: the endpoints Kubernetes publishes.
 async fn mirror_pod_slices(
     client: Client,
     registry: Arc<Registry>,
     sources: Arc<Mutex<EndpointSources>>,
     listed: mpsc::Sender<&'static str>,
 ) {
-    let selector = format!("{SERVICE_LABEL},{SLICE_MANAGED_BY_LABEL}={SLICE_CONTROLLER}");
+    let selector = format!("{},{SLICE_MANAGED_BY_LABEL}={SLICE_CONTROLLER}", revision_selector());
     let mirror = EndpointMirror {
         source: EndpointSource::Slices,
         what: "pod endpoint slices",
-        service_of: slice_service,
+        revision_of: slice_revision,
         endpoints_of: |slices: &[Arc<EndpointSlice>]| endpoints_from_slices(slices.iter().map(|s| &**s)),
     };
     mirror_endpoints(Api::all(client), &selector, mirror, registry, sources, listed).await;
 }
 
-/// The Services' pods themselves: a new pod's IP is in its status before the EndpointSlice controller publishes
+/// The revisions' pods themselves: a new pod's IP is in its status before the EndpointSlice controller publishes
 /// it, and a cold start's request waits for exactly that.
 async fn mirror_pods(
     client: Client,
@@ -249,7 +278,7 @@ async fn mirror_pods(
     let mirror = EndpointMirror {
         source: EndpointSource::Pods,
         what: "pods",
-        service_of: pod_service,
+        revision_of: pod_revision,
         endpoints_of: |pods: &[Arc<Pod>]| {
             pods.iter()
                 .filter_map(|p| endpoint_from_pod(p))
@@ -257,7 +286,15 @@ async fn mirror_pods(
                 .collect()
         },
     };
-    mirror_endpoints(Api::all(client), SERVICE_LABEL, mirror, registry, sources, listed).await;
+    mirror_endpoints(
+        Api::all(client),
+        &revision_selector(),
+        mirror,
+        registry,
+        sources,
+        listed,
+    )
+    .await;
 }
 
 async fn mirror_endpoints<K>(
@@ -271,7 +308,7 @@ async fn mirror_endpoints<K>(
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     let config = watcher::Config::default().labels(selector);
-    mirror_grouped(api, config, mirror.what, listed, mirror.service_of, |key, objects| {
+    mirror_grouped(api, config, mirror.what, listed, mirror.revision_of, |key, objects| {
         let merged = sources
             .lock()
             .update(mirror.source, key, (mirror.endpoints_of)(objects));

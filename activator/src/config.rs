@@ -29,7 +29,7 @@ pub struct Args {
     /// Domain of Service URLs: {name}.{namespace}.{domain}.
     #[arg(long, env = "RUNWAY_DOMAIN", default_value = "example.com")]
     pub domain: String,
-    /// Requests that may wait per Service; more get 503.
+    /// Requests that may wait per revision; more get 503.
     #[arg(long, env = "RUNWAY_QUEUE_DEPTH", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub queue_depth: u32,
     /// Namespace of the activators' own Kubernetes Service (for finding peers).

@@ -1,5 +1,5 @@
-//! What the activator takes from Kubernetes objects: a Service's settings, its pods' endpoints and the peer
-//! activators. Pure functions; the watchers in `cluster` feed them.
+//! What the activator takes from Kubernetes objects: a Service's routing table, a revision's settings, its pods'
+//! endpoints and the peer activators. Pure functions; the watchers in `cluster` feed them.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
-use runway_api::names::{SERVICE_LABEL, pods_service_name};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+use runway_api::names::{REVISION_LABEL, SERVICE_LABEL, pods_service_name};
 use runway_api::serving::{serving_port, speaks_h2c};
+use runway_api::{Revision, RevisionSpec, Service, Visibility};
 
-use crate::host::ServiceKey;
+use crate::revision::RevisionId;
 
 /// Label with which Kubernetes names an EndpointSlice's Service.
 pub const SLICE_SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -20,19 +23,56 @@ pub const SLICE_MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by
 /// The built-in EndpointSlice controller; slices written by anyone else are ignored.
 pub const SLICE_CONTROLLER: &str = "endpointslice-controller.k8s.io";
 
-/// The settings of a Service that the data path needs.
+/// What routing needs of a Service: who may call it, and which revisions take its requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceSettings {
+pub struct ServiceTraffic {
+    /// Whether the external entry point serves it.
+    pub visibility: Visibility,
+    /// The revisions with a share of the requests and their percents, above 0 (a revision may be listed twice).
+    pub split: Vec<(String, u32)>,
+    /// Each tag and the revision it reaches.
+    pub tags: Vec<(String, String)>,
+}
+
+impl ServiceTraffic {
+    /// The Service's routing table as the operator resolved it in status.traffic. Empty until the operator wrote
+    /// it (within a second of the Service's creation): the Service then answers 503.
+    pub fn from_service(service: &Service) -> Self {
+        let traffic = service
+            .status
+            .as_ref()
+            .map(|s| s.traffic.as_slice())
+            .unwrap_or_default();
+        ServiceTraffic {
+            visibility: service.spec.visibility,
+            split: traffic
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        t.revision_name.clone(),
+                        u32::try_from(t.percent).ok().filter(|p| *p > 0)?,
+                    ))
+                })
+                .collect(),
+            tags: traffic
+                .iter()
+                .filter_map(|t| Some((t.tag.clone()?, t.revision_name.clone())))
+                .collect(),
+        }
+    }
+}
+
+/// The settings of a revision that the data path needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevisionSettings {
     /// Requests in flight per pod; 0 is unlimited.
     pub container_concurrency: u32,
     /// Bound on the time until response headers, queueing included.
     pub timeout: Duration,
     /// How this activator may prove a new pod ready before Kubernetes does.
     pub fast_probe: FastProbe,
-    /// Set while the Service reports its pods failing (`{name}: {why}`): requests then fail at once with it.
+    /// Set while the revision reports its pods failing (`{revision}: {why}`): requests then fail at once with it.
     pub failure: Option<Arc<str>>,
-    /// Whether the external entry point serves it.
-    pub visibility: runway_api::Visibility,
 }
 
 /// How the activator's own probe may bring a new pod forward: only by proving what the kubelet's readiness check
@@ -49,20 +89,20 @@ pub enum FastProbe {
     KubernetesOnly,
 }
 
-impl ServiceSettings {
-    /// The settings of a Service object, with the failure its status reports (the rule lives in runway-api, so
+impl RevisionSettings {
+    /// The settings of a Revision object, with the failure its status reports (the rule lives in runway-api, so
     /// that the operator that writes the status and the activator agree).
-    pub fn from_service(service: &runway_api::Service) -> Self {
-        ServiceSettings {
-            failure: runway_api::serving_failure(service).map(Arc::from),
-            ..Self::from_spec(&service.spec)
+    pub fn from_revision(revision: &Revision) -> Self {
+        RevisionSettings {
+            failure: runway_api::revision_failure(revision).map(Arc::from),
+            ..Self::from_spec(&revision.spec)
         }
     }
 
-    pub fn from_spec(spec: &runway_api::ServiceSpec) -> Self {
+    pub fn from_spec(spec: &RevisionSpec) -> Self {
         let pod = &spec.template.spec;
         let gated = pod.readiness_gates.as_ref().is_some_and(|gates| !gates.is_empty());
-        ServiceSettings {
+        RevisionSettings {
             container_concurrency: u32::try_from(spec.container_concurrency).unwrap_or(0),
             timeout: Duration::from_secs(u64::try_from(spec.timeout_seconds).unwrap_or(1).max(1)),
             fast_probe: if gated {
@@ -71,7 +111,6 @@ impl ServiceSettings {
                 fast_probe(&pod.containers)
             },
             failure: None,
-            visibility: spec.visibility,
         }
     }
 }
@@ -123,15 +162,36 @@ pub struct EndpointState {
     pub terminating: bool,
 }
 
-/// The Service whose pods a slice lists, if it is a slice of a Runway pod Service managed by Kubernetes: labelled
-/// with the Service, written by the EndpointSlice controller, and belonging to `{name}-pods` in the same namespace.
-pub fn slice_service(slice: &EndpointSlice) -> Option<ServiceKey> {
+/// The revision an object belongs to, by its labels: the revision's and its Service's (both binaries' objects carry
+/// both: Revisions, their pods, and the EndpointSlices of their pods' Services).
+fn labelled_revision(metadata: &ObjectMeta) -> Option<RevisionId> {
+    let labels = metadata.labels.as_ref()?;
+    Some(RevisionId::new(
+        metadata.namespace.clone()?,
+        labels.get(SERVICE_LABEL)?.as_str(),
+        labels.get(REVISION_LABEL)?.as_str(),
+    ))
+}
+
+/// A Revision object's own identity, with its Service from its label.
+pub fn revision_id(revision: &Revision) -> Option<RevisionId> {
+    let service = revision.labels().get(SERVICE_LABEL)?;
+    Some(RevisionId::new(
+        revision.namespace()?,
+        service.as_str(),
+        revision.name_any(),
+    ))
+}
+
+/// The revision whose pods a slice lists, if it is a slice of a revision's pod Service managed by Kubernetes:
+/// labelled with the revision and its Service, written by the EndpointSlice controller, and belonging to
+/// `{revision}-pods` in the same namespace.
+pub fn slice_revision(slice: &EndpointSlice) -> Option<RevisionId> {
+    let id = labelled_revision(&slice.metadata)?;
     let labels = slice.metadata.labels.as_ref()?;
-    let name = labels.get(SERVICE_LABEL)?;
     let managed = labels.get(SLICE_MANAGED_BY_LABEL).map(String::as_str) == Some(SLICE_CONTROLLER);
-    let owned = labels.get(SLICE_SERVICE_NAME_LABEL) == Some(&pods_service_name(name));
-    let namespace = slice.metadata.namespace.as_ref()?;
-    (managed && owned).then(|| ServiceKey::new(namespace.clone(), name.clone()))
+    let owned = labels.get(SLICE_SERVICE_NAME_LABEL) == Some(&pods_service_name(&id.key.name));
+    (managed && owned).then_some(id)
 }
 
 /// The endpoints of a Service's slices, one per address (the first slice listing an address wins).
@@ -166,8 +226,8 @@ pub fn endpoints_from_slices<'a>(slices: impl IntoIterator<Item = &'a EndpointSl
 /// The endpoint of a Runway pod as its own status shows it, before the EndpointSlice controller has written it to a
 /// slice: at a cold start the pod's watch event comes first, and every hop saved is time a request waits. Ready as
 /// the kubelet reports it; `None` until the pod has an IP, and once it has stopped (a slice no longer lists it).
-pub fn endpoint_from_pod(pod: &Pod) -> Option<(ServiceKey, EndpointState)> {
-    let key = pod_service(pod)?;
+pub fn endpoint_from_pod(pod: &Pod) -> Option<(RevisionId, EndpointState)> {
+    let key = pod_revision(pod)?;
     let status = pod.status.as_ref()?;
     if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
         return None;
@@ -189,13 +249,12 @@ pub fn endpoint_from_pod(pod: &Pod) -> Option<(ServiceKey, EndpointState)> {
     Some((key, endpoint))
 }
 
-/// The Runway Service a pod belongs to, by its label.
-pub fn pod_service(pod: &Pod) -> Option<ServiceKey> {
-    let name = pod.metadata.labels.as_ref()?.get(SERVICE_LABEL)?;
-    Some(ServiceKey::new(pod.metadata.namespace.clone()?, name.clone()))
+/// The revision a pod belongs to, by its labels.
+pub fn pod_revision(pod: &Pod) -> Option<RevisionId> {
+    labelled_revision(&pod.metadata)
 }
 
-/// A Service's endpoints from both sources: its slices, which win for an address they list, and its pods, which add
+/// A revision's endpoints from both sources: its slices, which win for an address they list, and its pods, which add
 /// the addresses no slice lists yet.
 pub fn merge_endpoints(from_slices: &[EndpointState], from_pods: &[EndpointState]) -> Vec<EndpointState> {
     let mut by_addr: BTreeMap<SocketAddr, EndpointState> = from_pods.iter().map(|e| (e.addr, *e)).collect();
@@ -243,16 +302,19 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     use runway_api::serving::H2C_APP_PROTOCOL;
 
+    /// A slice of the pods of revision `{service}-00001`.
     fn slice(service: &str, namespace: &str, port: EndpointPort, endpoints: Vec<Endpoint>) -> EndpointSlice {
+        let revision = format!("{service}-00001");
         EndpointSlice {
             metadata: ObjectMeta {
-                name: Some(format!("{service}-pods-abc")),
+                name: Some(format!("{revision}-pods-abc")),
                 namespace: Some(namespace.into()),
                 labels: Some(
                     [
                         (SERVICE_LABEL, service.to_owned()),
+                        (REVISION_LABEL, revision.clone()),
                         (SLICE_MANAGED_BY_LABEL, SLICE_CONTROLLER.to_owned()),
-                        (SLICE_SERVICE_NAME_LABEL, pods_service_name(service)),
+                        (SLICE_SERVICE_NAME_LABEL, pods_service_name(&revision)),
                     ]
                     .into_iter()
                     .map(|(k, v)| (k.to_owned(), v))
@@ -289,7 +351,8 @@ mod tests {
 
     fn pod(ip: Option<&str>, port: Option<(i32, &str)>, ready: bool) -> Pod {
         serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "hello-abc", "namespace": "default", "labels": {SERVICE_LABEL: "hello"}},
+            "metadata": {"name": "hello-00001-abc", "namespace": "default",
+                "labels": {SERVICE_LABEL: "hello", REVISION_LABEL: "hello-00001"}},
             "spec": {"containers": [{
                 "name": "app",
                 "image": "hello",
@@ -307,7 +370,7 @@ mod tests {
     #[test]
     fn a_pod_with_an_ip_is_an_endpoint_on_its_serving_port_before_any_slice_lists_it() {
         let (key, endpoint) = endpoint_from_pod(&pod(Some("10.88.0.7"), None, false)).unwrap();
-        assert_eq!(key, ServiceKey::new("default", "hello"));
+        assert_eq!(key, RevisionId::new("default", "hello", "hello-00001"));
         assert_eq!(
             endpoint,
             EndpointState {
@@ -349,7 +412,10 @@ mod tests {
     #[test]
     fn only_controller_managed_slices_of_the_pod_service_count() {
         let good = slice("hello", "default", port(None, None), vec![]);
-        assert_eq!(slice_service(&good), Some(ServiceKey::new("default", "hello")));
+        assert_eq!(
+            slice_revision(&good),
+            Some(RevisionId::new("default", "hello", "hello-00001"))
+        );
 
         let mut foreign = good.clone();
         foreign
@@ -358,7 +424,7 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert(SLICE_MANAGED_BY_LABEL.into(), "someone-else".into());
-        assert_eq!(slice_service(&foreign), None);
+        assert_eq!(slice_revision(&foreign), None);
 
         let mut other_service = good.clone();
         other_service
@@ -367,7 +433,18 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert(SLICE_SERVICE_NAME_LABEL.into(), "kube-dns".into());
-        assert_eq!(slice_service(&other_service), None);
+        assert_eq!(slice_revision(&other_service), None);
+
+        // The Service's pods Service of before revisions, or a slice without its revision: not a revision's.
+        for (label, value) in [(SLICE_SERVICE_NAME_LABEL, Some("hello-pods")), (REVISION_LABEL, None)] {
+            let mut other = good.clone();
+            let labels = other.metadata.labels.as_mut().unwrap();
+            match value {
+                Some(value) => labels.insert(label.into(), value.into()),
+                None => labels.remove(label),
+            };
+            assert_eq!(slice_revision(&other), None, "{label}");
+        }
     }
 
     #[test]
@@ -528,16 +605,86 @@ mod tests {
         );
     }
 
+    fn revision_spec() -> RevisionSpec {
+        RevisionSpec::from_service_spec(
+            &serde_json::from_value(serde_json::json!({
+                "template": {"spec": {"containers": [{"image": "app"}]}},
+                "containerConcurrency": 3,
+                "timeoutSeconds": 20,
+            }))
+            .unwrap(),
+        )
+    }
+
     #[test]
     fn readiness_gates_wait_for_kubernetes() {
-        let mut spec: runway_api::ServiceSpec = serde_json::from_value(serde_json::json!({
-            "template": {"spec": {"containers": [{"image": "app"}]}}
-        }))
-        .unwrap();
-        assert_eq!(ServiceSettings::from_spec(&spec).fast_probe, FastProbe::Tcp);
+        let mut spec = revision_spec();
+        assert_eq!(RevisionSettings::from_spec(&spec).fast_probe, FastProbe::Tcp);
         spec.template.spec.readiness_gates = Some(vec![PodReadinessGate {
             condition_type: "example.com/warm".into(),
         }]);
-        assert_eq!(ServiceSettings::from_spec(&spec).fast_probe, FastProbe::KubernetesOnly);
+        assert_eq!(RevisionSettings::from_spec(&spec).fast_probe, FastProbe::KubernetesOnly);
+    }
+
+    #[test]
+    fn a_revision_gives_its_settings_its_failure_and_its_service() {
+        let mut revision = Revision::new("hello-00002", revision_spec());
+        revision.metadata.namespace = Some("default".into());
+        assert_eq!(revision_id(&revision), None, "no Service label");
+        revision.metadata.labels = Some([(SERVICE_LABEL.to_owned(), "hello".to_owned())].into());
+        assert_eq!(
+            revision_id(&revision),
+            Some(RevisionId::new("default", "hello", "hello-00002"))
+        );
+        let settings = RevisionSettings::from_revision(&revision);
+        assert_eq!(
+            (settings.container_concurrency, settings.timeout, settings.failure),
+            (3, Duration::from_secs(20), None)
+        );
+        revision.status = serde_json::from_value(serde_json::json!({
+            "conditions": [{"type": "Ready", "status": "False", "reason": "ContainerExits",
+                "message": "container exits with code 1", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+            "desiredReplicas": 1,
+        }))
+        .unwrap();
+        assert_eq!(
+            RevisionSettings::from_revision(&revision).failure.as_deref(),
+            Some("hello-00002: container exits with code 1")
+        );
+    }
+
+    #[test]
+    fn a_service_routes_by_its_resolved_traffic_with_percent_above_zero_and_its_tags() {
+        let mut service: Service = serde_json::from_value(serde_json::json!({
+            "apiVersion": "serving.runway.dev/v1alpha1", "kind": "Service",
+            "metadata": {"name": "hello", "namespace": "default"},
+            "spec": {"template": {"spec": {"containers": [{"image": "app"}]}}, "visibility": "ClusterLocal"},
+        }))
+        .unwrap();
+        let none = ServiceTraffic::from_service(&service);
+        assert_eq!(
+            (none.visibility, none.split.len(), none.tags.len()),
+            (Visibility::ClusterLocal, 0, 0)
+        );
+        service.status = serde_json::from_value(serde_json::json!({
+            "traffic": [
+                {"revisionName": "hello-00003", "latestRevision": true, "percent": 90},
+                {"revisionName": "hello-00002", "percent": 10, "tag": "previous"},
+                {"revisionName": "hello-00004", "percent": 0, "tag": "next"},
+            ],
+        }))
+        .unwrap();
+        let traffic = ServiceTraffic::from_service(&service);
+        assert_eq!(
+            traffic.split,
+            [("hello-00003".to_owned(), 90), ("hello-00002".to_owned(), 10)]
+        );
+        assert_eq!(
+            traffic.tags,
+            [
+                ("previous".to_owned(), "hello-00002".to_owned()),
+                ("next".to_owned(), "hello-00004".to_owned())
+            ]
+        );
     }
 }

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{Error as ClientError, ResponseFuture};
 use tokio::time::Instant;
 
-use crate::service::Lease;
+use crate::revision::Lease;
 
 /// How long past the request's deadline (or past the moment the client left, if later) the pod may take to finish
 /// a request nobody waits for, before the connection to it is closed and the slot freed.
@@ -69,13 +69,13 @@ pub fn finish_in_background(backend: Backend, lease: Lease, deadline: Instant) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return; // shutting down: dropping closes the connection, which also frees the slot
     };
-    lease.service().metrics.abandoned.inc();
+    lease.revision().metrics.abandoned.inc();
     let until = deadline.max(Instant::now()) + DRAIN_GRACE;
     runtime.spawn(async move {
         let finished = tokio::time::timeout_at(until, drain(backend)).await.is_ok();
         if !finished {
-            lease.service().metrics.abandoned_cut.inc();
-            tracing::debug!(service = %lease.service().key, pod = %lease.target.addr, "pod still busy with an abandoned request; closing the connection");
+            lease.revision().metrics.abandoned_cut.inc();
+            tracing::debug!(revision = %lease.revision().id.key, pod = %lease.target.addr, "pod still busy with an abandoned request; closing the connection");
         }
         drop(lease);
     });

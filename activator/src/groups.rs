@@ -1,36 +1,35 @@
-//! Watched objects grouped by the Runway Service they belong to, kept up to date event by event: a change touches
-//! only its Service's group, so a watch event costs the size of one group, not of every object in the cluster.
+//! Watched objects grouped by the Runway Service or revision they belong to, kept up to date event by event: a
+//! change touches only its group, so a watch event costs the size of one group, not of every object in the cluster.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use crate::host::ServiceKey;
-
 /// An object's identity within its kind.
 type ObjectId = (String, String);
 
-/// The objects of one kind, by Service.
-pub struct Groups<K> {
-    /// Which Service an object belongs to: `None` (not kept) for objects of no Service.
-    service_of: fn(&K) -> Option<ServiceKey>,
-    groups: HashMap<ServiceKey, BTreeMap<ObjectId, Arc<K>>>,
+/// The objects of one kind, by group `G` (a Service's or a revision's key).
+pub struct Groups<K, G> {
+    /// Which group an object belongs to: `None` (not kept) for objects of none.
+    group_of: fn(&K) -> Option<G>,
+    groups: HashMap<G, BTreeMap<ObjectId, Arc<K>>>,
     /// The group each kept object is in, so that an object that moves (its label changed) leaves its old one.
-    member_of: HashMap<ObjectId, ServiceKey>,
+    member_of: HashMap<ObjectId, G>,
 }
 
-impl<K: ResourceExt> Groups<K> {
-    pub fn new(service_of: fn(&K) -> Option<ServiceKey>) -> Self {
+impl<K: ResourceExt, G: Clone + Eq + Hash + Ord> Groups<K, G> {
+    pub fn new(group_of: fn(&K) -> Option<G>) -> Self {
         Groups {
-            service_of,
+            group_of,
             groups: HashMap::new(),
             member_of: HashMap::new(),
         }
     }
 
     /// The objects of `key`'s group.
-    pub fn group(&self, key: &ServiceKey) -> Vec<Arc<K>> {
+    pub fn group(&self, key: &G) -> Vec<Arc<K>> {
         self.groups
             .get(key)
             .map(|g| g.values().cloned().collect())
@@ -38,10 +37,10 @@ impl<K: ResourceExt> Groups<K> {
     }
 
     /// An object was added or changed; returns the groups that changed.
-    pub fn apply(&mut self, object: K) -> Vec<ServiceKey> {
+    pub fn apply(&mut self, object: K) -> Vec<G> {
         let id = id_of(&object);
-        let mut changed: Vec<ServiceKey> = self.remove(&id).into_iter().collect();
-        if let Some(key) = (self.service_of)(&object) {
+        let mut changed: Vec<G> = self.remove(&id).into_iter().collect();
+        if let Some(key) = (self.group_of)(&object) {
             self.groups
                 .entry(key.clone())
                 .or_default()
@@ -55,13 +54,13 @@ impl<K: ResourceExt> Groups<K> {
     }
 
     /// An object was deleted; returns the group that changed, if it was in one.
-    pub fn delete(&mut self, object: &K) -> Vec<ServiceKey> {
+    pub fn delete(&mut self, object: &K) -> Vec<G> {
         self.remove(&id_of(object)).into_iter().collect()
     }
 
     /// The watch listed everything again: the listed objects replace all; returns every group before or after.
-    pub fn relist(&mut self, objects: Vec<K>) -> Vec<ServiceKey> {
-        let mut keys: Vec<ServiceKey> = self.groups.drain().map(|(key, _)| key).collect();
+    pub fn relist(&mut self, objects: Vec<K>) -> Vec<G> {
+        let mut keys: Vec<G> = self.groups.drain().map(|(key, _)| key).collect();
         self.member_of.clear();
         for object in objects {
             keys.extend(self.apply(object));
@@ -71,7 +70,7 @@ impl<K: ResourceExt> Groups<K> {
         keys
     }
 
-    fn remove(&mut self, id: &ObjectId) -> Option<ServiceKey> {
+    fn remove(&mut self, id: &ObjectId) -> Option<G> {
         let key = self.member_of.remove(id)?;
         if let Some(group) = self.groups.get_mut(&key) {
             group.remove(id);
@@ -92,6 +91,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::ObjectMeta;
+    use runway_api::ServiceKey;
 
     /// A ConfigMap standing for any labelled object: its `service` label names its group.
     fn object(name: &str, service: Option<&str>) -> ConfigMap {
@@ -106,14 +106,14 @@ mod tests {
         }
     }
 
-    fn groups() -> Groups<ConfigMap> {
+    fn groups() -> Groups<ConfigMap, ServiceKey> {
         Groups::new(|o| {
             let service = o.labels().get("service")?;
             Some(ServiceKey::new("default", service.clone()))
         })
     }
 
-    fn names(groups: &Groups<ConfigMap>, service: &str) -> Vec<String> {
+    fn names(groups: &Groups<ConfigMap, ServiceKey>, service: &str) -> Vec<String> {
         groups
             .group(&ServiceKey::new("default", service))
             .iter()

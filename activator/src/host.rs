@@ -1,4 +1,4 @@
-//! Which Service a request is for, from its Host header or HTTP/2 :authority.
+//! Which Service (or which tag of a Service) a request is for, from its Host header or HTTP/2 :authority.
 
 use std::borrow::Cow;
 
@@ -12,6 +12,39 @@ pub enum Entry {
     External,
     /// For pods of the cluster: every host form, every Service.
     Internal,
+}
+
+/// What a host's first label names in its namespace: a Service, or a tag of one (`{tag}-{service}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Named {
+    Service(ServiceKey),
+    Tag { service: ServiceKey, tag: String },
+}
+
+/// What `{label}.{namespace}` (as [`service_for_host`] gives it) names, given the Services that exist and their
+/// tags: the Service `label` itself when it exists, as an exact Service host wins over a tag host; else the first way
+/// of reading `label` as `{tag}-{service}`, shortest tag first, whose Service has that tag. Tags and Service names both
+/// contain '-', so a label may read several ways; the operator refuses a tag whose host is another Service's, and
+/// the shortest tag first keeps the choice deterministic otherwise.
+pub fn resolve(
+    key: ServiceKey,
+    exists: impl Fn(&ServiceKey) -> bool,
+    has_tag: impl Fn(&ServiceKey, &str) -> bool,
+) -> Option<Named> {
+    if exists(&key) {
+        return Some(Named::Service(key));
+    }
+    key.name
+        .match_indices('-')
+        .map(|(dash, _)| (&key.name[..dash], &key.name[dash + 1..]))
+        .filter(|(tag, service)| is_dns_label(tag) && is_dns_label(service))
+        .find_map(|(tag, service)| {
+            let service = ServiceKey::new(key.namespace.as_str(), service);
+            has_tag(&service, tag).then(|| Named::Tag {
+                service,
+                tag: tag.to_owned(),
+            })
+        })
 }
 
 /// The Service a host names: `{name}.{namespace}` followed by `.{domain}`, `.svc.cluster.local`, `.svc` or nothing.
@@ -66,7 +99,7 @@ fn name_and_namespace(labels: &str) -> Option<ServiceKey> {
     (is_dns_label(name) && is_dns_label(namespace)).then(|| ServiceKey::new(namespace, name))
 }
 
-fn is_dns_label(label: &str) -> bool {
+pub(crate) fn is_dns_label(label: &str) -> bool {
     !label.is_empty()
         && label.len() <= 63
         && label
@@ -155,6 +188,73 @@ mod tests {
         assert_eq!(
             service_for_host("api.prod.Apps.Corp.Net", ".apps.corp.net."),
             Some(ServiceKey::new("prod", "api"))
+        );
+    }
+
+    fn named(host: &str, services: &[&str], tags: &[(&str, &str)]) -> Option<Named> {
+        let key = service_for_host(host, "example.com")?;
+        resolve(
+            key,
+            |k| k.namespace == "default" && services.contains(&k.name.as_str()),
+            |k, tag| k.namespace == "default" && tags.contains(&(k.name.as_str(), tag)),
+        )
+    }
+
+    fn tag(service: &str, tag: &str) -> Option<Named> {
+        Some(Named::Tag {
+            service: ServiceKey::new("default", service),
+            tag: tag.into(),
+        })
+    }
+
+    #[test]
+    fn a_tag_host_names_the_tag_in_every_host_form() {
+        let services = ["hello"];
+        let tags = [("hello", "canary")];
+        for host in [
+            "canary-hello.default.example.com",
+            "canary-hello.default.svc.cluster.local",
+            "canary-hello.default.svc",
+            "Canary-Hello.default:80",
+        ] {
+            assert_eq!(named(host, &services, &tags), tag("hello", "canary"), "{host}");
+        }
+        assert_eq!(
+            named("hello.default.example.com", &services, &tags),
+            Some(Named::Service(ServiceKey::new("default", "hello")))
+        );
+        // An unknown tag, a tag of another Service, another namespace: nothing.
+        for host in [
+            "blue-hello.default",
+            "canary-other.default",
+            "canary-hello.prod",
+            "canary.default",
+            "-hello.default",
+        ] {
+            assert_eq!(named(host, &services, &tags), None, "{host}");
+        }
+    }
+
+    #[test]
+    fn an_exact_service_host_wins_over_a_tag_host() {
+        let tags = [("hello", "canary")];
+        assert_eq!(
+            named("canary-hello.default", &["hello", "canary-hello"], &tags),
+            Some(Named::Service(ServiceKey::new("default", "canary-hello")))
+        );
+    }
+
+    #[test]
+    fn names_with_dashes_read_as_the_first_tag_and_service_that_exist() {
+        // Tag `v2-beta` of `my-app`, not tag `v2` of `beta-my-app`, which does not exist.
+        assert_eq!(
+            named("v2-beta-my-app.default", &["my-app"], &[("my-app", "v2-beta")]),
+            tag("my-app", "v2-beta")
+        );
+        // Both readings exist: the shortest tag first.
+        assert_eq!(
+            named("a-b-c.default", &["b-c", "c"], &[("b-c", "a"), ("c", "a-b")]),
+            tag("b-c", "a")
         );
     }
 

@@ -1,6 +1,6 @@
-//! Runway's activator: the only data-plane component. It routes every request by host to one of its Service's pods,
-//! holds requests while a Service scales from zero, enforces containerConcurrency (split across activator
-//! replicas) and streams load reports to the autoscaler.
+//! Runway's activator: the only data-plane component. It routes every request by host to one of its Service's
+//! revisions (split by weight) and on to one of that revision's pods, holds requests while a revision scales from
+//! zero, enforces containerConcurrency (split across activator replicas) and streams load reports to the autoscaler.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -26,8 +26,9 @@ pub mod proxy;
 pub mod queue;
 pub mod registry;
 pub mod reports;
+pub mod revision;
 pub mod server;
-pub mod service;
 pub mod slots;
+pub mod split;
 pub mod standalone;
 pub mod tunnel;

@@ -1,4 +1,5 @@
-//! Load accounting for one Service: time-averaged concurrency (in flight + queued) and arrivals per interval.
+//! Load accounting for one revision: time-averaged concurrency (in flight + queued), arrivals and responses per
+//! interval.
 
 use tokio::time::Instant;
 
@@ -13,6 +14,8 @@ pub struct LoadTracker {
     /// Request-seconds held since `interval_start`.
     area: f64,
     arrivals: u64,
+    responses: u64,
+    server_errors: u64,
 }
 
 /// One interval's load.
@@ -22,12 +25,15 @@ pub struct LoadSample {
     pub rps: f64,
     pub in_flight: u32,
     pub queued: u32,
+    /// Responses in the interval, and of those the 5xx: the rollout compares revisions by them.
+    pub requests: u64,
+    pub server_errors: u64,
 }
 
 impl LoadSample {
-    /// Whether the interval saw traffic or requests are held now; idle Services are left out of reports.
+    /// Whether the interval saw traffic or requests are held now; idle revisions are left out of reports.
     pub fn is_active(&self) -> bool {
-        self.concurrency > 0.0 || self.rps > 0.0 || self.in_flight > 0 || self.queued > 0
+        self.concurrency > 0.0 || self.rps > 0.0 || self.in_flight > 0 || self.queued > 0 || self.requests > 0
     }
 }
 
@@ -40,6 +46,8 @@ impl LoadTracker {
             queued: 0,
             area: 0.0,
             arrivals: 0,
+            responses: 0,
+            server_errors: 0,
         }
     }
 
@@ -53,6 +61,14 @@ impl LoadTracker {
 
     pub fn arrived(&mut self) {
         self.arrivals += 1;
+    }
+
+    /// A response with `status` started.
+    pub fn answered(&mut self, status: u16) {
+        self.responses += 1;
+        if (500..600).contains(&status) {
+            self.server_errors += 1;
+        }
     }
 
     pub fn change_in_flight(&mut self, now: Instant, delta: i32) {
@@ -82,6 +98,8 @@ impl LoadTracker {
             rps,
             in_flight: self.in_flight,
             queued: self.queued,
+            requests: self.responses,
+            server_errors: self.server_errors,
         }
     }
 
@@ -92,6 +110,8 @@ impl LoadTracker {
         self.last_change = now;
         self.area = 0.0;
         self.arrivals = 0;
+        self.responses = 0;
+        self.server_errors = 0;
         sample
     }
 
@@ -147,5 +167,20 @@ mod tests {
         let mut load = LoadTracker::new(start);
         load.change_queued(start, 1);
         assert_eq!(load.peek(start).concurrency, 1.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn responses_and_server_errors_are_counted_per_interval() {
+        let start = Instant::now();
+        let mut load = LoadTracker::new(start);
+        for status in [200, 404, 500, 502, 503, 504, 301] {
+            load.answered(status);
+        }
+        let sample = load.take(start + Duration::from_secs(1));
+        assert_eq!((sample.requests, sample.server_errors), (7, 4));
+        assert!(sample.is_active(), "a response alone makes the interval active");
+        let next = load.take(start + Duration::from_secs(2));
+        assert_eq!((next.requests, next.server_errors), (0, 0));
+        assert!(!next.is_active());
     }
 }

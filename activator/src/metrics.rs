@@ -11,9 +11,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::host::ServiceKey;
+use crate::revision::RevisionId;
 
-/// A label value shared by all of a Service's series: cloning it is a reference count, not an allocation.
+/// A label value shared by all of a revision's series: cloning it is a reference count, not an allocation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct SharedLabel(Arc<str>);
 
@@ -24,15 +24,17 @@ impl EncodeLabelValue for SharedLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ServiceLabels {
+pub struct RevisionLabels {
     pub namespace: SharedLabel,
     pub service: SharedLabel,
+    pub revision: SharedLabel,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub namespace: SharedLabel,
     pub service: SharedLabel,
+    pub revision: SharedLabel,
     pub code: u16,
 }
 
@@ -50,12 +52,12 @@ impl MetricConstructor<Histogram> for LatencyBuckets {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    queue_depth: Family<ServiceLabels, Gauge>,
-    in_flight: Family<ServiceLabels, Gauge>,
-    cold_starts: Family<ServiceLabels, Counter>,
-    abandoned: Family<ServiceLabels, Counter>,
-    abandoned_cut: Family<ServiceLabels, Counter>,
-    latency: Family<ServiceLabels, Histogram, LatencyBuckets>,
+    queue_depth: Family<RevisionLabels, Gauge>,
+    in_flight: Family<RevisionLabels, Gauge>,
+    cold_starts: Family<RevisionLabels, Counter>,
+    abandoned: Family<RevisionLabels, Counter>,
+    abandoned_cut: Family<RevisionLabels, Counter>,
+    latency: Family<RevisionLabels, Histogram, LatencyBuckets>,
 }
 
 impl Default for Metrics {
@@ -73,14 +75,14 @@ impl Default for Metrics {
         };
         registry.register(
             "requests",
-            "Requests answered, by Service and status code",
+            "Requests answered, by Service, revision and status code",
             metrics.requests.clone(),
         );
         registry.register("queue_depth", "Requests waiting for a pod", metrics.queue_depth.clone());
         registry.register("in_flight", "Requests in flight to pods", metrics.in_flight.clone());
         registry.register(
             "cold_starts",
-            "Times a request arrived while the Service had no routable pod",
+            "Times a request arrived while the revision had no routable pod",
             metrics.cold_starts.clone(),
         );
         registry.register(
@@ -110,13 +112,14 @@ impl Metrics {
         text
     }
 
-    /// The series of one Service, resolved once so that the request path only touches atomics.
-    pub fn for_service(&self, key: &ServiceKey) -> ServiceMetrics {
-        let labels = ServiceLabels {
-            namespace: SharedLabel(key.namespace.as_str().into()),
-            service: SharedLabel(key.name.as_str().into()),
+    /// The series of one revision, resolved once so that the request path only touches atomics.
+    pub fn for_revision(&self, id: &RevisionId) -> RevisionMetrics {
+        let labels = RevisionLabels {
+            namespace: SharedLabel(id.key.namespace.as_str().into()),
+            service: SharedLabel(id.service.as_str().into()),
+            revision: SharedLabel(id.key.name.as_str().into()),
         };
-        ServiceMetrics {
+        RevisionMetrics {
             queue_depth: self.queue_depth.get_or_create(&labels).clone(),
             in_flight: self.in_flight.get_or_create(&labels).clone(),
             cold_starts: self.cold_starts.get_or_create(&labels).clone(),
@@ -129,8 +132,8 @@ impl Metrics {
         }
     }
 
-    /// Drops a deleted Service's series.
-    pub fn forget(&self, series: &ServiceMetrics) {
+    /// Drops a deleted revision's series, so that their number follows the revisions that exist.
+    pub fn forget(&self, series: &RevisionMetrics) {
         let labels = &series.labels;
         self.queue_depth.remove(labels);
         self.in_flight.remove(labels);
@@ -144,9 +147,9 @@ impl Metrics {
     }
 }
 
-/// One Service's series.
-pub struct ServiceMetrics {
-    labels: ServiceLabels,
+/// One revision's series.
+pub struct RevisionMetrics {
+    labels: RevisionLabels,
     pub queue_depth: Gauge,
     pub in_flight: Gauge,
     pub cold_starts: Counter,
@@ -154,11 +157,11 @@ pub struct ServiceMetrics {
     pub abandoned_cut: Counter,
     pub latency: Histogram,
     requests: Family<RequestLabels, Counter>,
-    /// Counters per status code seen so far (a handful per Service).
+    /// Counters per status code seen so far (a handful per revision).
     by_code: Mutex<Vec<(u16, Counter)>>,
 }
 
-impl ServiceMetrics {
+impl RevisionMetrics {
     pub fn count_response(&self, code: u16) {
         let mut by_code = self.by_code.lock();
         if let Some((_, counter)) = by_code.iter().find(|(c, _)| *c == code) {
@@ -174,7 +177,33 @@ impl ServiceMetrics {
         RequestLabels {
             namespace: self.labels.namespace.clone(),
             service: self.labels.service.clone(),
+            revision: self.labels.revision.clone(),
             code,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_carry_the_revision_and_go_with_it() {
+        let metrics = Metrics::default();
+        let old = metrics.for_revision(&RevisionId::new("default", "hello", "hello-00001"));
+        let new = metrics.for_revision(&RevisionId::new("default", "hello", "hello-00002"));
+        old.count_response(200);
+        new.count_response(503);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "runway_activator_requests_total{namespace=\"default\",service=\"hello\",revision=\"hello-00002\",code=\"503\"} 1"
+            ),
+            "{text}"
+        );
+        metrics.forget(&old);
+        let text = metrics.encode();
+        assert!(!text.contains("hello-00001"), "{text}");
+        assert!(text.contains("hello-00002"), "{text}");
     }
 }

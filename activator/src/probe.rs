@@ -11,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::pod::ProbeKind;
-use crate::service::{ProbeRequest, ServiceHandle};
+use crate::revision::{ProbeRequest, RevisionHandle};
 
 #[derive(Clone, Debug)]
 pub struct ProbeConfig {
@@ -49,16 +49,16 @@ impl Default for ProbeConfig {
 }
 
 /// Probes the pod until it answers or no longer needs probing (routable through Kubernetes, gone, terminating).
-pub fn spawn(service: Arc<ServiceHandle>, request: ProbeRequest, config: ProbeConfig) {
+pub fn spawn(revision: Arc<RevisionHandle>, request: ProbeRequest, config: ProbeConfig) {
     tokio::spawn(async move {
         let started = tokio::time::Instant::now();
-        while let Some(kind) = service.probe_plan(request.id) {
+        while let Some(kind) = revision.probe_plan(request.id) {
             let ready = tokio::time::timeout(config.timeout, probe_once(request.addr, &kind))
                 .await
                 .unwrap_or(false);
             if ready {
-                tracing::debug!(service = %service.key, pod = %request.addr, "probe succeeded");
-                service.probe_succeeded(request.id);
+                tracing::debug!(revision = %revision.id.key, pod = %request.addr, "probe succeeded");
+                revision.probe_succeeded(request.id);
                 return;
             }
             tokio::time::sleep(config.pause(started.elapsed())).await;

@@ -1,19 +1,19 @@
-//! The request path: route by host, wait for a slot, send to the pod (or the peer holding the slots), stream the
-//! response back.
+//! The request path: route by host to a revision, wait for a slot, send to the pod (or the peer holding the slots),
+//! stream the response back.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use runway_api::names::COLD_START_HEADER;
+use runway_api::names::{COLD_START_HEADER, REVISION_HEADER};
 use tokio::time::Instant;
 
 use crate::app::Options;
@@ -25,11 +25,18 @@ use crate::host::Entry;
 use crate::pod::Target;
 use crate::probe;
 use crate::registry::{Registry, Route};
-use crate::service::{Admission, Grant, Lease, ServiceHandle};
+use crate::revision::{Admission, Grant, Lease, RevisionHandle};
 use crate::tunnel::{Activity, Watched};
+
+/// How long a request waits for a Service that has no revision to route to yet before it gets 503.
+const NOT_READY_WAIT: Duration = Duration::from_secs(30);
 
 /// Attempts per request when connections fail before the request is sent.
 const MAX_ATTEMPTS: usize = 3;
+
+/// Names the revision that answered, on responses; on a request one activator forwards to another, the revision it
+/// picked.
+const REVISION: HeaderName = HeaderName::from_static(REVISION_HEADER);
 
 type BackendClient = Client<HttpConnector, OutgoingBody>;
 
@@ -151,8 +158,35 @@ impl Proxy {
         if let Some(value) = host.host_header() {
             request.headers_mut().insert(header::HOST, value);
         }
-        let service = match self.registry.route(&host, entry) {
-            Route::Service(service) => service,
+        // Only a peer may name the revision (the one it picked); from anyone else the header is dropped.
+        let pinned = request.headers_mut().remove(REVISION).filter(|_| from_peer);
+        let pinned = pinned.as_ref().and_then(|value| value.to_str().ok());
+        // A Service with nothing to route to yet (just created, or written by a release without revisions until
+        // the operator resolves its traffic) holds its requests for a while instead of failing them.
+        let wait_until = arrival + NOT_READY_WAIT;
+        let route = loop {
+            let changed = self.registry.routes_changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.registry.route(&host, entry, pinned) {
+                Route::NotReady(_) if Instant::now() < wait_until => {
+                    let _ = tokio::time::timeout_at(wait_until, changed).await;
+                }
+                route => break route,
+            }
+        };
+        let revision = match route {
+            Route::Revision(revision) => revision,
+            Route::NotReady(service) => {
+                let mut response = local(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("no revision of {service} is ready to route yet\n"),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return Ok(response);
+            }
             Route::Unknown => {
                 let shown = if host.is_empty() { "(none)" } else { host.as_str() };
                 return Ok(local(
@@ -161,23 +195,33 @@ impl Proxy {
                 ));
             }
         };
-        let response = self.forward(&service, request, remote, from_peer, &host, arrival).await;
-        service.metrics.count_response(response.status().as_u16());
-        service.metrics.latency.observe(arrival.elapsed().as_secs_f64());
+        let (mut response, by_peer) = self
+            .forward(&revision, request, remote, from_peer, &host, arrival)
+            .await;
+        if let Some(name) = &revision.header {
+            response.headers_mut().insert(REVISION, name.clone());
+        }
+        revision.answered(response.status().as_u16(), !by_peer);
+        revision.metrics.latency.observe(arrival.elapsed().as_secs_f64());
         Ok(response)
     }
 
+    /// The response, and whether a peer activator took the request (it then counts the response in its own load
+    /// report, so that the autoscaler counts it once).
     async fn forward(
         &self,
-        service: &Arc<ServiceHandle>,
+        revision: &Arc<RevisionHandle>,
         mut request: Request<Incoming>,
         remote: SocketAddr,
         hop: bool,
         host: &str,
         arrival: Instant,
-    ) -> Response<ResponseBody> {
-        let Some(timeout) = service.timeout() else {
-            return local(StatusCode::NOT_FOUND, format!("no Runway service for host {host}\n"));
+    ) -> (Response<ResponseBody>, bool) {
+        let Some(timeout) = revision.timeout() else {
+            return (
+                local(StatusCode::NOT_FOUND, format!("no Runway service for host {host}\n")),
+                false,
+            );
         };
         let deadline = arrival + timeout;
         request.headers_mut().remove(HOP_HEADER);
@@ -188,7 +232,10 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         // Held until the response head: what waits in queues is bounded whatever clients send.
         let Some(_reservation) = self.budget.reserve(request_cost(&parts)) else {
-            return overloaded("too many requests waiting in this activator, retry later\n");
+            return (
+                overloaded("too many requests waiting in this activator, retry later\n"),
+                false,
+            );
         };
         remove_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = &upgrade {
@@ -207,27 +254,25 @@ impl Proxy {
         let mut waited = Waited::default();
 
         for _ in 0..MAX_ATTEMPTS {
-            let destination = match self.admit(service, hop, deadline, &mut waited).await {
+            let destination = match self.admit(revision, hop, deadline, &mut waited).await {
                 Ok(destination) => destination,
-                Err(response) => return response,
+                Err(response) => return (response, false),
             };
             let h2 = destination.speaks_h2(parts.version);
-            let outgoing = match build_request(&parts, &destination, h2, body.outgoing()) {
+            let outgoing = match build_request(&parts, &destination, revision, h2, body.outgoing()) {
                 Ok(outgoing) => outgoing,
                 Err(error) => {
-                    return local(
-                        StatusCode::BAD_REQUEST,
-                        format!("cannot forward the request: {error}\n"),
-                    );
+                    let text = format!("cannot forward the request: {error}\n");
+                    return (local(StatusCode::BAD_REQUEST, text), false);
                 }
             };
             let client = self.clients.pick(destination.peer, h2);
             let exchange = Exchange::new(client.request(outgoing), destination.lease, deadline);
             // Past the deadline the exchange is dropped: the pod finishes in the background, holding its slot.
             match tokio::time::timeout_at(deadline, exchange).await {
-                Err(_elapsed) => return timeout_response(),
+                Err(_elapsed) => return (timeout_response(), destination.peer),
                 Ok((Ok(response), lease)) => {
-                    return finish(
+                    let response = finish(
                         response,
                         lease,
                         deadline,
@@ -235,38 +280,43 @@ impl Proxy {
                         client_upgrade,
                         &waited,
                     );
+                    return (response, destination.peer);
                 }
                 Ok((Err(error), lease)) if error.is_connect() && body.is_untouched() => {
-                    tracing::debug!(service = %service.key, backend = %destination.target.addr, %error, "connect failed, retrying");
+                    tracing::debug!(revision = %revision.id.key, backend = %destination.target.addr, %error, "connect failed, retrying");
                     if let Some(lease) = lease
-                        && let Some(probe) = service.connect_failed(lease)
+                        && let Some(probe) = revision.connect_failed(lease)
                     {
-                        probe::spawn(service.clone(), probe, self.registry.probe_config().clone());
+                        probe::spawn(revision.clone(), probe, self.registry.probe_config().clone());
                     }
                 }
                 Ok((Err(error), lease)) if body.is_untouched() && reset_unread(&error) => {
                     // The pod's app never read this request: safe to send again, whatever the method.
-                    tracing::debug!(service = %service.key, backend = %destination.target.addr, error = %error_chain(&error), "reset before the request was read, retrying");
+                    tracing::debug!(revision = %revision.id.key, backend = %destination.target.addr, error = %error_chain(&error), "reset before the request was read, retrying");
                     drop(lease);
                 }
                 Ok((Err(error), _lease)) => {
-                    tracing::debug!(service = %service.key, backend = %destination.target.addr, error = %error_chain(&error), "backend failed");
-                    return local(StatusCode::BAD_GATEWAY, "the backend failed to answer\n");
+                    tracing::debug!(revision = %revision.id.key, backend = %destination.target.addr, error = %error_chain(&error), "backend failed");
+                    let response = local(StatusCode::BAD_GATEWAY, "the backend failed to answer\n");
+                    return (response, destination.peer);
                 }
             }
         }
-        local(StatusCode::BAD_GATEWAY, "no backend accepted the connection\n")
+        (
+            local(StatusCode::BAD_GATEWAY, "no backend accepted the connection\n"),
+            false,
+        )
     }
 
     /// Waits for a slot (or a peer to forward to) until the deadline.
     async fn admit(
         &self,
-        service: &Arc<ServiceHandle>,
+        revision: &Arc<RevisionHandle>,
         hop: bool,
         deadline: Instant,
         waited: &mut Waited,
     ) -> Result<Destination, Response<ResponseBody>> {
-        let grant = match service.admit(hop) {
+        let grant = match revision.admit(hop) {
             Admission::Granted(grant) => grant,
             Admission::Queued(waiting, poke) => {
                 if let Some(load) = poke {
@@ -278,12 +328,12 @@ impl Proxy {
                 *waited.queued.get_or_insert_default() += started.elapsed();
                 match grant {
                     Ok(Some(grant)) => grant,
-                    Ok(None) => return Err(local(StatusCode::SERVICE_UNAVAILABLE, "the service was deleted\n")),
+                    Ok(None) => return Err(local(StatusCode::SERVICE_UNAVAILABLE, "the revision was deleted\n")),
                     Err(_elapsed) => return Err(timeout_response()),
                 }
             }
             Admission::QueueFull => return Err(overloaded("too many requests waiting, retry later\n")),
-            Admission::Gone => return Err(local(StatusCode::NOT_FOUND, "the service was deleted\n")),
+            Admission::Gone => return Err(local(StatusCode::NOT_FOUND, "the revision was deleted\n")),
         };
         Ok(match grant {
             Grant::Pod(lease) => Destination {
@@ -304,6 +354,7 @@ impl Proxy {
 fn build_request(
     parts: &http::request::Parts,
     destination: &Destination,
+    revision: &RevisionHandle,
     h2: bool,
     body: OutgoingBody,
 ) -> Result<Request<OutgoingBody>, http::Error> {
@@ -321,6 +372,9 @@ fn build_request(
     *request.headers_mut() = parts.headers.clone();
     if destination.peer {
         request.headers_mut().insert(HOP_HEADER, HeaderValue::from_static("1"));
+        if let Some(name) = &revision.header {
+            request.headers_mut().insert(REVISION, name.clone());
+        }
     }
     Ok(request)
 }
@@ -442,7 +496,7 @@ fn overloaded(text: &'static str) -> Response<ResponseBody> {
     response
 }
 
-/// 503 naming why the Service's pods cannot serve, at once rather than after the timeout.
+/// 503 naming why the revision's pods cannot serve, at once rather than after the timeout.
 fn failing(reason: &str) -> Response<ResponseBody> {
     let mut response = local(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"));
     response

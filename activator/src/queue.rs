@@ -1,5 +1,5 @@
-//! The requests of one Service waiting for a slot, first in first out, bounded. Every change is counted in the
-//! Service's load as it happens, so the queued count can never drift from the queue.
+//! The requests of one revision waiting for a slot, first in first out, bounded. Every change is counted in the
+//! revision's load as it happens, so the queued count can never drift from the queue.
 
 use std::collections::VecDeque;
 

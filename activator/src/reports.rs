@@ -34,7 +34,7 @@ impl LoadHub {
         let _ = self.lines.send(line);
     }
 
-    /// Sends a poke at once: requests are waiting for a Service with no routable pod.
+    /// Sends a poke at once: requests are waiting for a revision with no routable pod.
     pub fn poke(&self, service: ServiceLoad) {
         let _ = self.lines.send(self.line(ReportKind::Poke, 0, vec![service]));
     }

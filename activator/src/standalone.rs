@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::endpoints::{EndpointState, FastProbe, ServiceSettings};
-use crate::host::service_for_host;
+use crate::endpoints::{EndpointState, FastProbe, RevisionSettings, ServiceTraffic};
+use crate::host::{is_dns_label, service_for_host};
 use crate::peers::Peers;
 use crate::registry::Registry;
+use crate::revision::RevisionId;
 
 /// The routes file (YAML or JSON).
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -22,13 +23,18 @@ pub struct StaticConfig {
     pub peers: Vec<SocketAddr>,
 }
 
-/// One Service: its host and backends.
+/// One Service: its host and backends, or its revisions.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StaticRoute {
     /// `{name}.{namespace}`, optionally followed by the domain or `.svc[.cluster.local]`.
     pub host: String,
+    /// The backends of the Service's only revision, which is named as the Service and takes every request.
+    #[serde(default)]
     pub backends: Vec<SocketAddr>,
+    /// Instead of `backends`: revisions with their own backends, splitting the requests by their percents.
+    #[serde(default)]
+    pub revisions: Vec<StaticRevision>,
     #[serde(default)]
     pub container_concurrency: u32,
     #[serde(default = "default_timeout_seconds")]
@@ -36,6 +42,20 @@ pub struct StaticRoute {
     /// Speak HTTP/2 with prior knowledge to the backends.
     #[serde(default)]
     pub h2c: bool,
+}
+
+/// One revision of a static Service; the Service's concurrency, timeout and protocol apply to it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StaticRevision {
+    pub name: String,
+    pub backends: Vec<SocketAddr>,
+    /// Share of the Service's requests; the revisions' percents sum to 100.
+    #[serde(default)]
+    pub percent: u32,
+    /// Gives the revision its own host, `{tag}-{name}.{namespace}`.
+    #[serde(default)]
+    pub tag: Option<String>,
 }
 
 fn default_timeout_seconds() -> u64 {
@@ -67,6 +87,7 @@ pub fn parse_route_flag(flag: &str) -> Result<StaticRoute, String> {
     Ok(StaticRoute {
         host: host.to_owned(),
         backends,
+        revisions: Vec::new(),
         container_concurrency: 0,
         timeout_seconds: default_timeout_seconds(),
         h2c: false,
@@ -87,32 +108,83 @@ pub fn apply(registry: &Registry, config: &StaticConfig, domain: &str) -> anyhow
             "route {}: timeoutSeconds must be positive",
             route.host
         );
-        registry.set_settings(
+        let revisions = revisions(route, &key.name)?;
+        registry.set_service(
             &key,
-            Some(ServiceSettings {
-                container_concurrency: route.container_concurrency,
-                timeout: Duration::from_secs(route.timeout_seconds),
-                fast_probe: FastProbe::Tcp,
-                failure: None,
+            Some(ServiceTraffic {
                 visibility: runway_api::Visibility::External,
+                split: revisions.iter().map(|r| (r.name.clone(), r.percent)).collect(),
+                tags: revisions
+                    .iter()
+                    .filter_map(|r| Some((r.tag.clone()?, r.name.clone())))
+                    .collect(),
             }),
         );
-        let endpoints: Vec<EndpointState> = route
-            .backends
-            .iter()
-            .map(|addr| EndpointState {
-                addr: *addr,
-                h2c: route.h2c,
-                ready: true,
-                terminating: false,
-            })
-            .collect();
-        registry.set_endpoints(&key, &endpoints);
+        for revision in &revisions {
+            let id = RevisionId::new(key.namespace.as_str(), key.name.as_str(), revision.name.as_str());
+            registry.set_revision(
+                &id,
+                Some(RevisionSettings {
+                    container_concurrency: route.container_concurrency,
+                    timeout: Duration::from_secs(route.timeout_seconds),
+                    fast_probe: FastProbe::Tcp,
+                    failure: None,
+                }),
+            );
+            let endpoints: Vec<EndpointState> = revision
+                .backends
+                .iter()
+                .map(|addr| EndpointState {
+                    addr: *addr,
+                    h2c: route.h2c,
+                    ready: true,
+                    terminating: false,
+                })
+                .collect();
+            registry.set_endpoints(&id, &endpoints);
+        }
     }
     if !config.peers.is_empty() {
         registry.set_peers(Peers::new(registry.peers().me(), config.peers.iter().copied()));
     }
     Ok(())
+}
+
+/// The revisions of a route: as listed, or one named as the Service with the route's backends and every request.
+fn revisions(route: &StaticRoute, service: &str) -> anyhow::Result<Vec<StaticRevision>> {
+    if route.revisions.is_empty() {
+        return Ok(vec![StaticRevision {
+            name: service.to_owned(),
+            backends: route.backends.clone(),
+            percent: 100,
+            tag: None,
+        }]);
+    }
+    let host = &route.host;
+    anyhow::ensure!(
+        route.backends.is_empty(),
+        "route {host}: list backends or revisions, not both"
+    );
+    let total: u32 = route.revisions.iter().map(|r| r.percent).sum();
+    anyhow::ensure!(
+        total == 100,
+        "route {host}: the revisions' percents sum to {total}, not 100"
+    );
+    for (index, revision) in route.revisions.iter().enumerate() {
+        let name = &revision.name;
+        anyhow::ensure!(
+            is_dns_label(name),
+            "route {host}: revision name {name:?} is not a DNS label"
+        );
+        anyhow::ensure!(
+            route.revisions[..index].iter().all(|r| r.name != *name),
+            "route {host}: revision {name} is listed twice"
+        );
+        if let Some(tag) = &revision.tag {
+            anyhow::ensure!(is_dns_label(tag), "route {host}: tag {tag:?} is not a DNS label");
+        }
+    }
+    Ok(route.revisions.clone())
 }
 
 #[cfg(test)]
@@ -145,5 +217,32 @@ mod tests {
                 .unwrap_err()
                 .contains("IP:port")
         );
+    }
+
+    #[test]
+    fn a_route_lists_backends_or_revisions_whose_percents_sum_to_100() {
+        let route = |yaml: &str| serde_yaml::from_str::<StaticRoute>(yaml).unwrap();
+        let single = revisions(&route("host: hello.default\nbackends: [\"127.0.0.1:9000\"]\n"), "hello").unwrap();
+        assert_eq!((single[0].name.as_str(), single[0].percent), ("hello", 100));
+        let split = route(
+            "host: hello.default\nrevisions:\n- {name: hello-1, backends: [\"127.0.0.1:9000\"], percent: 90}\n\
+             - {name: hello-2, backends: [\"127.0.0.1:9001\"], percent: 10, tag: canary}\n",
+        );
+        let listed = revisions(&split, "hello").unwrap();
+        assert_eq!(listed[1].tag.as_deref(), Some("canary"));
+        let mut wrong_sum = split.clone();
+        wrong_sum.revisions[1].percent = 20;
+        assert!(
+            revisions(&wrong_sum, "hello")
+                .unwrap_err()
+                .to_string()
+                .contains("sum to 110")
+        );
+        let mut both = split.clone();
+        both.backends = vec!["127.0.0.1:9002".parse().unwrap()];
+        assert!(revisions(&both, "hello").unwrap_err().to_string().contains("not both"));
+        let mut twice = split;
+        twice.revisions[1].name = "hello-1".into();
+        assert!(revisions(&twice, "hello").unwrap_err().to_string().contains("twice"));
     }
 }

@@ -1,5 +1,5 @@
 //! Cluster mode against a scripted API server: the watches ask for the right objects, and what they list becomes
-//! routes, pods and peers.
+//! routing tables, revisions, pods and peers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +21,23 @@ fn list(kind: &str, items: Vec<Value>) -> Vec<u8> {
     .unwrap()
 }
 
-fn runway_service(namespace: &str, name: &str, cc: i32) -> Value {
+/// A Service whose status routes as `traffic` says (no status when `None`).
+fn runway_service(namespace: &str, name: &str, traffic: Option<Value>) -> Value {
     json!({
         "apiVersion": "serving.runway.dev/v1alpha1", "kind": "Service",
         "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"},
-        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "hello"}]}}, "containerConcurrency": cc}
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "hello"}]}}},
+        "status": traffic.map(|traffic| json!({"traffic": traffic})),
+    })
+}
+
+fn revision(namespace: &str, service: &str, name: &str, cc: i32) -> Value {
+    json!({
+        "apiVersion": "serving.runway.dev/v1alpha1", "kind": "Revision",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1",
+            "labels": {"serving.runway.dev/service": service, "serving.runway.dev/revision": name}},
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "hello"}]}},
+            "containerConcurrency": cc, "timeoutSeconds": 300, "progressDeadlineSeconds": 120}
     })
 }
 
@@ -41,13 +53,15 @@ fn domain_mapping(namespace: &str, domain: &str, service: &str, claimed: bool) -
     })
 }
 
-fn slice(namespace: &str, service_name: &str, runway_service: Option<&str>, ips: &[&str]) -> Value {
+/// A slice of Kubernetes Service `service_name`, labelled with a Runway Service and revision when given.
+fn slice(namespace: &str, service_name: &str, revision: Option<(&str, &str)>, ips: &[&str]) -> Value {
     let mut labels = json!({
         "kubernetes.io/service-name": service_name,
         "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
     });
-    if let Some(name) = runway_service {
-        labels["serving.runway.dev/service"] = json!(name);
+    if let Some((service, revision)) = revision {
+        labels["serving.runway.dev/service"] = json!(service);
+        labels["serving.runway.dev/revision"] = json!(revision);
     }
     json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -58,20 +72,23 @@ fn slice(namespace: &str, service_name: &str, runway_service: Option<&str>, ips:
     })
 }
 
-/// A running pod of Runway Service `service` with an IP, Ready or not.
-fn pod(namespace: &str, service: &str, ip: &str, ready: bool) -> Value {
+/// A running pod of revision `revision` of Runway Service `service` with an IP, Ready or not.
+fn pod(namespace: &str, (service, revision): (&str, &str), ip: &str, ready: bool) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": format!("{service}-{ip}"), "namespace": namespace, "resourceVersion": "1",
-            "labels": {"serving.runway.dev/service": service}},
+        "metadata": {"name": format!("{revision}-{ip}"), "namespace": namespace, "resourceVersion": "1",
+            "labels": {"serving.runway.dev/service": service, "serving.runway.dev/revision": revision}},
         "spec": {"containers": [{"name": "app", "image": "hello", "ports": [{"containerPort": 8080, "name": "http"}]}]},
         "status": {"phase": "Running", "podIP": ip,
             "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
     })
 }
 
+const NEW: (&str, &str) = ("hello", "hello-00002");
+const OLD: (&str, &str) = ("hello", "hello-00001");
+
 #[tokio::test]
-async fn watched_services_slices_pods_and_peers_become_routes() {
+async fn watched_services_revisions_slices_pods_and_peers_become_routes() {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let registry = Arc::new(Registry::new(
@@ -101,7 +118,26 @@ async fn watched_services_slices_pods_and_peers_become_routes() {
                 continue;
             }
             let body = if uri.starts_with("/apis/serving.runway.dev/v1alpha1/services") {
-                list("ServiceList", vec![runway_service("default", "hello", 2)])
+                let traffic = json!([
+                    {"revisionName": "hello-00002", "latestRevision": true, "percent": 90},
+                    {"revisionName": "hello-00001", "percent": 10, "tag": "previous"},
+                ]);
+                list(
+                    "ServiceList",
+                    vec![
+                        runway_service("default", "hello", Some(traffic)),
+                        // Just created: the operator has not resolved its traffic yet.
+                        runway_service("default", "fresh", None),
+                    ],
+                )
+            } else if uri.starts_with("/apis/serving.runway.dev/v1alpha1/revisions") {
+                list(
+                    "RevisionList",
+                    vec![
+                        revision("default", "hello", "hello-00001", 2),
+                        revision("default", "hello", "hello-00002", 2),
+                    ],
+                )
             } else if uri.starts_with("/apis/serving.runway.dev/v1alpha1/domainmappings") {
                 list(
                     "DomainMappingList",
@@ -127,28 +163,32 @@ async fn watched_services_slices_pods_and_peers_become_routes() {
                 )
             } else if uri.starts_with("/apis/discovery.k8s.io/v1/endpointslices") {
                 assert!(
-                    query.contains("serving.runway.dev/service,endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io"),
+                    query.contains("labelSelector=serving.runway.dev/service,serving.runway.dev/revision,endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io"),
                     "{query}"
                 );
                 list(
                     "EndpointSliceList",
                     vec![
-                        slice("default", "hello-pods", Some("hello"), &["10.1.0.1"]),
-                        // Claims to be hello's but belongs to another Kubernetes Service: ignored.
-                        slice("default", "intruder", Some("hello"), &["10.9.9.9"]),
+                        slice("default", "hello-00002-pods", Some(NEW), &["10.1.0.1"]),
+                        // Claims to be hello-00002's but belongs to another Kubernetes Service: ignored.
+                        slice("default", "intruder", Some(NEW), &["10.9.9.9"]),
                     ],
                 )
             } else if uri.starts_with("/api/v1/pods") {
-                assert!(query.contains("labelSelector=serving.runway.dev/service"), "{query}");
+                assert!(
+                    query.contains("labelSelector=serving.runway.dev/service,serving.runway.dev/revision"),
+                    "{query}"
+                );
                 list(
                     "PodList",
                     vec![
                         // Listed by the slice too: the slice wins.
-                        pod("default", "hello", "10.1.0.1", true),
+                        pod("default", NEW, "10.1.0.1", true),
                         // Ready, and no slice lists it yet.
-                        pod("default", "hello", "10.1.0.3", true),
-                        // Another namespace's Service of the same name.
-                        pod("elsewhere", "hello", "10.1.0.4", true),
+                        pod("default", NEW, "10.1.0.3", true),
+                        // Another namespace's revision of the same name.
+                        pod("elsewhere", NEW, "10.1.0.4", true),
+                        pod("default", OLD, "10.1.0.5", true),
                     ],
                 )
             } else {
@@ -162,27 +202,42 @@ async fn watched_services_slices_pods_and_peers_become_routes() {
         .await
         .expect("the watches sync")
         .unwrap();
-    let Route::Service(hello) = registry.route("hello.default.svc.cluster.local", Entry::Internal) else {
+    // The first request of a 90/10 split goes to the 90% revision.
+    let Route::Revision(hello) = registry.route("hello.default.svc.cluster.local", Entry::Internal, None) else {
         panic!("hello is routed");
     };
+    assert_eq!(hello.id.key.name, "hello-00002");
     assert!(matches!(
-        registry.route("other.default", Entry::Internal),
+        registry.route("other.default", Entry::Internal, None),
         Route::Unknown
+    ));
+    assert!(matches!(
+        registry.route("fresh.default", Entry::Internal, None),
+        Route::NotReady(_)
     ));
     // A claimed custom domain reaches its Service through the external entry point; an unclaimed one does not.
     assert!(matches!(
-        registry.route("API.example.org:80", Entry::External),
-        Route::Service(_)
+        registry.route("API.example.org:80", Entry::External, None),
+        Route::Revision(_)
     ));
     assert!(matches!(
-        registry.route("www.example.org", Entry::External),
+        registry.route("www.example.org", Entry::External, None),
         Route::Unknown
     ));
+    // The tag's host reaches its revision and that revision's pod only.
+    let Route::Revision(previous) = registry.route("previous-hello.default.example.com", Entry::External, None) else {
+        panic!("the tag is routed");
+    };
+    assert_eq!(previous.id.key.name, "hello-00001");
+    use runway_activator::revision::{Admission, Grant};
+    let Admission::Granted(Grant::Pod(lease)) = previous.admit(false) else {
+        panic!("the old revision's pod is ready");
+    };
+    assert_eq!(lease.target.addr.to_string(), "10.1.0.5:8080");
     assert_eq!(registry.peers().ips().len(), 2);
     assert!(registry.peers().is_peer([10, 0, 0, 2].into()));
     // cc = 2 split between two activators: one slot here on each of the two pods (the slice's, and the pod that only
-    // its own status shows yet); the intruder's address and the other namespace's pod are not pods of hello.
-    use runway_activator::service::{Admission, Grant};
+    // its own status shows yet); the intruder's address and the other namespace's pod are not pods of hello-00002.
     let leases: Vec<_> = (0..2)
         .map(|_| match hello.admit(false) {
             Admission::Granted(Grant::Pod(lease)) => lease,

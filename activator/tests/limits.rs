@@ -16,7 +16,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use runway_activator::app::Activator;
-use runway_activator::endpoints::{EndpointState, ServiceSettings};
+use runway_activator::endpoints::{EndpointState, RevisionSettings};
 use runway_activator::peers::Peers;
 use runway_activator::slots::first_ranked;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -142,8 +142,8 @@ async fn activator_pair(pod: SocketAddr) -> (Activator, Activator) {
         activator
             .registry
             .set_peers(Peers::new(me, [a.internal_addr, b.internal_addr]));
-        activator.registry.set_settings(&key(), settings(1, LONG));
-        activator.registry.set_endpoints(&key(), &[ready(pod)]);
+        set_settings(activator, settings(1, LONG));
+        activator.registry.set_endpoints(&revision(), &[ready(pod)]);
     }
     if first_ranked(pod.ip(), &[ip_a, ip_b]) == Some(ip_a) {
         (b, a)
@@ -208,7 +208,7 @@ async fn past_the_request_budget_a_request_gets_503_at_once_and_admitted_ones_ar
     let mut options = options([127, 0, 0, 1].into());
     options.request_budget_bytes = 200 * 1024;
     let activator = Activator::start(options).await.unwrap();
-    activator.registry.set_settings(&key(), settings(0, LONG));
+    set_settings(&activator, settings(0, LONG));
     // Heads of 12 KiB (the test activator refuses heads over 16 KiB): about 13 fit in the budget.
     let heavy = || {
         let mut request = get(activator.proxy_addr, HOST, "/");
@@ -371,19 +371,22 @@ async fn a_pod_whose_readiness_the_activator_cannot_check_waits_for_kubernetes()
         "timeoutSeconds": 1
     }))
     .unwrap();
-    activator
-        .registry
-        .set_settings(&key(), Some(ServiceSettings::from_spec(&spec)));
+    set_settings(
+        &activator,
+        Some(RevisionSettings::from_spec(
+            &runway_api::RevisionSpec::from_service_spec(&spec),
+        )),
+    );
     let pod = hello_backend(Duration::ZERO).await;
     let unready = EndpointState {
         ready: false,
         ..ready(pod)
     };
-    activator.registry.set_endpoints(&key(), &[unready]);
+    activator.registry.set_endpoints(&revision(), &[unready]);
     // The app listens, but Kubernetes has not called it ready: the exec probe may still fail.
     let (status, _, _) = send(&client(), get(activator.proxy_addr, HOST, "/")).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
-    activator.registry.set_endpoints(&key(), &[ready(pod)]);
+    activator.registry.set_endpoints(&revision(), &[ready(pod)]);
     let (status, _, body) = send(&client(), get(activator.proxy_addr, HOST, "/")).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
 }

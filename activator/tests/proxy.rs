@@ -12,6 +12,7 @@ use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use runway_activator::endpoints::{EndpointState, FastProbe};
+use runway_activator::revision::RevisionId;
 use runway_api::names::COLD_START_HEADER;
 use runway_api::stats::{LoadReport, ReportKind};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -75,7 +76,7 @@ async fn requests_are_proxied_with_forwarded_headers() {
 #[tokio::test]
 async fn requests_wait_for_a_backend_then_all_succeed() {
     let activator = activator().await;
-    activator.registry.set_settings(&key(), settings(0, LONG));
+    set_settings(&activator, settings(0, LONG));
     let client = client();
     let waiting: Vec<_> = (0..20)
         .map(|_| tokio::spawn(send_owned(client.clone(), get(activator.proxy_addr, HOST, "/"))))
@@ -85,7 +86,7 @@ async fn requests_wait_for_a_backend_then_all_succeed() {
     // The pod appears unready in its EndpointSlice; the activator's own probe makes it routable.
     let pod = hello_backend(Duration::ZERO).await;
     activator.registry.set_endpoints(
-        &key(),
+        &revision(),
         &[EndpointState {
             ready: false,
             ..ready(pod)
@@ -135,7 +136,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
     let mut options = options([127, 0, 0, 1].into());
     options.queue_depth = 2;
     let activator = runway_activator::app::Activator::start(options).await.unwrap();
-    activator.registry.set_settings(&key(), settings(0, LONG));
+    set_settings(&activator, settings(0, LONG));
     let client = client();
     let _held: Vec<_> = (0..2)
         .map(|_| tokio::spawn(send_owned(client.clone(), get(activator.proxy_addr, HOST, "/"))))
@@ -150,9 +151,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
 #[tokio::test]
 async fn the_timeout_covers_queueing_and_gives_504() {
     let activator = activator().await;
-    activator
-        .registry
-        .set_settings(&key(), settings(0, Duration::from_secs(1)));
+    set_settings(&activator, settings(0, Duration::from_secs(1)));
     let started = Instant::now();
     let (status, _, _) = send(&client(), get(activator.proxy_addr, HOST, "/")).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
@@ -197,9 +196,9 @@ async fn h2c_clients_and_h2c_backends_work() {
         Response::new(Full::new(Bytes::from(text)))
     })
     .await;
-    activator.registry.set_settings(&key(), settings(0, LONG));
+    set_settings(&activator, settings(0, LONG));
     activator.registry.set_endpoints(
-        &key(),
+        &revision(),
         &[EndpointState {
             h2c: true,
             ..ready(pod)
@@ -270,7 +269,7 @@ async fn websockets_pass_through() {
 #[tokio::test]
 async fn the_first_request_at_zero_pokes_the_load_stream_within_50ms() {
     let activator = activator().await;
-    activator.registry.set_settings(&key(), settings(0, LONG));
+    set_settings(&activator, settings(0, LONG));
     let mut stream = TcpStream::connect(activator.admin_addr).await.unwrap();
     stream
         .write_all(b"GET /v1/load HTTP/1.1\r\nhost: admin\r\n\r\n")
@@ -348,7 +347,9 @@ async fn periodic_reports_carry_concurrency_and_rps() {
     .await
     .2;
     assert!(
-        metrics.contains("runway_activator_requests_total{namespace=\"default\",service=\"hello\",code=\"200\"} 4"),
+        metrics.contains(
+            "runway_activator_requests_total{namespace=\"default\",service=\"hello\",revision=\"hello-00001\",code=\"200\"} 4"
+        ),
         "{metrics}"
     );
 }
@@ -385,10 +386,12 @@ async fn the_external_entry_point_serves_external_services_under_the_domain_only
     let pod = hello_backend(Duration::ZERO).await;
     route(&activator, 0, LONG, &[pod]);
     let private = runway_activator::host::ServiceKey::new("default", "private");
-    let mut settings = settings(0, LONG).unwrap();
-    settings.visibility = runway_api::Visibility::ClusterLocal;
-    activator.registry.set_settings(&private, Some(settings));
-    activator.registry.set_endpoints(&private, &[ready(pod)]);
+    let private_revision = RevisionId::new("default", "private", "private-00001");
+    let mut table = traffic(&[("private-00001", 100)], &[]);
+    table.visibility = runway_api::Visibility::ClusterLocal;
+    activator.registry.set_service(&private, Some(table));
+    activator.registry.set_revision(&private_revision, settings(0, LONG));
+    activator.registry.set_endpoints(&private_revision, &[ready(pod)]);
     let client = client();
     let answer = |entry, host: &'static str| {
         let client = client.clone();
@@ -498,18 +501,17 @@ async fn a_new_pod_is_routable_once_its_http_readiness_probe_passes() {
         response
     })
     .await;
-    activator.registry.set_settings(
-        &key(),
-        Some(runway_activator::endpoints::ServiceSettings {
+    set_settings(
+        &activator,
+        Some(runway_activator::endpoints::RevisionSettings {
             container_concurrency: 0,
             timeout: LONG,
             fast_probe: FastProbe::Http("/ready".into()),
             failure: None,
-            visibility: runway_api::Visibility::External,
         }),
     );
     activator.registry.set_endpoints(
-        &key(),
+        &revision(),
         &[EndpointState {
             ready: false,
             ..ready(pod)

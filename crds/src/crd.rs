@@ -5,18 +5,27 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use crate::Service;
+use crate::{Revision, Service};
 
 /// Name given to a container that has none: Cloud Run and Knative users leave it out.
 pub const DEFAULT_CONTAINER_NAME: &str = "app";
 
-/// The Service CRD, adjusted where the embedded PodSpec's schema does not fit:
+/// The Service CRD, adjusted where the embedded PodSpec's schema does not fit (see `fit_pod_spec`).
+pub fn service_crd() -> CustomResourceDefinition {
+    fit_pod_spec(Service::crd())
+}
+
+/// The Revision CRD, which embeds the same template, adjusted the same way.
+pub fn revision_crd() -> CustomResourceDefinition {
+    fit_pod_spec(Revision::crd())
+}
+
+/// Adjusts a CRD whose spec.template.spec is a PodSpec:
 /// - its nested field descriptions are removed: kept, they make the CRD ~500 KB, past the 256 KB that client-side
 ///   `kubectl apply` can store (`kubectl explain pod.spec` documents those fields);
 /// - a container's name is optional and defaults to `app`, as on Cloud Run; containers form a list keyed by name,
 ///   so the API server rejects two with the same name.
-pub fn service_crd() -> CustomResourceDefinition {
-    let mut crd = Service::crd();
+fn fit_pod_spec(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         let pod_spec = version
             .schema
@@ -79,6 +88,11 @@ fn strip_nested_descriptions(schema: &mut JSONSchemaProps) {
 /// The Service CRD as the YAML document committed in crds/ and shipped in the Helm chart.
 pub fn service_crd_yaml() -> String {
     crd_yaml(&service_crd(), "services")
+}
+
+/// The Revision CRD, likewise.
+pub fn revision_crd_yaml() -> String {
+    crd_yaml(&revision_crd(), "revisions")
 }
 
 /// The DomainMapping CRD, likewise.

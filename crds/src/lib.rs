@@ -1,4 +1,4 @@
-//! Runway's API: the `Service` custom resource (serving.runway.dev/v1alpha1), its conditions and when they say the
+//! Runway's API: the `Service` and `Revision` custom resources (serving.runway.dev/v1alpha1), its conditions and when they say the
 //! Service is failing, the names of the objects derived from it, which of its containers serves on which port, and
 //! the wire format in which activators report load to the autoscaler.
 #![forbid(unsafe_code)]
@@ -9,12 +9,15 @@ pub mod domain_mapping;
 #[cfg(feature = "logging")]
 pub mod logging;
 pub mod names;
+pub mod revision;
 pub mod service;
 pub mod serving;
 pub mod stats;
 
-pub use conditions::serving_failure;
-pub use names::ServiceKey;
+pub use conditions::revision_failure;
+pub use names::{RevisionKey, ServiceKey};
+pub use revision::{Revision, RevisionSpec, RevisionStatus};
 pub use service::{
-    Scaling, ScalingMetric, Service, ServiceSpec, ServiceStatus, ServiceTemplate, TemplateMetadata, Visibility,
+    Rollout, RolloutPhase, RolloutStatus, Scaling, ScalingMetric, Service, ServiceSpec, ServiceStatus, ServiceTemplate,
+    TemplateMetadata, TrafficTarget, TrafficTargetStatus, Visibility,
 };

@@ -5,6 +5,7 @@ use std::fmt;
 
 use kube::ResourceExt;
 
+use crate::revision::Revision;
 use crate::service::{Service, Visibility};
 
 /// A Runway Service, by namespace and name: how both binaries key what they keep per Service.
@@ -34,8 +35,44 @@ impl fmt::Display for ServiceKey {
     }
 }
 
+/// A Revision, by namespace and name: what the data path and the autoscaler keep per revision (slots, queue, load,
+/// scale). A revision's name is unique in its namespace, whatever its Service.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RevisionKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl RevisionKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        RevisionKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The key of a Revision object.
+    pub fn of(revision: &Revision) -> Self {
+        RevisionKey::new(revision.namespace().unwrap_or_default(), revision.name_any())
+    }
+}
+
+impl fmt::Display for RevisionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 /// Label on every object derived from a Service, and on its pods: the Service's name.
 pub const SERVICE_LABEL: &str = "serving.runway.dev/service";
+/// Label on a Revision, on the objects derived from it and on its pods: the revision's name.
+pub const REVISION_LABEL: &str = "serving.runway.dev/revision";
+/// Label on a Revision: the Service's metadata.generation it was created from.
+pub const GENERATION_LABEL: &str = "serving.runway.dev/generation";
+/// Label on a tag's route Service: the tag.
+pub const TAG_LABEL: &str = "serving.runway.dev/tag";
+/// Response header naming the revision that answered.
+pub const REVISION_HEADER: &str = "x-runway-revision";
 /// `app.kubernetes.io/managed-by` value on every derived object.
 pub const MANAGED_BY: &str = "runway";
 /// The well-known managed-by label key.
@@ -45,14 +82,30 @@ pub const GROUP: &str = "serving.runway.dev";
 /// Response header set when a request waited for its Service to scale up from zero.
 pub const COLD_START_HEADER: &str = "x-runway-cold-start";
 
-/// Name of the Deployment that runs a Service's pods.
-pub fn deployment_name(service: &str) -> String {
-    service.to_owned()
+/// Name of the revision created from a Service's spec at `generation`, unless its template names it.
+pub fn revision_name(service: &str, generation: i64) -> String {
+    format!("{service}-{generation:05}")
 }
 
-/// Name of the headless Kubernetes Service that selects a Service's pods; the activator reads its EndpointSlices.
-pub fn pods_service_name(service: &str) -> String {
-    format!("{service}-pods")
+/// Name of the Deployment that runs a revision's pods.
+pub fn deployment_name(revision: &str) -> String {
+    revision.to_owned()
+}
+
+/// Name of the headless Kubernetes Service that selects a revision's pods; the activator reads its EndpointSlices.
+pub fn pods_service_name(revision: &str) -> String {
+    format!("{revision}-pods")
+}
+
+/// Name of the Kubernetes Service that in-cluster clients call for a tag: an ExternalName to the activator. It is
+/// also the first label of the tag's hosts.
+pub fn tag_route_name(tag: &str, service: &str) -> String {
+    format!("{tag}-{service}")
+}
+
+/// A tag's URL: as the Service's, with `{tag}-{service}` in place of the Service's name.
+pub fn tag_url(tag: &str, service: &str, namespace: &str, domain: &str, visibility: Visibility) -> String {
+    url(&tag_route_name(tag, service), namespace, domain, visibility)
 }
 
 /// Name of the Kubernetes Service that in-cluster clients call: an ExternalName to the activator.
@@ -75,9 +128,12 @@ mod tests {
     #[test]
     fn derived_names_of_the_longest_valid_name_are_dns_labels() {
         let longest = "a".repeat(crate::service::MAX_NAME_LENGTH);
+        let revision = revision_name(&longest, 99_999);
+        assert!(revision.len() <= crate::revision::MAX_NAME_LENGTH, "{revision}");
         for derived in [
-            deployment_name(&longest),
-            pods_service_name(&longest),
+            deployment_name(&revision),
+            pods_service_name(&revision),
+            pods_service_name(&"r".repeat(crate::revision::MAX_NAME_LENGTH)),
             route_service_name(&longest),
         ] {
             assert!(derived.len() <= 63, "{derived} is longer than a DNS label");
@@ -97,6 +153,24 @@ mod tests {
         assert_eq!(ServiceKey::of(&service).to_string(), "default/hello");
         service.metadata.namespace = None;
         assert_eq!(ServiceKey::of(&service), ServiceKey::new("", "hello"));
+    }
+
+    #[test]
+    fn a_revision_is_named_after_its_service_and_generation() {
+        assert_eq!(revision_name("hello", 3), "hello-00003");
+        assert_eq!(revision_name("hello", 123_456), "hello-123456");
+    }
+
+    #[test]
+    fn a_tag_url_puts_the_tag_before_the_service_name() {
+        assert_eq!(
+            tag_url("canary", "hello", "default", "example.com", Visibility::External),
+            "http://canary-hello.default.example.com"
+        );
+        assert_eq!(
+            tag_url("canary", "hello", "default", "example.com", Visibility::ClusterLocal),
+            "http://canary-hello.default.svc.cluster.local"
+        );
     }
 
     #[test]

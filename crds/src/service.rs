@@ -8,8 +8,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Longest Service name: every derived object name (`{name}`, `{name}-pods`) must stay a 63-character DNS label.
-pub const MAX_NAME_LENGTH: usize = 58;
+/// Longest Service name: its revisions' names (`{name}-{5 digits}`) must leave room for `-pods` in a 63-character
+/// DNS label.
+pub const MAX_NAME_LENGTH: usize = 52;
 
 /// A Runway Service: a containerised HTTP app that gets a URL, scales to zero when idle and scales out on
 /// concurrent requests per pod.
@@ -27,12 +28,26 @@ pub const MAX_NAME_LENGTH: usize = 58;
     derive = "PartialEq",
     doc = "A Runway Service: a containerised HTTP app that gets a URL, scales to zero when idle and scales out on concurrent requests per pod.",
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
+    printcolumn(name = "Latest Ready", type_ = "string", description = "the newest revision that became ready", json_path = ".status.latestReadyRevisionName"),
+    printcolumn(name = "Traffic", type_ = "string", description = "revisions and their share of requests", json_path = ".status.trafficSummary"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Replicas", type_ = "string", description = "ready/desired pods", json_path = ".status.replicaSummary"),
     printcolumn(name = "Reason", type_ = "string", description = "why the Service is not ready, e.g. ContainerExits", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = kube::core::Rule::new("self.metadata.name.size() <= 58 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
-        .message("metadata.name: must be a DNS-1035 label of at most 58 characters (lowercase letters, digits and '-', starting with a letter), so that every derived object name is valid"),
+    validation = kube::core::Rule::new("self.metadata.name.size() <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("metadata.name: must be a DNS-1035 label of at most 52 characters (lowercase letters, digits and '-', starting with a letter), so that every derived object name is valid"),
+    validation = kube::core::Rule::new("!has(self.spec.template.metadata) || !has(self.spec.template.metadata.name) || self.spec.template.metadata.name.startsWith(self.metadata.name + '-')")
+        .message("spec.template.metadata.name: a revision's name must start with the Service's name and '-'")
+        .field_path(".spec.template.metadata.name"),
+    validation = kube::core::Rule::new("!has(self.spec.traffic) || self.spec.traffic.all(t, !has(t.tag) || t.tag.size() + self.metadata.name.size() < 63)")
+        .message("spec.traffic[].tag: '{tag}-{name}' must fit a 63-character DNS label, as it names the tag's host")
+        .field_path(".spec.traffic"),
+    validation = kube::core::Rule::new("!has(self.spec.traffic) || self.spec.traffic.map(t, has(t.percent) ? t.percent : 0).sum() == 100")
+        .message("spec.traffic: the percents must sum to 100")
+        .field_path(".spec.traffic"),
+    validation = kube::core::Rule::new("!has(self.spec.traffic) || self.spec.traffic.all(t, !has(t.tag) || self.spec.traffic.exists_one(u, has(u.tag) && u.tag == t.tag))")
+        .message("spec.traffic[].tag: each tag may appear only once")
+        .field_path(".spec.traffic"),
     validation = kube::core::Rule::new("!has(self.spec.scaling.target) || self.spec.containerConcurrency == 0 || self.spec.scaling.metric != 'concurrency' || self.spec.scaling.target <= self.spec.containerConcurrency")
         .message("spec.scaling.target: must not exceed spec.containerConcurrency when both are set (the soft target cannot be above the hard limit)")
         .field_path(".spec.scaling.target"),
@@ -73,12 +88,78 @@ pub struct ServiceSpec {
     #[serde(default)]
     pub scaling: Scaling,
 
+    /// How requests are split among revisions. Each target names a revision (revisionName) or follows the latest ready
+    /// one (latestRevision: true), with a percent (the percents sum to 100) and an optional tag, which gives the
+    /// target's revision its own URL: http://{tag}-{name}.{namespace}.{domain}. Left out, all requests go to the
+    /// latest ready revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
+    pub traffic: Option<Vec<TrafficTarget>>,
+
+    /// Moves latestRevision traffic to a new revision gradually instead of at once, and can roll it back by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+
+    /// How many of the most recent revisions to keep besides those that take traffic or have a tag; older ones are
+    /// deleted. Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub revision_history_limit: Option<i32>,
+
     /// Who may call the Service: External (the default) through the activator's external entry point at
     /// http://{name}.{namespace}.{domain} and from inside the cluster; ClusterLocal only from inside the cluster, at
     /// http://{name}.{namespace}.svc.cluster.local (the external entry point answers 404 for it, as for a Service
     /// that does not exist).
     #[serde(default)]
     pub visibility: Visibility,
+}
+
+/// The default of spec.revisionHistoryLimit.
+pub const DEFAULT_REVISION_HISTORY_LIMIT: i32 = 10;
+
+/// One entry of spec.traffic.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = kube::core::Rule::new("has(self.revisionName) != (has(self.latestRevision) && self.latestRevision)")
+        .message("spec.traffic[]: set exactly one of revisionName and latestRevision: true"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficTarget {
+    /// A revision of this Service, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 58), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    pub revision_name: Option<String>,
+
+    /// true: the latest revision that became ready, following each new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_revision: Option<bool>,
+
+    /// Share of the Service's requests, 0 to 100; left out, 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub percent: Option<i32>,
+
+    /// Gives the target its own URL, http://{tag}-{name}.{namespace}.{domain}, which reaches this target's revision
+    /// only, whatever its percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 62), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    pub tag: Option<String>,
+}
+
+/// A gradual rollout of each new latest ready revision.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// Seconds over which latestRevision traffic moves from the previous revision to the new one, in steps.
+    #[schemars(range(min = 1, max = 86400))]
+    pub duration_seconds: i32,
+
+    /// When set, the rollout compares the new revision's share of 5xx responses with the previous one's at each
+    /// step; when the new one's is higher by more than this many percentage points, all traffic goes back to the
+    /// previous revision and the Service reports RolloutFailed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_error_percent: Option<i32>,
 }
 
 /// Which entry points serve a Service.
@@ -129,6 +210,12 @@ pub struct ServiceTemplate {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateMetadata {
+    /// Name of the revision made from this template, instead of {service}-{generation}: it must start with the
+    /// Service's name and '-'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 58), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: Option<String>,
+
     /// Labels added to every pod. Runway's own labels (app.kubernetes.io/*, serving.runway.dev/*) win over these.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -267,4 +354,76 @@ pub struct ServiceStatus {
     /// readyReplicas/desiredReplicas, for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_summary: Option<String>,
+
+    /// The revision made from the current spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_created_revision_name: Option<String>,
+
+    /// The newest revision that became ready: latestRevision targets route to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_ready_revision_name: Option<String>,
+
+    /// How requests are routed now: spec.traffic with each target's revision resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<TrafficTargetStatus>,
+
+    /// The routed revisions and their percents, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_summary: Option<String>,
+
+    /// The gradual rollout under way or last finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// One resolved traffic target.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficTargetStatus {
+    /// The revision requests go to.
+    pub revision_name: String,
+    /// Whether the target follows the latest ready revision.
+    #[serde(default)]
+    pub latest_revision: bool,
+    /// Share of the Service's requests.
+    #[serde(default)]
+    pub percent: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The tag's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// Where a gradual rollout stands.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RolloutPhase {
+    /// Traffic is moving to the next revision step by step.
+    #[default]
+    Progressing,
+    /// All latestRevision traffic is on the next revision.
+    Succeeded,
+    /// The next revision answered too many 5xx: all traffic went back to the previous one until the spec changes.
+    RolledBack,
+}
+
+/// A gradual rollout from one revision to the next.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    pub phase: RolloutPhase,
+    /// The revision traffic moves away from.
+    pub previous_revision_name: String,
+    /// The revision traffic moves to.
+    pub next_revision_name: String,
+    /// The next revision's share of the latestRevision traffic now, 0 to 100.
+    #[serde(default)]
+    pub next_percent: i32,
+    /// When the rollout started (RFC 3339).
+    pub started_at: String,
+    /// When the last step was taken (RFC 3339).
+    pub last_step_at: String,
+    /// What the last step or the rollback found, e.g. the error ratios compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }

@@ -35,12 +35,16 @@ pub struct LoadReport {
     pub services: Vec<ServiceLoad>,
 }
 
-/// The load one activator saw for one Service.
+/// The load one activator saw for one revision of a Service.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceLoad {
     pub namespace: String,
+    /// The Service.
     pub name: String,
+    /// The revision the load went to; empty in a report of an activator older than revisions (during an upgrade).
+    #[serde(default)]
+    pub revision: String,
     /// Requests in flight to pods plus requests queued, averaged over the interval.
     pub concurrency: f64,
     /// Requests that arrived per second over the interval.
@@ -49,6 +53,12 @@ pub struct ServiceLoad {
     pub queued: u32,
     /// Requests in flight to pods at the end of the interval.
     pub in_flight: u32,
+    /// Responses finished in the interval, whatever their status.
+    #[serde(default)]
+    pub requests: u64,
+    /// Of those, responses with a 5xx status, the activator's own 502, 503 and 504 included.
+    #[serde(default)]
+    pub server_errors: u64,
 }
 
 impl LoadReport {
@@ -78,10 +88,13 @@ mod tests {
             services: vec![ServiceLoad {
                 namespace: "default".into(),
                 name: "hello".into(),
+                revision: "hello-00001".into(),
                 concurrency: 1.5,
                 rps: 3.0,
                 queued: 1,
                 in_flight: 0,
+                requests: 3,
+                server_errors: 1,
             }],
         };
         let line = report.to_line();

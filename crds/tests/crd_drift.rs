@@ -6,7 +6,12 @@ use std::path::Path;
 type Generator = fn() -> String;
 
 /// Every place each generated CRD is committed: the API crate and the Helm chart.
-const COMMITTED: [(&str, Generator); 4] = [
+const COMMITTED: [(&str, Generator); 6] = [
+    ("serving.runway.dev_revisions.yaml", runway_api::crd::revision_crd_yaml),
+    (
+        "../deploy/runway/crds/serving.runway.dev_revisions.yaml",
+        runway_api::crd::revision_crd_yaml,
+    ),
     ("serving.runway.dev_services.yaml", runway_api::crd::service_crd_yaml),
     (
         "../deploy/runway/crds/serving.runway.dev_services.yaml",

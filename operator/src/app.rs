@@ -10,11 +10,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
-use kube::{Api, Client};
-use runway_api::{Service, names};
+use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use runway_api::{Revision, Service, names};
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::admin;
 use crate::autoscaler::board::Board;
@@ -82,7 +82,7 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Everything the leader runs: the Service reconciler, the DomainMapping reconciler, the activator load collector
+/// Everything the leader runs: the Service reconciler (which manages revisions), the DomainMapping reconciler, the activator load collector
 /// and the autoscaler. Returns once `scope_end` fires and in-flight Service reconciles are done (a DomainMapping
 /// status write cut short is harmless: the next leader computes it again from the API server).
 async fn lead(
@@ -115,31 +115,55 @@ async fn lead(
         .reflect(pod_writer)
         .touched_objects()
         .predicate_filter(failure::fingerprint, Default::default());
+    // Likewise one watch of Revisions and one of Runway's Deployments: each fills the cache both loops read and
+    // reconciles the Service the object belongs to.
+    let (revisions, revision_writer) = reflector::store();
+    let revision_changes = watcher(Api::<Revision>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(revision_writer)
+        .touched_objects();
+    let (deployments, deployment_writer) = reflector::store();
+    let deployment_changes = watcher(Api::<Deployment>::all(client.clone()), managed.clone())
+        .default_backoff()
+        .reflect(deployment_writer)
+        .touched_objects();
+
+    let service_specs = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default());
+
+    let board = Arc::new(Mutex::new(Board::default()));
+    let controller = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
+    let services = controller.store();
+    let tag_holders = services.clone();
+    let controller = controller
+        .watches_stream(pod_changes, |pod| service_ref(&pod))
+        .watches_stream(revision_changes, |revision| service_ref(&revision))
+        .watches_stream(deployment_changes, |deployment| service_ref(&deployment))
+        // Route Services (the Service's own and its tags') and the revisions' pods' Services.
+        .watches(Api::<KubeService>::all(client.clone()), managed, |kube_service| {
+            service_ref(&kube_service)
+        })
+        // A new Service, or one whose spec changed, may take the host of another Service's tag (status writes do not
+        // count; a tag freed by a deletion is found by the colliding Service's retries).
+        .watches_stream(service_specs, move |changed| {
+            tagged_neighbours(&tag_holders.state(), &changed)
+        })
+        .graceful_shutdown_on(scope_end);
     let context = Arc::new(Context {
         client: client.clone(),
         recorder: recorder.clone(),
         settings,
         metrics: metrics.clone(),
         pods: pods.clone(),
+        revisions: revisions.clone(),
+        deployments: deployments.clone(),
+        services: services.clone(),
+        board: board.clone(),
     });
 
-    let controller = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Deployment>::all(client.clone()), managed.clone())
-        .owns(Api::<KubeService>::all(client.clone()), managed.clone())
-        .watches_stream(pod_changes, |pod| {
-            failure::service_of(&pod).map(|key| ObjectRef::new(&key.name).within(&key.namespace))
-        })
-        .graceful_shutdown_on(scope_end);
-    let services = controller.store();
-
-    let (deployments, writer) = reflector::store();
-    let deployment_events = reflector::reflector(writer, watcher(Api::<Deployment>::all(client.clone()), managed))
-        .default_backoff()
-        .touched_objects()
-        .for_each(|_| std::future::ready(()));
-
     let domain_client = client.clone();
-    let board = Arc::new(Mutex::new(Board::default()));
     let (poke_tx, poke_rx) = mpsc::channel(1024);
     let endpoints = ActivatorEndpoints {
         namespace: args.activator_namespace.clone(),
@@ -151,6 +175,7 @@ async fn lead(
         client,
         recorder,
         services,
+        revisions,
         deployments,
         pods,
         board,
@@ -162,16 +187,36 @@ async fn lead(
     let reconciles = controller
         .run(reconcile::reconcile, reconcile::error_policy, context)
         .for_each(|result| {
-            if let Err(e) = result {
-                warn!(%e, "controller");
+            match result {
+                // A watched child or pod of a Service that was just deleted: nothing to do.
+                Err(e @ kube::runtime::controller::Error::ObjectNotFound(_)) => debug!(%e, "controller"),
+                Err(e) => warn!(%e, "controller"),
+                Ok(_) => {}
             }
             std::future::ready(())
         });
     // The controller stream ends on scope end; the background loops end with it.
     tokio::select! {
         _ = reconciles => {}
-        _ = async { tokio::join!(deployment_events, collector, scaler, domains::run(domain_client, args.route_settings())) } => {}
+        _ = async { tokio::join!(collector, scaler, domains::run(domain_client, args.route_settings())) } => {}
     }
+}
+
+/// The Service an object belongs to: its namespace and service label.
+fn service_ref<K: Resource>(object: &K) -> Option<ObjectRef<Service>> {
+    let name = object.labels().get(names::SERVICE_LABEL)?;
+    Some(ObjectRef::new(name).within(&object.namespace()?))
+}
+
+/// The other Services of `changed`'s namespace that have tags: whether their tags' hosts are free may have changed.
+fn tagged_neighbours(services: &[Arc<Service>], changed: &Service) -> Vec<ObjectRef<Service>> {
+    let namespace = changed.namespace();
+    services
+        .iter()
+        .filter(|s| s.namespace() == namespace && s.name_any() != changed.name_any())
+        .filter(|s| s.spec.traffic.iter().flatten().any(|t| t.tag.is_some()))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
 }
 
 async fn wait_for_signal() {

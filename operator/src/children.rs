@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -24,11 +24,13 @@ pub enum Outcome {
 /// Why a child was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ChildError {
-    #[error("{kind} {namespace}/{name} exists and is not owned by this Runway Service")]
+    #[error("{kind} {namespace}/{name} exists and is not owned by this Runway {owner}")]
     NotOwned {
         kind: String,
         namespace: String,
         name: String,
+        /// The owner's kind: Service or Revision.
+        owner: &'static str,
     },
     #[error("applying {kind} {name}: {}", api_message(.source))]
     Api {
@@ -72,8 +74,15 @@ pub fn is_controlled_by<K: Resource>(object: &K, owner_uid: &str) -> bool {
         .any(|r| r.controller == Some(true) && r.uid == owner_uid)
 }
 
+/// The owner of children: its kind (for messages) and uid.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner<'a> {
+    pub kind: &'static str,
+    pub uid: &'a str,
+}
+
 /// Reads the live child, refusing one controlled by anything but the owner.
-pub async fn fetch_owned<K>(api: &Api<K>, owner_uid: &str, name: &str) -> Result<Option<K>, ChildError>
+pub async fn fetch_owned<K>(api: &Api<K>, owner: Owner<'_>, name: &str) -> Result<Option<K>, ChildError>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
 {
@@ -84,10 +93,11 @@ where
         source,
     })?;
     match live {
-        Some(live) if !is_controlled_by(&live, owner_uid) => Err(ChildError::NotOwned {
+        Some(live) if !is_controlled_by(&live, owner.uid) => Err(ChildError::NotOwned {
             kind,
             namespace: live.namespace().unwrap_or_default(),
             name: name.to_owned(),
+            owner: owner.kind,
         }),
         live => Ok(live),
     }
@@ -124,6 +134,31 @@ fn differs<K: Resource + Serialize>(before: &K, after: &K) -> bool {
     spec(before) != spec(after)
         || before.labels() != after.labels()
         || before.owner_references() != after.owner_references()
+}
+
+/// Deletes `object` while it is still the same object (its uid), letting garbage collection remove what it owns in
+/// the background. True when this call deleted it; false when it was gone already, or replaced since.
+pub async fn delete<K>(api: &Api<K>, object: &K) -> Result<bool, ChildError>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    let name = object.name_any();
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: object.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
+        Err(source) => Err(ChildError::Api {
+            kind: K::kind(&()).into_owned(),
+            name,
+            source,
+        }),
+    }
 }
 
 /// Sets the Deployment's replicas through its scale subresource, as the replicas' owner.

@@ -1,18 +1,18 @@
-//! The objects a Service should have, built by pure functions from the Service alone.
+//! The objects a Service should have, built by pure functions: its revisions, each revision's Deployment and pods'
+//! Service, and the Service's route Services (its own and one per tag).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec, Probe, ServicePort,
-    ServiceSpec as KubeServiceSpec, SleepAction, TCPSocketAction,
+    Container, ContainerPort, EnvVar, Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec, Probe,
+    Service as KubeService, ServicePort, ServiceSpec as KubeServiceSpec, SleepAction, TCPSocketAction,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
-use runway_api::Service;
-use runway_api::names;
 use runway_api::serving::{DEFAULT_PORT_NAME, ServingPort, serving_port};
+use runway_api::{Revision, RevisionSpec, Service, names};
 
 /// Seconds a pod keeps serving after it is marked terminating, so the activator stops routing to it before SIGTERM.
 pub const PRE_STOP_SLEEP_SECONDS: i64 = 3;
@@ -31,48 +31,86 @@ impl ActivatorRef {
     }
 }
 
-/// Labels on every derived object and on the pods.
-pub fn labels(service: &Service) -> BTreeMap<String, String> {
-    let name = service.name_any();
+/// Labels on every object derived from Service `service`.
+pub fn labels(service: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_owned(), name.clone()),
+        ("app.kubernetes.io/name".to_owned(), service.to_owned()),
         ("app.kubernetes.io/component".to_owned(), "service".to_owned()),
         (names::MANAGED_BY_LABEL.to_owned(), names::MANAGED_BY.to_owned()),
-        (names::SERVICE_LABEL.to_owned(), name),
+        (names::SERVICE_LABEL.to_owned(), service.to_owned()),
     ])
 }
 
-/// Labels that select the Service's pods.
-pub fn selector(service: &Service) -> BTreeMap<String, String> {
-    BTreeMap::from([(names::SERVICE_LABEL.to_owned(), service.name_any())])
+/// Labels on a revision, on the objects derived from it and on its pods.
+pub fn revision_labels(service: &str, revision: &str) -> BTreeMap<String, String> {
+    let mut labels = labels(service);
+    labels.insert(names::REVISION_LABEL.to_owned(), revision.to_owned());
+    labels
 }
 
-fn child_meta(service: &Service, name: String) -> ObjectMeta {
+/// Labels that select a revision's pods.
+fn selector(revision: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(names::REVISION_LABEL.to_owned(), revision.to_owned())])
+}
+
+fn meta(
+    name: String,
+    namespace: Option<String>,
+    labels: BTreeMap<String, String>,
+    owner: Option<OwnerReference>,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
-        namespace: service.namespace(),
-        labels: Some(labels(service)),
-        owner_references: service.controller_owner_ref(&()).map(|owner| vec![owner]),
+        namespace,
+        labels: Some(labels),
+        owner_references: owner.map(|owner| vec![owner]),
         ..ObjectMeta::default()
     }
 }
 
-/// The Deployment that runs the pods. `replicas` is set only when the Deployment is created: afterwards the
-/// autoscaler owns that field (see `deployment_scale`).
-pub fn deployment(service: &Service, replicas: Option<i32>) -> Deployment {
-    let template = &service.spec.template;
+/// Revision `name` of the Service, made from its current spec: labelled with the Service, its own name and the
+/// Service's generation, and controlled by the Service.
+pub fn revision(service: &Service, name: &str) -> Revision {
+    let mut labels = revision_labels(&service.name_any(), name);
+    labels.insert(
+        names::GENERATION_LABEL.to_owned(),
+        service.metadata.generation.unwrap_or_default().to_string(),
+    );
+    Revision {
+        metadata: meta(
+            name.to_owned(),
+            service.namespace(),
+            labels,
+            service.controller_owner_ref(&()),
+        ),
+        spec: RevisionSpec::from_service_spec(&service.spec),
+        status: None,
+    }
+}
+
+/// The Deployment that runs revision's pods, controlled by the revision. `replicas` is set only when the
+/// Deployment is created: afterwards the autoscaler owns that field.
+pub fn deployment(service: &str, revision: &Revision, replicas: Option<i32>) -> Deployment {
+    let name = revision.name_any();
+    let template = &revision.spec.template;
     let user_meta = template.metadata.clone().unwrap_or_default();
     let mut pod_labels = user_meta.labels;
-    pod_labels.extend(labels(service));
+    pod_labels.extend(revision_labels(service, &name));
     Deployment {
-        metadata: child_meta(service, names::deployment_name(&service.name_any())),
+        metadata: meta(
+            names::deployment_name(&name),
+            revision.namespace(),
+            revision_labels(service, &name),
+            revision.controller_owner_ref(&()),
+        ),
         spec: Some(DeploymentSpec {
             replicas,
             selector: LabelSelector {
-                match_labels: Some(selector(service)),
+                match_labels: Some(selector(&name)),
                 ..LabelSelector::default()
             },
-            // New pods must be ready before old ones go, so a rollout never leaves the Service without capacity.
+            // A revision's template changes only when a new operator fills in other defaults: new pods must then be
+            // ready before old ones go, so that the revision never loses capacity.
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".to_owned()),
                 rolling_update: Some(RollingUpdateDeployment {
@@ -81,15 +119,15 @@ pub fn deployment(service: &Service, replicas: Option<i32>) -> Deployment {
                 }),
             }),
             revision_history_limit: Some(3),
-            // The same deadline as the Service's: a rollout whose new pods never become ready is reported after it.
-            progress_deadline_seconds: Some(service.spec.progress_deadline_seconds),
+            // The same deadline as the revision's: a rollout whose new pods never become ready is reported after it.
+            progress_deadline_seconds: Some(revision.spec.progress_deadline_seconds),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
                     annotations: Some(user_meta.annotations).filter(|a| !a.is_empty()),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(service)),
+                spec: Some(pod_spec(&revision.spec)),
             },
             ..DeploymentSpec::default()
         }),
@@ -98,8 +136,8 @@ pub fn deployment(service: &Service, replicas: Option<i32>) -> Deployment {
 }
 
 /// The user's pod spec with Runway's defaults filled in where the user left a field unset.
-fn pod_spec(service: &Service) -> PodSpec {
-    let mut pod = service.spec.template.spec.clone();
+fn pod_spec(revision: &RevisionSpec) -> PodSpec {
+    let mut pod = revision.template.spec.clone();
     // The CRD defaults a missing name, but a typed client may have sent an empty one.
     for container in pod.containers.iter_mut().filter(|c| c.name.is_empty()) {
         container.name = runway_api::crd::DEFAULT_CONTAINER_NAME.to_owned();
@@ -121,7 +159,7 @@ fn pod_spec(service: &Service) -> PodSpec {
     }
     // A pod must outlive its longest request plus the pre-stop pause, or scale-down would cut requests.
     pod.termination_grace_period_seconds
-        .get_or_insert(i64::from(service.spec.timeout_seconds) + PRE_STOP_SLEEP_SECONDS);
+        .get_or_insert(i64::from(revision.timeout_seconds) + PRE_STOP_SLEEP_SECONDS);
     // Service links put an env var per Service of the namespace into every pod: slow starts, no use here.
     pod.enable_service_links.get_or_insert(false);
     pod
@@ -165,14 +203,21 @@ fn default_serving_container(container: &mut Container, serving: &ServingPort) {
     });
 }
 
-/// The headless Kubernetes Service selecting the pods: the activator routes to the addresses in its EndpointSlices.
-pub fn pods_service(service: &Service) -> k8s_openapi::api::core::v1::Service {
-    let serving = serving_port(&service.spec.template.spec.containers);
-    k8s_openapi::api::core::v1::Service {
-        metadata: child_meta(service, names::pods_service_name(&service.name_any())),
+/// The headless Kubernetes Service selecting a revision's pods, controlled by the revision: the activator routes to
+/// the addresses in its EndpointSlices, which inherit its labels.
+pub fn pods_service(service: &str, revision: &Revision) -> KubeService {
+    let name = revision.name_any();
+    let serving = serving_port(&revision.spec.template.spec.containers);
+    KubeService {
+        metadata: meta(
+            names::pods_service_name(&name),
+            revision.namespace(),
+            revision_labels(service, &name),
+            revision.controller_owner_ref(&()),
+        ),
         spec: Some(KubeServiceSpec {
             cluster_ip: Some("None".to_owned()),
-            selector: Some(selector(service)),
+            selector: Some(selector(&name)),
             ports: Some(vec![ServicePort {
                 app_protocol: serving.app_protocol().map(str::to_owned),
                 name: Some(serving.name.unwrap_or_else(|| DEFAULT_PORT_NAME.to_owned())),
@@ -189,9 +234,27 @@ pub fn pods_service(service: &Service) -> k8s_openapi::api::core::v1::Service {
 
 /// The Kubernetes Service in-cluster clients call (http://{name}.{namespace}.svc.cluster.local): a DNS alias of the
 /// activator, which routes on the Host header.
-pub fn route_service(service: &Service, activator: &ActivatorRef) -> k8s_openapi::api::core::v1::Service {
-    k8s_openapi::api::core::v1::Service {
-        metadata: child_meta(service, names::route_service_name(&service.name_any())),
+pub fn route_service(service: &Service, activator: &ActivatorRef) -> KubeService {
+    alias(
+        service,
+        names::route_service_name(&service.name_any()),
+        labels(&service.name_any()),
+        activator,
+    )
+}
+
+/// The Kubernetes Service of a tag (http://{tag}-{name}.{namespace}.svc.cluster.local), likewise an alias of the
+/// activator; labelled with the tag so that the route Services of removed tags can be found.
+pub fn tag_route_service(service: &Service, tag: &str, activator: &ActivatorRef) -> KubeService {
+    let name = service.name_any();
+    let mut labels = labels(&name);
+    labels.insert(names::TAG_LABEL.to_owned(), tag.to_owned());
+    alias(service, names::tag_route_name(tag, &name), labels, activator)
+}
+
+fn alias(service: &Service, name: String, labels: BTreeMap<String, String>, activator: &ActivatorRef) -> KubeService {
+    KubeService {
+        metadata: meta(name, service.namespace(), labels, service.controller_owner_ref(&())),
         spec: Some(KubeServiceSpec {
             type_: Some("ExternalName".to_owned()),
             external_name: Some(activator.fqdn()),
@@ -220,6 +283,7 @@ mod tests {
                 visibility: Default::default(),
                 template: ServiceTemplate {
                     metadata: Some(TemplateMetadata {
+                        name: None,
                         labels: BTreeMap::from([("team".into(), "web".into())]),
                         annotations: BTreeMap::from([("note".into(), "kept".into())]),
                     }),
@@ -232,11 +296,30 @@ mod tests {
                 timeout_seconds: 300,
                 progress_deadline_seconds: 120,
                 scaling: Default::default(),
+                traffic: None,
+                rollout: None,
+                revision_history_limit: None,
             },
         );
         service.metadata.namespace = Some("default".into());
         service.metadata.uid = Some("uid-1".into());
+        service.metadata.generation = Some(2);
         service
+    }
+
+    /// The Service's revision hello-00002, as the API server returns it.
+    fn rev(service: &Service) -> Revision {
+        let mut revision = revision(service, "hello-00002");
+        revision.metadata.uid = Some("rev-uid".into());
+        revision
+    }
+
+    fn deploy(service: &Service, replicas: Option<i32>) -> Deployment {
+        deployment("hello", &rev(service), replicas)
+    }
+
+    fn pods(service: &Service) -> KubeService {
+        pods_service("hello", &rev(service))
     }
 
     fn container(image: &str, port: Option<(i32, &str)>) -> Container {
@@ -260,38 +343,64 @@ mod tests {
 
     #[test]
     fn deployment_carries_runway_labels_owner_and_user_metadata() {
-        let d = deployment(&service(vec![container("app", None)]), None);
+        let d = deploy(&service(vec![container("app", None)]), None);
         let meta = &d.metadata;
-        assert_eq!(meta.name.as_deref(), Some("hello"));
+        assert_eq!(meta.name.as_deref(), Some("hello-00002"));
         assert_eq!(meta.namespace.as_deref(), Some("default"));
         let owner = &meta.owner_references.as_ref().unwrap()[0];
         assert_eq!(
             (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
-            ("Service", "uid-1", Some(true))
+            ("Revision", "rev-uid", Some(true))
         );
         let spec = d.spec.as_ref().unwrap();
         assert_eq!(spec.replicas, None, "the autoscaler owns replicas");
         assert_eq!(
-            spec.selector.match_labels.as_ref().unwrap()[names::SERVICE_LABEL],
-            "hello"
+            spec.selector.match_labels.as_ref().unwrap(),
+            &BTreeMap::from([(names::REVISION_LABEL.to_owned(), "hello-00002".to_owned())])
         );
         let template_meta = spec.template.metadata.as_ref().unwrap();
         let pod_labels = template_meta.labels.as_ref().unwrap();
         assert_eq!(pod_labels["team"], "web");
         assert_eq!(pod_labels[names::SERVICE_LABEL], "hello");
+        assert_eq!(pod_labels[names::REVISION_LABEL], "hello-00002");
         assert_eq!(pod_labels[names::MANAGED_BY_LABEL], "runway");
         assert_eq!(template_meta.annotations.as_ref().unwrap()["note"], "kept");
     }
 
     #[test]
+    fn a_revision_copies_the_spec_and_is_labelled_and_owned_by_its_service() {
+        let mut svc = service(vec![container("app", None)]);
+        svc.spec.template.metadata.as_mut().unwrap().name = Some("hello-blue".into());
+        let r = revision(&svc, "hello-blue");
+        assert_eq!(r.metadata.name.as_deref(), Some("hello-blue"));
+        let labels = r.metadata.labels.as_ref().unwrap();
+        assert_eq!(
+            (
+                labels[names::SERVICE_LABEL].as_str(),
+                labels[names::REVISION_LABEL].as_str(),
+                labels[names::GENERATION_LABEL].as_str()
+            ),
+            ("hello", "hello-blue", "2")
+        );
+        let owner = &r.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Service", "uid-1"));
+        assert_eq!(r.spec, RevisionSpec::from_service_spec(&svc.spec));
+        assert_eq!(
+            r.spec.template.metadata.unwrap().name,
+            None,
+            "the name is not part of the spec"
+        );
+    }
+
+    #[test]
     fn replicas_are_set_only_when_asked() {
-        let d = deployment(&service(vec![container("app", None)]), Some(0));
+        let d = deploy(&service(vec![container("app", None)]), Some(0));
         assert_eq!(d.spec.unwrap().replicas, Some(0));
     }
 
     #[test]
     fn a_container_without_port_gets_8080_port_env_probe_and_pre_stop() {
-        let d = deployment(&service(vec![container("app", None)]), None);
+        let d = deploy(&service(vec![container("app", None)]), None);
         let c = &pod(&d).containers[0];
         let port = &c.ports.as_ref().unwrap()[0];
         assert_eq!((port.container_port, port.name.as_deref()), (8080, Some("http")));
@@ -318,7 +427,7 @@ mod tests {
         own.termination_message_policy = Some("File".into());
         let mut svc = service(vec![container("app", Some((8080, "http"))), own]);
         svc.spec.template.spec.init_containers = Some(vec![container("migrate", None)]);
-        let d = deployment(&svc, None);
+        let d = deploy(&svc, None);
         let policies: Vec<_> = pod(&d)
             .containers
             .iter()
@@ -339,7 +448,7 @@ mod tests {
     fn the_deployment_reports_a_stuck_rollout_after_the_services_progress_deadline() {
         let mut svc = service(vec![container("app", None)]);
         svc.spec.progress_deadline_seconds = 45;
-        let d = deployment(&svc, None);
+        let d = deploy(&svc, None);
         assert_eq!(d.spec.unwrap().progress_deadline_seconds, Some(45));
     }
 
@@ -347,7 +456,7 @@ mod tests {
     fn an_empty_container_name_becomes_app() {
         let mut c = container("x", None);
         c.name = String::new();
-        let d = deployment(&service(vec![c]), None);
+        let d = deploy(&service(vec![c]), None);
         assert_eq!(pod(&d).containers[0].name, "app");
     }
 
@@ -370,7 +479,7 @@ mod tests {
         c.image_pull_policy = Some("Never".into());
         let mut svc = service(vec![c]);
         svc.spec.template.spec.termination_grace_period_seconds = Some(5);
-        let d = deployment(&svc, None);
+        let d = deploy(&svc, None);
         let c = &pod(&d).containers[0];
         assert_eq!(
             c.readiness_probe
@@ -390,7 +499,7 @@ mod tests {
 
     #[test]
     fn only_the_serving_container_gets_defaults() {
-        let d = deployment(
+        let d = deploy(
             &service(vec![container("sidecar", None), container("app", Some((9000, "http")))]),
             None,
         );
@@ -409,24 +518,49 @@ mod tests {
 
     #[test]
     fn pods_service_is_headless_on_the_serving_port() {
-        let s = pods_service(&service(vec![container("app", Some((9000, "http")))]));
-        assert_eq!(s.metadata.name.as_deref(), Some("hello-pods"));
+        let s = pods(&service(vec![container("app", Some((9000, "http")))]));
+        assert_eq!(s.metadata.name.as_deref(), Some("hello-00002-pods"));
+        assert_eq!(s.metadata.owner_references.unwrap()[0].kind, "Revision");
         let spec = s.spec.unwrap();
         assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
-        assert_eq!(spec.selector.unwrap()[names::SERVICE_LABEL], "hello");
+        assert_eq!(
+            spec.selector.unwrap(),
+            BTreeMap::from([(names::REVISION_LABEL.to_owned(), "hello-00002".to_owned())])
+        );
         let port = &spec.ports.unwrap()[0];
         assert_eq!((port.port, port.app_protocol.as_deref()), (9000, None));
+        let labels = s.metadata.labels.unwrap();
         assert_eq!(
-            s.metadata.labels.unwrap()[names::SERVICE_LABEL],
-            "hello",
-            "EndpointSlices inherit it"
+            (
+                labels[names::SERVICE_LABEL].as_str(),
+                labels[names::REVISION_LABEL].as_str()
+            ),
+            ("hello", "hello-00002"),
+            "EndpointSlices inherit them"
         );
+    }
+
+    #[test]
+    fn a_tag_route_aliases_the_activator_and_names_its_tag() {
+        let activator = ActivatorRef {
+            namespace: "runway-system".into(),
+            name: "runway-activator-internal".into(),
+        };
+        let s = tag_route_service(&service(vec![container("app", None)]), "canary", &activator);
+        assert_eq!(s.metadata.name.as_deref(), Some("canary-hello"));
+        let labels = s.metadata.labels.unwrap();
+        assert_eq!(
+            (labels[names::SERVICE_LABEL].as_str(), labels[names::TAG_LABEL].as_str()),
+            ("hello", "canary")
+        );
+        assert_eq!(s.metadata.owner_references.unwrap()[0].uid, "uid-1");
+        assert_eq!(s.spec.unwrap().type_.as_deref(), Some("ExternalName"));
     }
 
     #[test]
     fn an_h2c_or_grpc_port_name_asks_for_http2() {
         for name in ["h2c", "grpc"] {
-            let s = pods_service(&service(vec![container("app", Some((50051, name)))]));
+            let s = pods(&service(vec![container("app", Some((50051, name)))]));
             assert_eq!(
                 s.spec.unwrap().ports.unwrap()[0].app_protocol.as_deref(),
                 Some(runway_api::serving::H2C_APP_PROTOCOL)

@@ -1,4 +1,4 @@
-//! Why a Service's pods cannot start or become ready: a pure function from the pods, as the scheduler and the kubelet
+//! Why a revision's pods cannot start or become ready: a pure function from the pods, as the scheduler and the kubelet
 //! describe them in pod status, and the clock to one reason and a one-line message.
 //!
 //! Crashes, image pull failures, configuration errors and scheduling failures are reported as soon as the pod status
@@ -15,7 +15,7 @@ use runway_api::conditions::{
     CONTAINER_CANNOT_START, CONTAINER_CONFIG_ERROR, CONTAINER_EXITS, IMAGE_PULL_FAILED, READINESS_TIMEOUT,
     UNSCHEDULABLE,
 };
-use runway_api::{ServiceKey, names};
+use runway_api::{RevisionKey, names};
 
 /// Label the Deployment controller puts on the pods of one pod template.
 const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
@@ -45,7 +45,7 @@ pub struct Failure {
     pub message: String,
 }
 
-/// What the pods of one Service say.
+/// What the pods of one revision say.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Diagnosis {
     /// Why the pods of the newest template that are not ready cannot become ready, when known.
@@ -59,7 +59,7 @@ pub struct Diagnosis {
     pub recheck_in: Option<Duration>,
 }
 
-/// Diagnoses a Service's pods at `now`, given its progress deadline. Terminating and finished pods do not count.
+/// Diagnoses a revision's pods at `now`, given its progress deadline. Terminating and finished pods do not count.
 pub fn diagnose<'a>(pods: impl IntoIterator<Item = &'a Pod>, now: Timestamp, deadline: Duration) -> Diagnosis {
     let mut live: Vec<&Pod> = pods.into_iter().filter(|pod| is_live(pod)).collect();
     // Newest first; the name breaks ties so the result does not depend on the order of the store.
@@ -372,11 +372,11 @@ fn detail(message: &str) -> String {
     format!("...{tail}")
 }
 
-/// The Service a pod belongs to (its namespace and the value of the service label).
-pub fn service_of(pod: &Pod) -> Option<ServiceKey> {
-    Some(ServiceKey::new(
+/// The revision a pod belongs to (its namespace and the value of the revision label).
+pub fn revision_of(pod: &Pod) -> Option<RevisionKey> {
+    Some(RevisionKey::new(
         pod.namespace()?,
-        pod.labels().get(names::SERVICE_LABEL)?.clone(),
+        pod.labels().get(names::REVISION_LABEL)?.clone(),
     ))
 }
 
@@ -828,8 +828,11 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_names_its_service() {
-        let p = ready_pod("hello-a", "2025-06-01T12:00:00Z", "a");
-        assert_eq!(service_of(&p), Some(ServiceKey::new("default", "hello")));
+    fn a_pod_names_its_revision() {
+        let mut p = ready_pod("hello-a", "2025-06-01T12:00:00Z", "a");
+        assert_eq!(revision_of(&p), None, "a pod of the release before revisions");
+        p.labels_mut()
+            .insert(names::REVISION_LABEL.into(), "hello-00001".into());
+        assert_eq!(revision_of(&p), Some(RevisionKey::new("default", "hello-00001")));
     }
 }

@@ -1,5 +1,5 @@
-//! Runway's operator: reconciles Services into Deployments and Kubernetes Services, and autoscales them on the load
-//! the activators report.
+//! Runway's operator: reconciles Services into Revisions, their Deployments and Kubernetes Services, and the routing
+//! table among them, and autoscales each revision on the load the activators report.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -12,7 +12,15 @@ pub mod domain_routes;
 pub mod domains;
 pub mod events;
 pub mod failure;
+pub mod gc;
 pub mod leader;
+pub mod legacy;
 pub mod metrics;
 pub mod reconcile;
+pub mod revision_status;
+pub mod revisions;
+pub mod rollout;
+pub mod routes;
 pub mod status;
+pub mod traffic;
+pub mod workloads;

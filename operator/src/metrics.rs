@@ -19,10 +19,12 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// The autoscaler's series are per revision; the Service's name is there to select all of a Service's revisions.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ServiceLabels {
+pub struct RevisionLabels {
     pub namespace: String,
     pub service: String,
+    pub revision: String,
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -34,12 +36,13 @@ pub struct Metrics {
     pub reconcile_errors: Family<ReasonLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub leader: Gauge,
-    pub stable_average: Family<ServiceLabels, FloatGauge>,
-    pub panic_average: Family<ServiceLabels, FloatGauge>,
-    pub desired_pods: Family<ServiceLabels, Gauge>,
-    pub panic_mode: Family<ServiceLabels, Gauge>,
+    pub stable_average: Family<RevisionLabels, FloatGauge>,
+    pub panic_average: Family<RevisionLabels, FloatGauge>,
+    pub desired_pods: Family<RevisionLabels, Gauge>,
+    pub panic_mode: Family<RevisionLabels, Gauge>,
     pub scale_writes: Family<ResultLabels, Counter>,
     pub connected_activators: Gauge,
+    pub tick_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -82,7 +85,7 @@ impl Default for Metrics {
         let panic_mode = Family::default();
         registry.register(
             "autoscaler_panic_mode",
-            "1 while the Service is in panic mode",
+            "1 while the revision is in panic mode",
             panic_mode.clone(),
         );
         let scale_writes = Family::default();
@@ -97,6 +100,12 @@ impl Default for Metrics {
             "Activators whose load stream is open",
             connected_activators.clone(),
         );
+        let tick_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "autoscaler_tick_duration_seconds",
+            "Time one autoscaler tick took, over every revision",
+            tick_duration.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -109,6 +118,7 @@ impl Default for Metrics {
             panic_mode,
             scale_writes,
             connected_activators,
+            tick_duration,
         }
     }
 }
@@ -121,11 +131,46 @@ impl Metrics {
         out
     }
 
-    /// Drops a deleted Service's series.
-    pub fn forget_service(&self, labels: &ServiceLabels) {
+    /// Drops a deleted revision's series.
+    pub fn forget_revision(&self, labels: &RevisionLabels) {
         self.stable_average.remove(labels);
         self.panic_average.remove(labels);
         self.desired_pods.remove(labels);
         self.panic_mode.remove(labels);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deleted_revisions_series_are_dropped() {
+        let metrics = Metrics::default();
+        let labels = |revision: &str| RevisionLabels {
+            namespace: "ns".into(),
+            service: "web".into(),
+            revision: revision.into(),
+        };
+        for revision in ["web-00001", "web-00002"] {
+            metrics.desired_pods.get_or_create(&labels(revision)).set(1);
+            metrics.stable_average.get_or_create(&labels(revision)).set(1.0);
+            metrics.panic_average.get_or_create(&labels(revision)).set(1.0);
+            metrics.panic_mode.get_or_create(&labels(revision)).set(0);
+        }
+        metrics.tick_duration.observe(0.001);
+        metrics.forget_revision(&labels("web-00001"));
+        let text = metrics.encode();
+        assert!(!text.contains("web-00001"), "{text}");
+        assert!(
+            text.contains(
+                r#"runway_operator_autoscaler_desired_pods{namespace="ns",service="web",revision="web-00002"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("runway_operator_autoscaler_tick_duration_seconds_count 1"),
+            "{text}"
+        );
     }
 }

@@ -29,6 +29,8 @@ pub struct Outcome {
     /// From sending to the response head.
     pub time_to_headers: Duration,
     pub cold_start: bool,
+    /// The revision that answered: the `x-runway-revision` response header.
+    pub revision: Option<String>,
     pub body: String,
     /// When the request was sent, relative to the start of the run.
     pub sent_at: Duration,
@@ -119,6 +121,10 @@ async fn outcome<E: std::fmt::Debug>(
         let response = response.await.map_err(|e| format!("{e:?}"))?;
         let time_to_headers = started.elapsed();
         let cold_start = response.headers().contains_key(runway_api::names::COLD_START_HEADER);
+        let revision = response
+            .headers()
+            .get(runway_api::names::REVISION_HEADER)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let status = response.status();
         let body = response
             .into_body()
@@ -126,22 +132,18 @@ async fn outcome<E: std::fmt::Debug>(
             .await
             .map_err(|e| format!("{e}"))?
             .to_bytes();
-        Ok::<_, String>((
-            status,
-            time_to_headers,
-            cold_start,
-            String::from_utf8_lossy(&body).into_owned(),
-        ))
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok((status, time_to_headers, cold_start, body))) => Outcome {
+        Ok::<_, String>(Outcome {
             status: Some(status),
             error: None,
             time_to_headers,
             cold_start,
-            body,
+            revision,
+            body: String::from_utf8_lossy(&body).into_owned(),
             sent_at: Duration::ZERO,
-        },
+        })
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(outcome)) => outcome,
         Ok(Err(error)) => failed(error, started),
         Err(_) => failed(format!("no response within {timeout:?}"), started),
     }
@@ -153,6 +155,7 @@ fn failed(error: String, started: Instant) -> Outcome {
         error: Some(error),
         time_to_headers: started.elapsed(),
         cold_start: false,
+        revision: None,
         body: String::new(),
         sent_at: Duration::ZERO,
     }
@@ -179,6 +182,7 @@ pub async fn burst(target: &Target, path: &str, count: usize, timeout: Duration)
 pub struct Load {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<Vec<Outcome>>>,
+    origin: Instant,
 }
 
 impl Load {
@@ -202,7 +206,12 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, tasks }
+        Load { stop, tasks, origin }
+    }
+
+    /// Time since the load started: the clock of [`Outcome::sent_at`].
+    pub fn elapsed(&self) -> Duration {
+        self.origin.elapsed()
     }
 
     /// Stops the clients after their current request and returns every outcome.
@@ -224,6 +233,31 @@ pub fn tally(outcomes: &[Outcome]) -> BTreeMap<String, usize> {
         *counts.entry(outcome.label()).or_insert(0) += 1;
     }
     counts
+}
+
+/// How many outcomes each revision answered (by the `x-runway-revision` header; "none" when it was missing), e.g.
+/// {"hello-00001": 900, "hello-00002": 100}.
+pub fn by_revision(outcomes: &[Outcome]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for outcome in outcomes {
+        let revision = outcome.revision.clone().unwrap_or_else(|| "none".to_owned());
+        *counts.entry(revision).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Sends `count` requests one after the other on one keep-alive connection, as one client would.
+pub async fn sequential(target: &Target, path: &str, count: usize, timeout: Duration) -> Vec<Outcome> {
+    let client = client();
+    let origin = Instant::now();
+    let mut outcomes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let sent_at = origin.elapsed();
+        let mut outcome = get(&client, target, path, timeout).await;
+        outcome.sent_at = sent_at;
+        outcomes.push(outcome);
+    }
+    outcomes
 }
 
 /// The value below which `fraction` of the durations fall.

@@ -17,7 +17,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use runway_api::names::{SERVICE_LABEL, pods_service_name};
+use runway_api::names::{REVISION_LABEL, deployment_name, pods_service_name};
 use runway_tests::cluster::Cluster;
 use runway_tests::load::{self, Target};
 use runway_tests::runway::{self, READY};
@@ -35,9 +35,11 @@ async fn cold_start_against_the_kubernetes_floor() {
         let spec = json!({"scaling": {"stableWindowSeconds": 6, "scaleToZeroGracePeriodSeconds": 0}});
         runway::create(&cluster, &ns, &runway::hello_service(NAME, &[], spec)?).await?;
         runway::wait_ready(&cluster, &ns, NAME, READY).await?;
+        // The Service's one revision runs the pods, in a Deployment named after it.
+        let revision = runway::revision_of(&cluster, &ns, NAME).await?;
         // The floor: Runway's own Deployment copied under another name, so the pod spec is identical.
         let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
-        let mut floor = deployments.get(NAME).await?;
+        let mut floor = deployments.get(&deployment_name(&revision)).await?;
         floor.metadata = kube::api::ObjectMeta {
             name: Some("floor".into()),
             ..Default::default()
@@ -57,7 +59,7 @@ async fn cold_start_against_the_kubernetes_floor() {
         };
         let (mut runway_times, mut floor_times, mut all_hops) = (vec![], vec![], vec![]);
         for round in 1..=rounds {
-            let (runway_time, hops) = runway_cold_start(&cluster, &ns, &target).await?;
+            let (runway_time, hops) = runway_cold_start(&cluster, &ns, &revision, &target).await?;
             let floor_time = floor_cold_start(&cluster, &ns).await?;
             eprintln!("round {round}: Runway {runway_time:?}, Kubernetes floor {floor_time:?}, hops {hops:?}");
             runway_times.push(runway_time);
@@ -151,10 +153,16 @@ fn percentile_ms(values: &mut [i64], q: f64) -> String {
     values[rank - 1].to_string()
 }
 
-/// Waits until Service NAME has no pod, then times one request through the activator, with the hops between.
-async fn runway_cold_start(cluster: &Cluster, ns: &str, target: &Target) -> anyhow::Result<(Duration, Hops)> {
+/// Waits until Service NAME has no pod, then times one request through the activator to its `revision`, with the
+/// hops between.
+async fn runway_cold_start(
+    cluster: &Cluster,
+    ns: &str,
+    revision: &str,
+    target: &Target,
+) -> anyhow::Result<(Duration, Hops)> {
     runway::wait_zero(cluster, ns, NAME, Duration::from_secs(60)).await?;
-    let watching = HopWatch::start(cluster, ns).await?;
+    let watching = HopWatch::start(cluster, ns, revision).await?;
     let sent = SystemTime::now();
     let outcome = load::get(&load::client(), target, "/", Duration::from_secs(60)).await;
     let head = sent + outcome.time_to_headers;
@@ -208,25 +216,25 @@ fn first(slot: &mut Option<SystemTime>) {
     slot.get_or_insert_with(SystemTime::now);
 }
 
-/// Watches of the Deployment, the pods and the EndpointSlices of Service NAME, started (and listed) before the
-/// request is sent.
+/// Watches of the Deployment, the pods and the EndpointSlices of one revision of Service NAME, started (and listed)
+/// before the request is sent.
 struct HopWatch {
     seen: Arc<Mutex<Seen>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl HopWatch {
-    async fn start(cluster: &Cluster, ns: &str) -> anyhow::Result<Self> {
+    async fn start(cluster: &Cluster, ns: &str, revision: &str) -> anyhow::Result<Self> {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (listed, mut listed_rx) = tokio::sync::mpsc::channel::<()>(3);
-        let pods_selector = format!("{SERVICE_LABEL}={NAME}");
+        let pods_selector = format!("{REVISION_LABEL}={revision}");
         let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), ns);
         let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
         let slices: Api<EndpointSlice> = Api::namespaced(cluster.client.clone(), ns);
         let tasks = vec![
             watch_each(
                 deployments,
-                watcher::Config::default().fields(&format!("metadata.name={NAME}")),
+                watcher::Config::default().fields(&format!("metadata.name={}", deployment_name(revision))),
                 listed.clone(),
                 seen.clone(),
                 |seen, deployment: &Deployment| {
@@ -261,7 +269,8 @@ impl HopWatch {
             ),
             watch_each(
                 slices,
-                watcher::Config::default().labels(&format!("kubernetes.io/service-name={}", pods_service_name(NAME))),
+                watcher::Config::default()
+                    .labels(&format!("kubernetes.io/service-name={}", pods_service_name(revision))),
                 listed,
                 seen.clone(),
                 |seen, slice: &EndpointSlice| {

@@ -1,4 +1,5 @@
-//! docs/configuration.md must mention every Service field, every Helm value and every operator and activator flag.
+//! docs/configuration.md must mention every Service and Revision field (each in its own section), every Helm value
+//! and every operator and activator flag.
 
 use std::path::Path;
 
@@ -54,31 +55,99 @@ fn every_helm_value_is_documented() {
     assert_documented("Helm values", &paths);
 }
 
+/// The part of docs/configuration.md under the heading that starts with `heading`, up to the next `## ` heading.
+fn doc_section(heading: &str) -> String {
+    let doc = repo_file("docs/configuration.md");
+    let start = doc
+        .find(heading)
+        .unwrap_or_else(|| panic!("docs/configuration.md has no heading {heading:?}"));
+    let rest = &doc[start + heading.len()..];
+    let end = rest.find("\n## ").unwrap_or(rest.len());
+    rest[..end].to_owned()
+}
+
+/// The fields of a CRD's spec and status as dotted paths (`spec.scaling.minScale`, `spec.traffic[].tag`), down to
+/// their leaves, except below the `opaque` paths (a PodSpec, Kubernetes conditions), which are documented whole.
+fn crd_fields(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    opaque: &[&str],
+) -> Vec<String> {
+    let crd = serde_json::to_value(crd).unwrap();
+    let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut paths = vec![];
+    for top in ["spec", "status"] {
+        schema_leaves(&root["properties"][top], top, opaque, &mut paths);
+    }
+    paths
+}
+
+fn schema_leaves(schema: &serde_json::Value, path: &str, opaque: &[&str], out: &mut Vec<String>) {
+    if opaque.contains(&path) {
+        out.push(path.to_owned());
+    } else if let Some(properties) = schema["properties"].as_object() {
+        for (field, child) in properties {
+            schema_leaves(child, &format!("{path}.{field}"), opaque, out);
+        }
+    } else if schema["items"]["properties"].is_object() {
+        schema_leaves(&schema["items"], &format!("{path}[]"), opaque, out);
+    } else {
+        out.push(path.to_owned());
+    }
+}
+
+fn assert_in_section(heading: &str, what: &str, names: &[String]) {
+    let section = doc_section(heading);
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|name| !section.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md, section {heading:?}, lacks these {what}: {missing:?}"
+    );
+}
+
 #[test]
 fn every_service_field_is_documented() {
-    let crd = serde_json::to_value(runway_api::crd::service_crd()).unwrap();
-    let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
-    let mut paths = vec![];
-    for (top, nested) in [("spec", vec!["scaling"]), ("status", vec![])] {
-        for (field, schema) in root[top]["properties"].as_object().unwrap() {
-            if nested.contains(&field.as_str()) {
-                for inner in schema["properties"].as_object().unwrap().keys() {
-                    paths.push(format!("{top}.{field}.{inner}"));
-                }
-            } else if field != "template" {
-                paths.push(format!("{top}.{field}"));
-            }
-        }
-    }
-    paths.extend(
-        [
-            "spec.template.metadata.labels",
-            "spec.template.metadata.annotations",
-            "spec.template.spec",
-        ]
-        .map(String::from),
+    let paths = crd_fields(
+        &runway_api::crd::service_crd(),
+        &["spec.template.spec", "status.conditions"],
     );
-    assert_documented("Service fields", &paths);
+    // The schema was walked down to the leaves, the new ones of revisions included.
+    for field in [
+        "spec.scaling.minScale",
+        "spec.template.metadata.name",
+        "spec.traffic[].revisionName",
+        "spec.traffic[].latestRevision",
+        "spec.traffic[].percent",
+        "spec.traffic[].tag",
+        "spec.rollout.durationSeconds",
+        "spec.rollout.maxErrorPercent",
+        "spec.revisionHistoryLimit",
+        "status.latestReadyRevisionName",
+        "status.traffic[].url",
+        "status.rollout.phase",
+    ] {
+        assert!(paths.iter().any(|p| p == field), "{field} not found in {paths:?}");
+    }
+    assert_in_section("## The `Service` resource", "Service fields", &paths);
+}
+
+#[test]
+fn every_revision_field_is_documented() {
+    let paths = crd_fields(
+        &runway_api::crd::revision_crd(),
+        &["spec.template.spec", "status.conditions"],
+    );
+    for field in [
+        "spec.timeoutSeconds",
+        "status.routed",
+        "status.trafficPercent",
+        "status.imageDigest",
+    ] {
+        assert!(paths.iter().any(|p| p == field), "{field} not found in {paths:?}");
+    }
+    assert_in_section("## The `Revision` resource", "Revision fields", &paths);
 }
 
 /// Every `--long` flag of a command, with its flattened groups.

@@ -12,11 +12,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use runway_api::Service;
 use runway_api::domain_mapping::DomainMapping;
+use runway_api::names::{deployment_name, pods_service_name, revision_name, tag_url};
+use runway_api::{RolloutPhase, Service, Visibility};
 use runway_tests::cluster::{Cluster, repo_root};
 use runway_tests::load::{self, Load, Outcome, Target};
-use runway_tests::runway::{self, NAMESPACE, READY};
+use runway_tests::runway::{self, DOMAIN, NAMESPACE, READY};
 use runway_tests::scenario::run_scenario;
 use runway_tests::wait::wait_until;
 use serde_json::json;
@@ -230,16 +231,29 @@ async fn t01_helm_install_makes_operator_and_activator_ready() {
 async fn t02_a_service_gets_a_url_and_answers_from_outside_and_inside_the_cluster() {
     scenario("e2e-ready", |cluster, ns| async move {
         let target = deploy(&cluster, &ns, "hello", &[], json!({})).await?;
-        let service: Api<Service> = Api::namespaced(cluster.client.clone(), &ns);
-        let url = service.get("hello").await?.status.and_then(|s| s.url);
+        let service = runway::get(&cluster, &ns, "hello").await?;
+        let status = service.status.clone().unwrap_or_default();
         ensure!(
-            url.as_deref() == Some(&*format!("http://hello.{ns}.example.com")),
-            "url {url:?}"
+            status.url.as_deref() == Some(&*format!("http://hello.{ns}.example.com")),
+            "url {:?}",
+            status.url
+        );
+        // The first revision, named after the generation, takes all the traffic.
+        let first = revision_name("hello", 1);
+        let routed = runway::traffic_shares(&service);
+        ensure!(
+            status.latest_created_revision_name.as_deref() == Some(&*first)
+                && status.latest_ready_revision_name.as_deref() == Some(&*first)
+                && routed == [(first.clone(), 100)].into_iter().collect(),
+            "want revision {first} created, ready and routed: {}",
+            runway::summary(&service)
         );
 
         let outcome = load::get(&load::client(), &target, "/", REQUEST).await;
         ensure!(
-            outcome.ok() && outcome.body.starts_with("hello from hello-"),
+            outcome.ok()
+                && outcome.body.starts_with(&format!("hello from {first}-"))
+                && outcome.revision.as_deref() == Some(&*first),
             "through the activator: {outcome:?}"
         );
         eprintln!(
@@ -468,65 +482,154 @@ async fn t08_a_request_past_its_timeout_gets_504() {
 }
 
 #[tokio::test]
-async fn t09_a_new_revision_rolls_out_without_failed_requests() {
+async fn t09_a_new_revision_takes_over_without_failed_requests_and_the_old_one_scales_to_zero() {
     scenario("e2e-rollout", |cluster, ns| async move {
-        let target = deploy(&cluster, &ns, "roll", &[("VERSION", "1")], json!({})).await?;
-        let old: Vec<String> = runway::pods(&cluster, &ns, "roll")
-            .await?
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
+        let target = deploy(&cluster, &ns, "roll", &[("VERSION", "1")], quick_zero()).await?;
+        let old = runway::revision_of(&cluster, &ns, "roll").await?;
+        ensure!(old == revision_name("roll", 1), "the first revision is {old}");
         let load = Load::start(&target, "/sleep?ms=100", 2, REQUEST);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let services: Api<Service> = Api::namespaced(cluster.client.clone(), &ns);
-        let mut service = services.get("roll").await?;
-        let env = service.spec.template.spec.containers[0]
-            .env
-            .as_mut()
-            .context("no env")?;
-        env[0].value = Some("2".to_owned());
-        services.replace("roll", &Default::default(), &service).await?;
-        wait_until("the old pods replaced", Duration::from_secs(120), || async {
-            let pods = runway::pods(&cluster, &ns, "roll").await.map_err(|e| e.to_string())?;
-            let names: Vec<String> = pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
-            let all_new_ready = !names.is_empty()
-                && names.iter().all(|n| !old.contains(n))
-                && pods.iter().all(runway_tests::pods::is_ready);
-            if all_new_ready {
-                Ok(())
-            } else {
-                Err(format!("pods {names:?}"))
-            }
-        })
+        settled(&target, &old, 5).await?;
+
+        let new = revision_name("roll", 2);
+        runway::set_env(&cluster, &ns, "roll", &[("VERSION", "2")]).await?;
+        runway::wait_latest_ready(&cluster, &ns, "roll", &new, READY).await?;
+        settled(&target, &new, 20).await?;
+        // The old revision keeps its pods until the traffic has moved away, then scales to zero like an idle
+        // Service (stable window 6 s, no grace period); the Revision itself stays, as history.
+        runway::wait_revision_scale(&cluster, &ns, &old, 0, Duration::from_secs(90)).await?;
+        wait_until(
+            format!("no pods of revision {old}"),
+            Duration::from_secs(60),
+            || async {
+                let left = runway::revision_pods(&cluster, &ns, &old)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    let seen: Vec<String> = left.iter().map(runway_tests::pods::summary).collect();
+                    Err(seen.join(" | "))
+                }
+            },
+        )
         .await?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
         let outcomes = load.finish().await;
-        ensure_all_ok("light load through the rollout", &outcomes)?;
+        ensure_all_ok("light load through the switch to a new revision", &outcomes)?;
+        answered_by_the_header(&outcomes)?;
+        let counts = load::by_revision(&outcomes);
+        ensure!(
+            counts.len() == 2 && counts.contains_key(&old) && counts.contains_key(&new),
+            "want answers from {old} then {new}, got {counts:?}"
+        );
         let last = outcomes.last().context("no requests")?;
         ensure!(
-            old.iter().all(|o| !last.body.contains(o.as_str())),
-            "the last answer came from an old pod: {last:?}"
+            last.revision.as_deref() == Some(&*new),
+            "the last answer came from {:?}: {}",
+            last.revision,
+            seen(last)
+        );
+        let kept = runway::revision(&cluster, &ns, &old)
+            .await?
+            .context("the old Revision was deleted")?;
+        let status = kept.status.clone().unwrap_or_default();
+        ensure!(
+            !status.routed && status.traffic_percent == 0,
+            "the old revision: {}",
+            runway::revision_summary(&kept)
         );
         Ok(())
     })
     .await;
 }
 
+/// Sends `count` requests to `target`, each on a connection of its own (so both activators get some), and checks
+/// that every one got 200 from `revision`: its `x-runway-revision` header and the pod named in the body.
+async fn answers_only_from(target: &Target, path: &str, revision: &str, count: usize) -> Result<(), String> {
+    let mut outcomes = vec![];
+    for _ in 0..count {
+        outcomes.push(load::get(&load::client(), target, path, REQUEST).await);
+    }
+    let pod = format!("hello from {revision}-");
+    let wrong: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| !(o.ok() && o.revision.as_deref() == Some(revision) && o.body.starts_with(&pod)))
+        .collect();
+    match wrong.first() {
+        None => Ok(()),
+        Some(example) => Err(format!(
+            "{} of {count} requests to {} not answered 200 by {revision}: by revision {:?}, statuses {:?}, e.g. {} from {:?}",
+            wrong.len(),
+            target.host,
+            load::by_revision(&outcomes),
+            load::tally(&outcomes),
+            seen(example),
+            example.revision
+        )),
+    }
+}
+
+/// Waits until [`answers_only_from`] holds for `count` requests to `/`: every activator routes `target` to
+/// `revision`.
+async fn settled(target: &Target, revision: &str, count: usize) -> anyhow::Result<()> {
+    wait_until(
+        format!("{} answered by {revision} only ({count} requests)", target.host),
+        READY,
+        || answers_only_from(target, "/", revision, count),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Checks that each answer's `x-runway-revision` header names the revision of the pod that wrote the body (`hello
+/// from {revision}-...`), and that every answer of a pod has the header.
+fn answered_by_the_header(outcomes: &[Outcome]) -> anyhow::Result<()> {
+    let wrong: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.body.starts_with("hello from "))
+        .filter(|o| match &o.revision {
+            Some(revision) => !o.body.starts_with(&format!("hello from {revision}-")),
+            None => true,
+        })
+        .map(|o| format!("{:?}: {}", o.revision, seen(o)))
+        .collect();
+    ensure!(
+        wrong.is_empty(),
+        "{} answers whose header does not name the pod's revision, e.g. {:?}",
+        wrong.len(),
+        wrong.first()
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn t10_deleting_a_service_removes_every_child() {
     scenario("e2e-delete", |cluster, ns| async move {
         deploy(&cluster, &ns, "gone", &[], json!({})).await?;
+        let revision = runway::revision_of(&cluster, &ns, "gone").await?;
         let services: Api<Service> = Api::namespaced(cluster.client.clone(), &ns);
         services.delete("gone", &DeleteParams::foreground()).await?;
         let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
         let kube_services: Api<KubeService> = Api::namespaced(cluster.client.clone(), &ns);
+        let deployment = deployment_name(&revision);
         wait_until("every child removed", Duration::from_secs(60), || async {
             let mut left = vec![];
-            if deployments.get_opt("gone").await.map_err(|e| e.to_string())?.is_some() {
-                left.push("Deployment gone".to_owned());
+            if runway::revision(&cluster, &ns, &revision)
+                .await
+                .map_err(|e| format!("{e:#}"))?
+                .is_some()
+            {
+                left.push(format!("Revision {revision}"));
             }
-            for name in ["gone", "gone-pods"] {
-                if kube_services.get_opt(name).await.map_err(|e| e.to_string())?.is_some() {
+            if deployments
+                .get_opt(&deployment)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
+                left.push(format!("Deployment {deployment}"));
+            }
+            for name in ["gone".to_owned(), pods_service_name(&revision)] {
+                if kube_services.get_opt(&name).await.map_err(|e| e.to_string())?.is_some() {
                     left.push(format!("Service {name}"));
                 }
             }
@@ -829,6 +932,10 @@ async fn first_then_next(client: &load::HttpClient, target: &Target, first: &Fir
             error: None,
             time_to_headers: took,
             cold_start: false,
+            revision: response
+                .headers
+                .get(runway_api::names::REVISION_HEADER)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             body: response.body,
             sent_at: Duration::ZERO,
         },
@@ -837,6 +944,7 @@ async fn first_then_next(client: &load::HttpClient, target: &Target, first: &Fir
             error: Some(format!("{error:#}")),
             time_to_headers: took,
             cold_start: false,
+            revision: None,
             body: String::new(),
             sent_at: Duration::ZERO,
         },
@@ -1069,7 +1177,13 @@ async fn fails_fast_then_recovers(
         "{name}: message {message:?}, want it to start with {starts:?} and contain {contains:?}"
     );
 
-    let selector = format!("involvedObject.kind=Service,involvedObject.name={name},type=Warning");
+    // The failing revision: the first, since none was ever ready.
+    let revision = runway::revision_of(cluster, ns, name).await?;
+    ensure!(
+        revision == revision_name(name, 1),
+        "{name}: serving revision {revision}"
+    );
+    // The Warning event, on the Service or on its revision.
     let events = cluster
         .kubectl()
         .run(&[
@@ -1078,16 +1192,25 @@ async fn fails_fast_then_recovers(
             "get",
             "events",
             "--field-selector",
-            &selector,
+            "type=Warning",
             "-o",
-            "jsonpath={.items[*].reason}",
+            "jsonpath={range .items[*]}{.involvedObject.name} {.reason}{\"\\n\"}{end}",
         ])
         .await?;
-    ensure!(events.contains(reason), "{name}: Warning events {events:?}");
+    let warned = events.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        let about = words.next().unwrap_or_default();
+        (about == name || about == revision) && words.next() == Some(reason)
+    });
+    ensure!(
+        warned,
+        "{name}: no Warning event {reason} about {name} or {revision}: {events:?}"
+    );
 
     let target = target(cluster, ns, name).await?;
     let client = load::client();
-    let body = format!("{name}: {starts}");
+    // The activator's fast 503 names the revision.
+    let body = format!("{revision}: {starts}");
     let outcome = wait_until(
         format!("{name}: a fast 503 naming the reason"),
         Duration::from_secs(30),
@@ -1104,15 +1227,19 @@ async fn fails_fast_then_recovers(
     .await?;
     eprintln!("{name}: {} after {:?}", seen(&outcome), outcome.time_to_headers);
 
+    // The fix is a new template, so a second revision, which takes the traffic once ready.
     api.patch(
         name,
         &PatchParams::default(),
         &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [hello_container(json!({}))]}}}})),
     )
     .await?;
+    let fixed = revision_name(name, 2);
+    runway::wait_latest_ready(cluster, ns, name, &fixed, READY).await?;
     runway::wait_ready(cluster, ns, name, READY).await?;
-    let outcome = load::get(&client, &target, "/", REQUEST).await;
-    ensure!(outcome.ok(), "{name} after the fix: {}", seen(&outcome));
+    answers_only_from(&target, "/", &fixed, 3)
+        .await
+        .map_err(|e| anyhow::anyhow!("{name} after the fix: {e}"))?;
     Ok(())
 }
 
@@ -1693,4 +1820,864 @@ async fn upgrade_with(cluster: &Cluster, sets: &[&str]) -> anyhow::Result<String
         args.extend(["--set", set]);
     }
     helm(&args).await
+}
+
+#[tokio::test]
+async fn t23_a_blue_green_switch_under_load_fails_no_request() {
+    scenario("e2e-bluegreen", |cluster, ns| async move {
+        let target = deploy(
+            &cluster,
+            &ns,
+            "bg",
+            &[("COLOR", "blue")],
+            json!({"containerConcurrency": 10}),
+        )
+        .await?;
+        let blue = runway::revision_of(&cluster, &ns, "bg").await?;
+        ensure!(blue == revision_name("bg", 1), "the first revision is {blue}");
+        let started_ms = unix_ms();
+        let load = Load::start(&target, "/sleep?ms=50", 8, REQUEST);
+        settled(&target, &blue, 5).await?;
+
+        runway::set_env(&cluster, &ns, "bg", &[("COLOR", "green")]).await?;
+        let green = revision_name("bg", 2);
+        runway::wait_latest_ready(&cluster, &ns, "bg", &green, READY).await?;
+        runway::wait_service(
+            &cluster,
+            &ns,
+            "bg",
+            &format!("all traffic on {green}"),
+            READY,
+            |service| {
+                let shares = runway::traffic_shares(service);
+                if shares == [(green.clone(), 100)].into_iter().collect() {
+                    Ok(())
+                } else {
+                    Err(format!("shares {shares:?}"))
+                }
+            },
+        )
+        .await?;
+        settled(&target, &green, 20).await?;
+        // From here on every activator routes to green: requests sent later must all be answered by it.
+        let switched_at = load.elapsed();
+        let switched = Instant::now();
+        // Keep the load on green a while (collecting answers, not waiting for anything).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let outcomes = load.finish().await;
+        eprintln!(
+            "switched {switched_at:?} after the load started; {:?} of load on green since",
+            switched.elapsed()
+        );
+        print_failures(started_ms, &outcomes);
+        ensure_all_ok("8 clients through a blue/green switch", &outcomes)?;
+        answered_by_the_header(&outcomes)?;
+        let counts = load::by_revision(&outcomes);
+        eprintln!("answers by revision: {counts:?}");
+        ensure!(
+            counts.len() == 2 && counts.get(&blue) > Some(&0) && counts.get(&green) > Some(&0),
+            "want answers from {blue} and {green} only, got {counts:?}"
+        );
+        let late_blue: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|o| o.sent_at > switched_at && o.revision.as_deref() != Some(&*green))
+            .collect();
+        ensure!(
+            late_blue.is_empty(),
+            "{} requests sent after the switch were not answered by {green}, e.g. {:?}",
+            late_blue.len(),
+            late_blue.first()
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t24_a_90_10_split_sends_100_of_1000_sequential_requests_to_the_canary() {
+    scenario("e2e-split", |cluster, ns| async move {
+        // minScale 1 holds a pod of each routed revision, so no request of the count waits for a cold start.
+        let target = deploy(
+            &cluster,
+            &ns,
+            "split",
+            &[("VERSION", "1")],
+            json!({"scaling": {"minScale": 1}}),
+        )
+        .await?;
+        let stable = runway::revision_of(&cluster, &ns, "split").await?;
+        runway::set_env(&cluster, &ns, "split", &[("VERSION", "2")]).await?;
+        let canary = revision_name("split", 2);
+        runway::wait_latest_ready(&cluster, &ns, "split", &canary, READY).await?;
+        runway::patch_spec(
+            &cluster,
+            &ns,
+            "split",
+            json!({"traffic": [
+                {"revisionName": stable, "percent": 90},
+                {"revisionName": canary, "percent": 10},
+            ]}),
+        )
+        .await?;
+        let want: std::collections::BTreeMap<String, i32> = [(stable.clone(), 90), (canary.clone(), 10)].into();
+        runway::wait_service(&cluster, &ns, "split", "traffic 90/10", READY, |service| {
+            let shares = runway::traffic_shares(service);
+            let current = service.status.as_ref().and_then(|s| s.observed_generation) == service.metadata.generation;
+            if current && shares == want {
+                Ok(())
+            } else {
+                Err(format!("shares {shares:?}"))
+            }
+        })
+        .await?;
+        for (revision, percent) in &want {
+            runway::wait_revision(&cluster, &ns, revision, &format!("{percent}%, serving"), READY, |r| {
+                let status = r.status.clone().unwrap_or_default();
+                let ready = runway::revision_condition(r, "Ready").starts_with("True/");
+                if ready && status.ready_replicas > 0 && status.routed && status.traffic_percent == *percent {
+                    Ok(())
+                } else {
+                    Err("not yet".to_owned())
+                }
+            })
+            .await?;
+        }
+        // The activators follow the status: both revisions answer.
+        wait_until("answers from both revisions", READY, || async {
+            let outcomes = load::burst(&target, "/", 40, REQUEST).await;
+            let counts = load::by_revision(&outcomes);
+            if counts.get(&stable) > Some(&0) && counts.get(&canary) > Some(&0) && outcomes.iter().all(Outcome::ok) {
+                Ok(())
+            } else {
+                Err(format!("{counts:?} {:?}", load::tally(&outcomes)))
+            }
+        })
+        .await?;
+
+        let outcomes = load::sequential(&target, "/", 1000, REQUEST).await;
+        ensure_all_ok("1,000 sequential requests", &outcomes)?;
+        answered_by_the_header(&outcomes)?;
+        let counts = load::by_revision(&outcomes);
+        eprintln!("1,000 requests at 90/10: {counts:?}");
+        let to_canary = counts.get(&canary).copied().unwrap_or(0);
+        let to_stable = counts.get(&stable).copied().unwrap_or(0);
+        ensure!(
+            (95..=105).contains(&to_canary) && to_canary + to_stable == 1000,
+            "want 100 +- 5 answers from the canary {canary} and the rest from {stable}: {counts:?}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t25_a_tag_url_answers_from_its_revision_only() {
+    scenario("e2e-tag", |cluster, ns| async move {
+        let target = deploy(&cluster, &ns, "tagged", &[("VERSION", "1")], json!({})).await?;
+        let stable = runway::revision_of(&cluster, &ns, "tagged").await?;
+        // A new template with its own revision name, tagged, at 0%: all traffic stays on the first revision.
+        let green = "tagged-green";
+        runway::patch_spec(
+            &cluster,
+            &ns,
+            "tagged",
+            json!({
+                "template": {
+                    "metadata": {"name": green},
+                    "spec": {"containers": [runway::hello_container(&[("VERSION", "2")])]},
+                },
+                "traffic": [
+                    {"revisionName": stable, "percent": 100},
+                    {"revisionName": green, "percent": 0, "tag": "canary"},
+                ],
+            }),
+        )
+        .await?;
+        let url = tag_url("canary", "tagged", &ns, DOMAIN, Visibility::External);
+        runway::wait_service(
+            &cluster,
+            &ns,
+            "tagged",
+            &format!("{green} tagged canary at {url}"),
+            READY,
+            |service| {
+                let status = service.status.clone().unwrap_or_default();
+                let tagged = status.traffic.iter().any(|t| {
+                    t.revision_name == green
+                        && t.tag.as_deref() == Some("canary")
+                        && t.percent == 0
+                        && t.url.as_deref() == Some(&*url)
+                });
+                let shares = runway::traffic_shares(service);
+                let all_stable = shares.get(&stable) == Some(&100) && shares.values().sum::<i32>() == 100;
+                let created = status.latest_created_revision_name.as_deref() == Some(green);
+                if tagged && all_stable && created {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "tagged {tagged}, all on {stable} {all_stable}, {green} created {created}"
+                    ))
+                }
+            },
+        )
+        .await?;
+        runway::wait_revision(&cluster, &ns, green, "Ready", READY, |r| {
+            if runway::revision_condition(r, "Ready").starts_with("True/") {
+                Ok(())
+            } else {
+                Err("not yet".to_owned())
+            }
+        })
+        .await?;
+
+        let tag_target = Target {
+            address: target.address,
+            host: format!("canary-tagged.{ns}.{DOMAIN}"),
+        };
+        settled(&tag_target, green, 5).await?;
+        answers_only_from(&tag_target, "/", green, 30)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        answers_only_from(&target, "/", &stable, 30)
+            .await
+            .map_err(anyhow::Error::msg)?;
+
+        // From inside the cluster, by the tag's own Kubernetes Service (an ExternalName to the activator).
+        let route = runway_api::names::tag_route_name("canary", "tagged");
+        let kube_services: Api<KubeService> = Api::namespaced(cluster.client.clone(), &ns);
+        let external_name = kube_services
+            .get(&route)
+            .await
+            .with_context(|| format!("the tag's Service {route}"))?
+            .spec
+            .and_then(|s| s.external_name);
+        eprintln!("Service {route}: ExternalName {external_name:?}");
+        let inside = format!("http://{route}.{ns}.svc.cluster.local/");
+        let body = get_from_a_pod(&cluster, &ns, &inside, &format!("hello from {green}-")).await?;
+        eprintln!("from pod client, {inside}: {}", body.trim());
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t26_a_crash_looping_new_revision_takes_no_traffic_and_the_service_says_why() {
+    scenario("e2e-badrev", |cluster, ns| async move {
+        let spec = json!({"progressDeadlineSeconds": 30});
+        let target = deploy(&cluster, &ns, "keep", &[("VERSION", "1")], spec).await?;
+        let good = runway::revision_of(&cluster, &ns, "keep").await?;
+        let started_ms = unix_ms();
+        let load = Load::start(&target, "/sleep?ms=50", 2, REQUEST);
+        settled(&target, &good, 5).await?;
+
+        // The sample app exits with its usage message when given an argument it does not know.
+        let mut crashing = runway::hello_container(&[("VERSION", "2")]);
+        crashing["args"] = json!(["crash"]);
+        runway::patch_spec(
+            &cluster,
+            &ns,
+            "keep",
+            json!({"template": {"spec": {"containers": [crashing]}}}),
+        )
+        .await?;
+        let bad = revision_name("keep", 2);
+        let message = runway::wait_service(
+            &cluster,
+            &ns,
+            "keep",
+            &format!("ConfigurationReady=False/ContainerExits for {bad}, {good} still serving"),
+            Duration::from_secs(120),
+            |service| {
+                let status = service.status.clone().unwrap_or_default();
+                let failing = runway::condition(service, "ConfigurationReady") == "False/ContainerExits";
+                let created = status.latest_created_revision_name.as_deref() == Some(&*bad);
+                let ready = status.latest_ready_revision_name.as_deref() == Some(&*good);
+                let shares = runway::traffic_shares(service);
+                let routed = shares == [(good.clone(), 100)].into_iter().collect();
+                if failing && created && ready && routed {
+                    Ok(status
+                        .conditions
+                        .iter()
+                        .find(|c| c.type_ == "ConfigurationReady")
+                        .map(|c| c.message.clone())
+                        .unwrap_or_default())
+                } else {
+                    Err("not yet".to_owned())
+                }
+            },
+        )
+        .await?;
+        eprintln!("ConfigurationReady=False/ContainerExits: {message}");
+        ensure!(
+            message.starts_with("container exits with code 1 (") && message.contains("usage: runway-hello"),
+            "the message does not say why: {message:?}"
+        );
+        runway::wait_revision(
+            &cluster,
+            &ns,
+            &bad,
+            "Ready=False/ContainerExits, no traffic",
+            READY,
+            |r| {
+                let status = r.status.clone().unwrap_or_default();
+                let failing = runway::revision_condition(r, "Ready") == "False/ContainerExits";
+                if failing && !status.routed && status.traffic_percent == 0 {
+                    Ok(())
+                } else {
+                    Err("not yet".to_owned())
+                }
+            },
+        )
+        .await?;
+        answers_only_from(&target, "/", &good, 20)
+            .await
+            .map_err(anyhow::Error::msg)?;
+
+        let outcomes = load.finish().await;
+        print_failures(started_ms, &outcomes);
+        ensure_all_ok("2 clients while the new revision crash-looped", &outcomes)?;
+        let counts = load::by_revision(&outcomes);
+        ensure!(
+            counts.keys().eq([&good]),
+            "want every answer from {good}, got {counts:?}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t27_garbage_collection_keeps_tagged_and_latest_revisions_and_names_what_it_deleted() {
+    scenario("e2e-gc", |cluster, ns| async move {
+        // A revision is deleted only once it has no pods: quick_zero lets the unrouted ones get there in seconds.
+        let mut spec = quick_zero();
+        spec["revisionHistoryLimit"] = json!(1);
+        let target = deploy(&cluster, &ns, "gc", &[("VERSION", "1")], spec).await?;
+        let first = runway::revision_of(&cluster, &ns, "gc").await?;
+        // Version 2, with a tag that pins the first revision.
+        runway::patch_spec(
+            &cluster,
+            &ns,
+            "gc",
+            json!({
+                "template": {"spec": {"containers": [runway::hello_container(&[("VERSION", "2")])]}},
+                "traffic": [
+                    {"latestRevision": true, "percent": 100},
+                    {"revisionName": first, "percent": 0, "tag": "pinned"},
+                ],
+            }),
+        )
+        .await?;
+        let mut made = vec![first.clone()];
+        for version in 2..=4 {
+            if version > 2 {
+                runway::set_env(&cluster, &ns, "gc", &[("VERSION", &version.to_string())]).await?;
+            }
+            // One template change per generation: revision N is made at generation N.
+            let revision = revision_name("gc", version);
+            runway::wait_latest_ready(&cluster, &ns, "gc", &revision, READY).await?;
+            made.push(revision);
+        }
+        let latest = made.last().cloned().context("no revision")?;
+        // Kept: the tagged first one and the latest (routed, and the one most recent of the history limit).
+        let deleted: Vec<String> = made[1..made.len() - 1].to_vec();
+        let want = vec![first.clone(), latest.clone()];
+        wait_until(
+            format!("only {want:?} left of {made:?}"),
+            Duration::from_secs(120),
+            || async {
+                let left = runway::revisions(&cluster, &ns, "gc")
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                let names: Vec<String> = left.iter().map(kube::ResourceExt::name_any).collect();
+                if names == want {
+                    Ok(())
+                } else {
+                    Err(format!("{names:?}"))
+                }
+            },
+        )
+        .await?;
+        // Their Deployments and pods go with them.
+        let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
+        wait_until(
+            format!("no Deployment or pod of {deleted:?}"),
+            Duration::from_secs(90),
+            || async {
+                let mut left = vec![];
+                for revision in &deleted {
+                    if deployments
+                        .get_opt(&deployment_name(revision))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .is_some()
+                    {
+                        left.push(format!("Deployment {revision}"));
+                    }
+                    let pods = runway::revision_pods(&cluster, &ns, revision)
+                        .await
+                        .map_err(|e| format!("{e:#}"))?;
+                    left.extend(pods.iter().filter_map(|p| p.metadata.name.clone()));
+                }
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("left: {left:?}"))
+                }
+            },
+        )
+        .await?;
+        // An event names each deleted revision.
+        let told = wait_until(
+            "a RevisionDeleted event for each deleted revision",
+            Duration::from_secs(30),
+            || async {
+                let events = runway::events(&cluster, &ns).await.map_err(|e| format!("{e:#}"))?;
+                let deletions: Vec<String> = events
+                    .iter()
+                    .filter(|e| e.reason == "RevisionDeleted")
+                    .map(ToString::to_string)
+                    .collect();
+                let untold: Vec<&String> = deleted
+                    .iter()
+                    .filter(|revision| !deletions.iter().any(|e| e.contains(revision.as_str())))
+                    .collect();
+                if untold.is_empty() {
+                    Ok(deletions)
+                } else {
+                    Err(format!("nothing about {untold:?} in {deletions:?}"))
+                }
+            },
+        )
+        .await?;
+        eprintln!("events: {told:#?}");
+
+        // The tag still reaches the first revision, the Service the latest.
+        let pinned = Target {
+            address: target.address,
+            host: format!("pinned-gc.{ns}.{DOMAIN}"),
+        };
+        settled(&pinned, &first, 3).await?;
+        settled(&target, &latest, 3).await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t28_kubectl_get_rsvc_rrev_shows_the_latest_ready_revision_the_traffic_and_each_revision() {
+    scenario("e2e-columns", |cluster, ns| async move {
+        deploy(
+            &cluster,
+            &ns,
+            "cols",
+            &[("VERSION", "1")],
+            json!({"scaling": {"minScale": 1}}),
+        )
+        .await?;
+        let first = runway::revision_of(&cluster, &ns, "cols").await?;
+        runway::patch_spec(
+            &cluster,
+            &ns,
+            "cols",
+            json!({
+                "template": {"spec": {"containers": [runway::hello_container(&[("VERSION", "2")])]}},
+                "traffic": [
+                    {"revisionName": first, "percent": 70},
+                    {"latestRevision": true, "percent": 30},
+                ],
+            }),
+        )
+        .await?;
+        let second = revision_name("cols", 2);
+        runway::wait_latest_ready(&cluster, &ns, "cols", &second, READY).await?;
+
+        let kubectl = cluster.kubectl();
+        let url = format!("http://cols.{ns}.{DOMAIN}");
+        let output = wait_until("kubectl get rsvc,rrev shows both revisions at 70/30", READY, || async {
+            let output = kubectl
+                .run(&["-n", &ns, "get", "rsvc,rrev"])
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let tables = runway_tests::kubectl::parse_tables(&output);
+            let mut wrong = vec![];
+            let service = tables.iter().find(|t| t.headers.iter().any(|h| h == "LATEST READY"));
+            let revisions = tables.iter().find(|t| t.headers.iter().any(|h| h == "TRAFFIC%"));
+            match service {
+                None => wrong.push("no table with LATEST READY".to_owned()),
+                Some(table) => {
+                    let cell = |header: &str| table.cell("cols", header).unwrap_or("(none)").to_owned();
+                    for (header, want) in [
+                        ("URL", url.as_str()),
+                        ("LATEST READY", &second),
+                        ("READY", "True"),
+                        ("REPLICAS", "2/2"),
+                    ] {
+                        if cell(header) != want {
+                            wrong.push(format!("rsvc {header} {:?}, want {want:?}", cell(header)));
+                        }
+                    }
+                    let traffic = cell("TRAFFIC");
+                    for share in [format!("{second}=30%"), format!("{first}=70%")] {
+                        if !traffic.contains(&share) {
+                            wrong.push(format!("rsvc TRAFFIC {traffic:?} lacks {share}"));
+                        }
+                    }
+                }
+            }
+            match revisions {
+                None => wrong.push("no table with TRAFFIC%".to_owned()),
+                Some(table) => {
+                    for (revision, generation, percent) in [(&first, "1", "70"), (&second, "2", "30")] {
+                        let want = [
+                            ("SERVICE", "cols"),
+                            ("GENERATION", generation),
+                            ("READY", "True"),
+                            ("REPLICAS", "1/1"),
+                            ("TRAFFIC%", percent),
+                        ];
+                        for (header, want) in want {
+                            let got = table.cell(revision, header).unwrap_or("(none)");
+                            if got != want {
+                                wrong.push(format!("rrev {revision} {header} {got:?}, want {want:?}"));
+                            }
+                        }
+                    }
+                }
+            }
+            if wrong.is_empty() {
+                Ok(output)
+            } else {
+                Err(format!("{}\n{output}", wrong.join("; ")))
+            }
+        })
+        .await?;
+        eprintln!("kubectl get rsvc,rrev:\n{output}");
+        Ok(())
+    })
+    .await;
+}
+
+/// Polls Service `name` until its rollout reaches `phase`, recording each `nextPercent` seen while it progressed and
+/// whether status.traffic ever split the requests between the two revisions; returns the Service, the percents
+/// and whether a split was seen.
+async fn follow_rollout(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    phase: RolloutPhase,
+    timeout: Duration,
+) -> anyhow::Result<(Service, Vec<i32>, bool)> {
+    let seen = std::sync::Mutex::new((Vec::<i32>::new(), false));
+    let service = runway::wait_service(cluster, ns, name, &format!("rollout {phase:?}"), timeout, |service| {
+        let rollout = service.status.as_ref().and_then(|s| s.rollout.clone());
+        let mut seen = seen.lock().expect("not poisoned");
+        if let Some(rollout) = &rollout
+            && rollout.phase == RolloutPhase::Progressing
+        {
+            if seen.0.last() != Some(&rollout.next_percent) {
+                seen.0.push(rollout.next_percent);
+            }
+            let shares = runway::traffic_shares(service);
+            let split = shares.get(&rollout.previous_revision_name) > Some(&0)
+                && shares.get(&rollout.next_revision_name) > Some(&0);
+            seen.1 |= split;
+        }
+        match rollout {
+            Some(rollout) if rollout.phase == phase => Ok(service.clone()),
+            _ => Err(format!("steps seen {:?}", seen.0)),
+        }
+    })
+    .await?;
+    let (steps, split) = seen.into_inner().expect("not poisoned");
+    Ok((service, steps, split))
+}
+
+#[tokio::test]
+async fn t29_a_gradual_rollout_moves_traffic_in_steps_and_completes() {
+    scenario("e2e-gradual", |cluster, ns| async move {
+        let spec = json!({"rollout": {"durationSeconds": 40}});
+        let target = deploy(&cluster, &ns, "gradual", &[("VERSION", "1")], spec).await?;
+        let previous = runway::revision_of(&cluster, &ns, "gradual").await?;
+        let started_ms = unix_ms();
+        let load = Load::start(&target, "/sleep?ms=50", 4, REQUEST);
+        settled(&target, &previous, 5).await?;
+
+        runway::set_env(&cluster, &ns, "gradual", &[("VERSION", "2")]).await?;
+        let next = revision_name("gradual", 2);
+        let started = Instant::now();
+        let (service, steps, split) = follow_rollout(
+            &cluster,
+            &ns,
+            "gradual",
+            RolloutPhase::Succeeded,
+            Duration::from_secs(40 + 120),
+        )
+        .await?;
+        eprintln!(
+            "rollout succeeded {:?} after the update; next percents seen {steps:?}",
+            started.elapsed()
+        );
+        let rollout = service
+            .status
+            .as_ref()
+            .and_then(|s| s.rollout.clone())
+            .context("no rollout")?;
+        ensure!(
+            rollout.previous_revision_name == previous
+                && rollout.next_revision_name == next
+                && rollout.next_percent == 100,
+            "{}",
+            runway::summary(&service)
+        );
+        ensure!(
+            steps.iter().any(|p| (1..100).contains(p)) && steps.is_sorted(),
+            "want steps strictly between 0 and 100, rising: {steps:?}"
+        );
+        ensure!(
+            split,
+            "status.traffic never split the requests between {previous} and {next}"
+        );
+        let shares = runway::traffic_shares(&service);
+        ensure!(
+            shares == [(next.clone(), 100)].into_iter().collect(),
+            "after the rollout: {shares:?}"
+        );
+        settled(&target, &next, 20).await?;
+
+        let outcomes = load.finish().await;
+        print_failures(started_ms, &outcomes);
+        ensure_all_ok("4 clients through a gradual rollout", &outcomes)?;
+        answered_by_the_header(&outcomes)?;
+        let counts = load::by_revision(&outcomes);
+        eprintln!("answers by revision: {counts:?}");
+        ensure!(
+            counts.len() == 2 && counts.get(&previous) > Some(&0) && counts.get(&next) > Some(&0),
+            "want answers from {previous} and {next}: {counts:?}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t30_a_rollout_whose_new_revision_answers_5xx_is_rolled_back_with_an_event() {
+    scenario("e2e-rollback", |cluster, ns| async move {
+        let spec = json!({"rollout": {"durationSeconds": 60, "maxErrorPercent": 10}});
+        let target = deploy(&cluster, &ns, "rollback", &[("VERSION", "1")], spec).await?;
+        let previous = runway::revision_of(&cluster, &ns, "rollback").await?;
+        // The new revision's app answers every request with 500 (FAIL_STATUS); the first one answers 200.
+        let path = "/sleep?ms=100";
+        let started_ms = unix_ms();
+        let load = Load::start(&target, path, 16, REQUEST);
+        settled(&target, &previous, 3).await?;
+
+        runway::patch_spec(
+            &cluster,
+            &ns,
+            "rollback",
+            json!({
+                "template": {"spec": {"containers": [runway::hello_container(&[("VERSION", "2"), ("FAIL_STATUS", "500")])]}},
+            }),
+        )
+        .await?;
+        let next = revision_name("rollback", 2);
+        let started = Instant::now();
+        let (service, steps, _) = follow_rollout(
+            &cluster,
+            &ns,
+            "rollback",
+            RolloutPhase::RolledBack,
+            Duration::from_secs(60 + 120),
+        )
+        .await?;
+        let rolled_back_at = load.elapsed();
+        eprintln!(
+            "rolled back {:?} after the update; next percents seen {steps:?}: {}",
+            started.elapsed(),
+            runway::summary(&service)
+        );
+        let rollout = service
+            .status
+            .as_ref()
+            .and_then(|s| s.rollout.clone())
+            .context("no rollout")?;
+        ensure!(
+            rollout.previous_revision_name == previous && rollout.next_revision_name == next,
+            "{}",
+            runway::summary(&service)
+        );
+        runway::wait_service(
+            &cluster,
+            &ns,
+            "rollback",
+            &format!("Ready=False/RolloutFailed, all traffic on {previous}"),
+            Duration::from_secs(30),
+            |service| {
+                let shares = runway::traffic_shares(service);
+                let back = shares == [(previous.clone(), 100)].into_iter().collect();
+                let failed = runway::condition(service, "Ready") == "False/RolloutFailed";
+                if back && failed {
+                    Ok(())
+                } else {
+                    Err("not yet".to_owned())
+                }
+            },
+        )
+        .await?;
+        // A Warning event about the Service with the figures: the new revision and its error ratio.
+        let warning = wait_until(
+            "a Warning event about the rollback",
+            Duration::from_secs(30),
+            || async {
+                let events = runway::events(&cluster, &ns).await.map_err(|e| format!("{e:#}"))?;
+                let lines: Vec<String> = events.iter().map(ToString::to_string).collect();
+                events
+                    .iter()
+                    .find(|e| {
+                        e.type_ == "Warning"
+                            && e.regarding == "Service/rollback"
+                            && e.note.contains(&next)
+                            && e.note.contains('%')
+                    })
+                    .map(ToString::to_string)
+                    .ok_or_else(|| format!("events: {lines:#?}"))
+            },
+        )
+        .await?;
+        eprintln!("{warning}");
+
+        // The new revision takes nothing any more.
+        answers_only_from(&target, path, &previous, 10)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let outcomes = load.finish().await;
+        eprintln!(
+            "answers by revision {:?}, by status {:?}",
+            load::by_revision(&outcomes),
+            load::tally(&outcomes)
+        );
+        let failed_previous = outcomes
+            .iter()
+            .filter(|o| !o.ok() && o.revision.as_deref() == Some(&*previous))
+            .count();
+        let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.ok()).collect();
+        ensure!(failed_previous == 0, "{failed_previous} requests to {previous} failed");
+        ensure!(
+            !failed.is_empty(),
+            "the new revision never answered a 5xx: what made the rollout fail?"
+        );
+        // Only the new revision failed, with its app's 500 and the revision header.
+        let not_next: Vec<&&Outcome> = failed
+            .iter()
+            .filter(|o| o.status.map(|s| s.as_u16()) != Some(500) || o.revision.as_deref() != Some(&*next))
+            .collect();
+        ensure!(
+            not_next.is_empty(),
+            "{} failures other than {next}'s 500, e.g. {:?}",
+            not_next.len(),
+            not_next.first()
+        );
+        // Requests sent once the rollback was visible (with a margin for the activators to follow) all got 200.
+        let margin = rolled_back_at + Duration::from_secs(3);
+        let late: Vec<&Outcome> = outcomes.iter().filter(|o| o.sent_at > margin && !o.ok()).collect();
+        if !late.is_empty() {
+            print_failures(started_ms, &outcomes);
+        }
+        ensure!(
+            late.is_empty(),
+            "{} requests sent after the rollback failed, e.g. {:?}",
+            late.len(),
+            late.first()
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// Last in the suite, as it reinstalls Runway: a Service made by the previous release (the commit before
+/// revisions, built by hack/upgrade/previous-release.sh) keeps answering every request while `helm upgrade` moves
+/// it to this tree's release, and ends as revision 1 of itself with the old Deployment and pod Service gone.
+#[tokio::test]
+async fn t31_an_upgrade_from_the_previous_release_fails_no_request() {
+    scenario("e2e-upgrade", |cluster, ns| async move {
+        let chart = run("hack/upgrade/previous-release.sh", &[], &repo_root()).await?;
+        let upgraded = upgrade_from_previous(&cluster, &ns, chart.trim()).await;
+        // Whatever happened, the cluster goes back to this tree's release for whoever runs tests next.
+        let restored = run("hack/install-runway.sh", &[], &repo_root()).await;
+        upgraded?;
+        restored.map(drop)
+    })
+    .await;
+}
+
+async fn upgrade_from_previous(cluster: &Cluster, ns: &str, chart: &str) -> anyhow::Result<()> {
+    let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
+    helm(&[
+        "uninstall",
+        "runway",
+        "--namespace",
+        NAMESPACE,
+        "--wait",
+        "--kubeconfig",
+        &kubeconfig,
+    ])
+    .await?;
+    helm(&[
+        "install",
+        "runway",
+        chart,
+        "--namespace",
+        NAMESPACE,
+        "--set",
+        &format!("domain={DOMAIN}"),
+        "--set",
+        "operator.image.tag=previous",
+        "--set",
+        "activator.image.tag=previous",
+        "--wait",
+        "--timeout",
+        "180s",
+        "--kubeconfig",
+        &kubeconfig,
+    ])
+    .await?;
+    let target = deploy(cluster, ns, "legacy", &[], json!({"containerConcurrency": 10})).await?;
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), ns);
+    let legacy = deployments
+        .get("legacy")
+        .await
+        .context("the previous release runs a Service's pods in a Deployment named after it")?;
+    let before = load::sequential(&target, "/", 5, REQUEST).await;
+    ensure_all_ok("the previous release", &before)?;
+
+    let started_ms = unix_ms();
+    let load = Load::start(&target, "/sleep?ms=50", 8, REQUEST);
+    run("hack/install-runway.sh", &[], &repo_root()).await?;
+    let revision = revision_name("legacy", 1);
+    runway::wait_latest_ready(cluster, ns, "legacy", &revision, Duration::from_secs(180)).await?;
+    let uid = legacy.metadata.uid.clone();
+    let kube_services: Api<KubeService> = Api::namespaced(cluster.client.clone(), ns);
+    wait_until(
+        "the previous release's Deployment legacy and Service legacy-pods deleted",
+        Duration::from_secs(120),
+        || async {
+            let deployment = deployments.get_opt("legacy").await.map_err(|e| e.to_string())?;
+            let pods_service = kube_services.get_opt("legacy-pods").await.map_err(|e| e.to_string())?;
+            match (deployment.filter(|d| d.metadata.uid == uid), pods_service) {
+                (None, None) => Ok(()),
+                (deployment, service) => Err(format!(
+                    "Deployment legacy left: {}, Service legacy-pods left: {}",
+                    deployment.is_some(),
+                    service.is_some()
+                )),
+            }
+        },
+    )
+    .await?;
+    settled(&target, &revision, 5).await?;
+    let outcomes = load.finish().await;
+    eprintln!("through the upgrade: {:?}", load::tally(&outcomes));
+    print_failures(started_ms, &outcomes);
+    ensure_all_ok("requests during the upgrade", &outcomes)
 }

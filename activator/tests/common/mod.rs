@@ -15,9 +15,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 pub use hyper_util::rt::{TokioExecutor, TokioIo};
 use runway_activator::app::{Activator, Options};
-use runway_activator::endpoints::{EndpointState, FastProbe, ServiceSettings};
+use runway_activator::endpoints::{EndpointState, FastProbe, RevisionSettings, ServiceTraffic};
 use runway_activator::host::ServiceKey;
 use runway_activator::probe::ProbeConfig;
+use runway_activator::revision::RevisionId;
 use runway_activator::server::ConnectionLimits;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -25,6 +26,30 @@ pub const HOST: &str = "hello.default.example.com";
 
 pub fn key() -> ServiceKey {
     ServiceKey::new("default", "hello")
+}
+
+/// The test Service's only revision.
+pub const REVISION: &str = "hello-00001";
+
+pub fn revision() -> RevisionId {
+    RevisionId::new("default", "hello", REVISION)
+}
+
+/// A routing table: `split` as (revision, percent), `tags` as (tag, revision).
+pub fn traffic(split: &[(&str, u32)], tags: &[(&str, &str)]) -> ServiceTraffic {
+    ServiceTraffic {
+        visibility: runway_api::Visibility::External,
+        split: split.iter().map(|(r, p)| ((*r).to_owned(), *p)).collect(),
+        tags: tags.iter().map(|(t, r)| ((*t).to_owned(), (*r).to_owned())).collect(),
+    }
+}
+
+/// Installs the test Service, all of whose requests go to its revision, with the revision's settings.
+pub fn set_settings(activator: &Activator, settings: Option<RevisionSettings>) {
+    activator
+        .registry
+        .set_service(&key(), Some(traffic(&[(REVISION, 100)], &[])));
+    activator.registry.set_revision(&revision(), settings);
 }
 
 pub fn options(ip: IpAddr) -> Options {
@@ -59,13 +84,12 @@ pub async fn activator() -> Activator {
     Activator::start(options(IpAddr::from([127, 0, 0, 1]))).await.unwrap()
 }
 
-pub fn settings(cc: u32, timeout: Duration) -> Option<ServiceSettings> {
-    Some(ServiceSettings {
+pub fn settings(cc: u32, timeout: Duration) -> Option<RevisionSettings> {
+    Some(RevisionSettings {
         container_concurrency: cc,
         timeout,
         fast_probe: FastProbe::Tcp,
         failure: None,
-        visibility: runway_api::Visibility::External,
     })
 }
 
@@ -145,9 +169,9 @@ pub async fn send(client: &TestClient, request: Request<Full<Bytes>>) -> (Status
 
 /// Installs the test Service with the given pods.
 pub fn route(activator: &Activator, cc: u32, timeout: Duration, pods: &[SocketAddr]) {
-    activator.registry.set_settings(&key(), settings(cc, timeout));
+    set_settings(activator, settings(cc, timeout));
     let endpoints: Vec<EndpointState> = pods.iter().map(|addr| ready(*addr)).collect();
-    activator.registry.set_endpoints(&key(), &endpoints);
+    activator.registry.set_endpoints(&revision(), &endpoints);
 }
 
 /// A loopback port with nothing listening.

@@ -23,6 +23,7 @@ pub struct App {
 struct Inner {
     pod_name: String,
     reject_overlap: bool,
+    fail_status: Option<StatusCode>,
     /// Requests of `/` and `/sleep` being handled now.
     in_flight: AtomicUsize,
     /// Bumped by every request that found another in flight; a request that sees it change while it runs was
@@ -32,10 +33,16 @@ struct Inner {
 
 impl App {
     pub fn new(pod_name: impl Into<String>, reject_overlap: bool) -> Self {
+        Self::failing_with(pod_name, reject_overlap, None)
+    }
+
+    /// An app whose `/` and `/sleep` answer `fail_status` when it is set.
+    pub fn failing_with(pod_name: impl Into<String>, reject_overlap: bool, fail_status: Option<StatusCode>) -> Self {
         App {
             inner: Arc::new(Inner {
                 pod_name: pod_name.into(),
                 reject_overlap,
+                fail_status,
                 in_flight: AtomicUsize::new(0),
                 overlaps: AtomicU64::new(0),
             }),
@@ -83,6 +90,12 @@ impl App {
         if self.inner.reject_overlap && entry.overlapped() {
             let msg = "overlap: another request arrived while this one was in flight\n".to_owned();
             return text(StatusCode::INTERNAL_SERVER_ERROR, msg);
+        }
+        if let Some(status) = self.inner.fail_status {
+            return text(
+                status,
+                format!("{} failing on purpose (FAIL_STATUS)\n", self.inner.pod_name),
+            );
         }
         let msg = if hold.is_zero() {
             format!("hello from {}\n", self.inner.pod_name)
@@ -170,6 +183,14 @@ mod tests {
         assert_eq!(get(&app, "/nope").await.0, StatusCode::NOT_FOUND);
         let post = app.handle(Request::post("/").body(()).unwrap()).await;
         assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn a_fail_status_answers_every_tracked_path() {
+        let app = App::failing_with("p", false, Some(StatusCode::INTERNAL_SERVER_ERROR));
+        assert_eq!(get(&app, "/").await.0, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(get(&app, "/sleep?ms=1").await.0, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(get(&app, "/healthz").await.0, StatusCode::OK, "probes still pass");
     }
 
     #[tokio::test]

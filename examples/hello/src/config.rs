@@ -11,6 +11,9 @@ pub struct Config {
     pub startup_delay: Duration,
     /// `REJECT_OVERLAP`: answer 500 to requests that overlap in time.
     pub reject_overlap: bool,
+    /// `FAIL_STATUS`: answer `/` and `/sleep` with this 4xx or 5xx status, to try out how failures are handled
+    /// (for example a rollout's automatic rollback).
+    pub fail_status: Option<u16>,
     /// `HOSTNAME`, which Kubernetes sets to the pod name.
     pub pod_name: String,
 }
@@ -48,11 +51,19 @@ impl Config {
             Some("true" | "1") => true,
             Some(v) => return Err(invalid("REJECT_OVERLAP", v, "expected true or false")),
         };
+        let fail_status = match get("FAIL_STATUS").as_deref() {
+            None | Some("") => None,
+            Some(v) => match v.parse::<u16>() {
+                Ok(code @ 400..=599) => Some(code),
+                _ => return Err(invalid("FAIL_STATUS", v, "expected a status from 400 to 599")),
+            },
+        };
         let pod_name = get("HOSTNAME").unwrap_or_else(|| "unknown".to_owned());
         Ok(Config {
             port,
             startup_delay,
             reject_overlap,
+            fail_status,
             pod_name,
         })
     }
@@ -85,6 +96,7 @@ mod tests {
                 port: 8080,
                 startup_delay: Duration::ZERO,
                 reject_overlap: false,
+                fail_status: None,
                 pod_name: "unknown".into()
             }
         );
@@ -96,9 +108,11 @@ mod tests {
             ("PORT", "9000"),
             ("STARTUP_DELAY_MS", "250"),
             ("REJECT_OVERLAP", "true"),
+            ("FAIL_STATUS", "500"),
             ("HOSTNAME", "hello-abc"),
         ])
         .unwrap();
+        assert_eq!(config.fail_status, Some(500));
         assert_eq!(config.port, 9000);
         assert_eq!(config.startup_delay, Duration::from_millis(250));
         assert!(config.reject_overlap);
@@ -109,6 +123,7 @@ mod tests {
     fn rejects_bad_values() {
         assert!(parse(&[("PORT", "80000")]).is_err());
         assert!(parse(&[("STARTUP_DELAY_MS", "-1")]).is_err());
+        assert!(parse(&[("FAIL_STATUS", "200")]).is_err());
         let err = parse(&[("REJECT_OVERLAP", "yes")]).unwrap_err();
         assert_eq!(
             err.to_string(),

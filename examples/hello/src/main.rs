@@ -39,7 +39,10 @@ async fn run_server() -> anyhow::Result<ExitCode> {
     let listener = server::bind(config.port)
         .await
         .with_context(|| format!("binding port {}", config.port))?;
-    let app = App::new(config.pod_name, config.reject_overlap);
+    let fail_status = config
+        .fail_status
+        .and_then(|code| hyper::StatusCode::from_u16(code).ok());
+    let app = App::failing_with(config.pod_name, config.reject_overlap, fail_status);
     let mut sigterm = signal(SignalKind::terminate())?;
     let stop = async move {
         tokio::select! {

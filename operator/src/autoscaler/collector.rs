@@ -14,7 +14,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
-use runway_api::ServiceKey;
+use runway_api::RevisionKey;
 use runway_api::stats::{LOAD_STREAM_PATH, LoadReport, ReportKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -51,7 +51,7 @@ pub async fn run(
     client: kube::Client,
     endpoints: ActivatorEndpoints,
     board: Arc<Mutex<Board>>,
-    pokes: mpsc::Sender<ServiceKey>,
+    pokes: mpsc::Sender<RevisionKey>,
     metrics: Arc<Metrics>,
 ) {
     let slices: Api<EndpointSlice> = Api::namespaced(client, &endpoints.namespace);
@@ -118,7 +118,7 @@ async fn follow(
     address: String,
     port: u16,
     board: Arc<Mutex<Board>>,
-    pokes: mpsc::Sender<ServiceKey>,
+    pokes: mpsc::Sender<RevisionKey>,
     metrics: Arc<Metrics>,
 ) {
     let authority = if address.contains(':') {
@@ -151,7 +151,7 @@ async fn read_stream(
     uri: &http::Uri,
     address: &str,
     board: &Mutex<Board>,
-    pokes: &mpsc::Sender<ServiceKey>,
+    pokes: &mpsc::Sender<RevisionKey>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let request = http::Request::get(uri.clone()).body(Empty::new())?;
     let response = http.request(request).await?;
@@ -179,11 +179,11 @@ async fn read_stream(
     Ok(())
 }
 
-async fn accept(report: LoadReport, address: &str, board: &Mutex<Board>, pokes: &mpsc::Sender<ServiceKey>) {
+async fn accept(report: LoadReport, address: &str, board: &Mutex<Board>, pokes: &mpsc::Sender<RevisionKey>) {
     if report.kind == ReportKind::Poke {
         for load in &report.services {
-            // A full channel means pokes are already pending: the scaler will see this Service anyway.
-            let _ = pokes.try_send(ServiceKey::new(load.namespace.clone(), load.name.clone()));
+            // A full channel means pokes are already pending: the scaler will see this revision anyway.
+            let _ = pokes.try_send(RevisionKey::new(load.namespace.clone(), load.revision.clone()));
         }
     }
     board

@@ -1,4 +1,4 @@
-//! The scaling decision: a pure function of the Service's policy, its history and one new observation.
+//! The scaling decision: a pure function of a revision's policy, its history and one new observation.
 //!
 //! Time is a `Duration` since an arbitrary origin, so tests drive it like a fake clock.
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::policy::Policy;
 use runway_api::ScalingMetric;
 
-/// What one tick observed for one Service.
+/// What one tick observed for one revision.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Observation {
     pub now: Duration,
@@ -27,16 +27,18 @@ pub struct Observation {
     pub current_scale: i32,
     /// While no pod is ready: how long the newest pod has been starting (`failure::Diagnosis::unready_for`).
     pub unready_for: Option<Duration>,
-    /// The Service's status reports its pods failing (ConfigurationReady False with a failure reason, e.g. a crash
-    /// or ReadinessTimeout). Giving up waits for it, so that requests waiting for the pods are answered with the
-    /// failure before the Service goes to zero.
+    /// The revision's status reports its pods failing (Ready False with a failure reason, e.g. a crash or
+    /// ReadinessTimeout). Giving up waits for it, so that requests waiting for the pods are answered with the
+    /// failure before the revision goes to zero.
     pub failing: bool,
+    /// Pods a rollout asks to keep at least (`Board::set_floor`), 0 for none.
+    pub floor: i32,
 }
 
-/// Per-Service memory between ticks.
+/// Per-revision memory between ticks.
 #[derive(Clone, Debug, PartialEq)]
 pub struct History {
-    /// When this history began (operator start, leader change or Service creation): before a whole stable window
+    /// When this history began (operator start, leader change or revision creation): before a whole stable window
     /// of fresh data exists, nothing is scaled down.
     since: Duration,
     /// One metric value per one-second bucket (whole seconds of the clock), newest last, covering at most the
@@ -50,8 +52,8 @@ pub struct History {
     last_desired: Option<i32>,
     /// Desired counts over the scale-down delay window.
     recent_desired: VecDeque<(Duration, i32)>,
-    /// When the Service was stopped because no pod became ready within the progress deadline: from then on it stays
-    /// at zero until a new request, whatever its past load says.
+    /// When the revision was stopped because no pod became ready within the progress deadline: from then on it
+    /// stays at zero (or minScale) until a new request, whatever its past load says.
     gave_up: Option<Duration>,
 }
 
@@ -78,10 +80,12 @@ pub enum Reason {
     Activation,
     /// Traffic stopped for the stable window plus the grace period.
     Idle,
-    /// Nothing was scaled down: not enough fresh data yet, or an activator's report is missing.
+    /// Nothing was scaled down: not enough fresh data yet, pods still starting, or an activator's report is missing.
     Holding,
     /// No pod became ready within the progress deadline: stopped (down to minScale) until the next request.
     Failing,
+    /// A rollout asked for at least this many pods before giving the revision a larger share of the traffic.
+    Rollout,
 }
 
 impl History {
@@ -146,7 +150,7 @@ pub fn decide(policy: &Policy, history: &mut History, obs: Observation) -> Decis
 
     let stable_average = history.average(now, policy.stable_window);
     let panic_average = history.average(now, policy.panic_window);
-    // Rates and the panic ratio are relative to ready pods; a Service with none counts as one.
+    // Rates and the panic ratio are relative to ready pods; a revision with none counts as one.
     let ready = f64::from(obs.ready_pods.max(1));
     let max_up = (ready * policy.max_scale_up_rate).ceil() as i32;
     let max_down = (ready / policy.max_scale_down_rate).floor() as i32;
@@ -203,12 +207,22 @@ pub fn decide(policy: &Policy, history: &mut History, obs: Observation) -> Decis
         reason = Reason::Activation;
     }
 
+    if obs.floor > desired {
+        desired = obs.floor;
+        reason = Reason::Rollout;
+    }
+
     // Pods known to be failing with none ready: more of them would fail the same way.
     if obs.failing && obs.ready_pods == 0 && obs.current_scale > 0 {
         desired = desired.min(obs.current_scale);
     }
 
-    if now.saturating_sub(history.since) < policy.stable_window && desired < obs.current_scale {
+    // Before a stable window of fresh data nothing is scaled down; nor while pods start and none is ready yet (a
+    // new revision takes no traffic until one is, so the idle window must not stop it): they are kept until ready or
+    // reported failing.
+    let fresh = now.saturating_sub(history.since) < policy.stable_window;
+    let starting = obs.unready_for.is_some() && !obs.failing;
+    if (fresh || starting) && desired < obs.current_scale {
         desired = obs.current_scale;
         reason = Reason::Holding;
     }
@@ -255,11 +269,20 @@ pub fn decide(policy: &Policy, history: &mut History, obs: Observation) -> Decis
 mod tests {
     use super::*;
     use crate::autoscaler::policy::Defaults;
-    use runway_api::{Scaling, ServiceSpec, ServiceTemplate};
+    use runway_api::{RevisionSpec, Scaling, ServiceTemplate};
 
-    /// A Service with a per-pod concurrency target of 10 (100% utilization), a 10 s stable window (so a 1 s panic
-    /// window) and a 5 s grace period, unless the scenario changes it.
+    /// A routed revision with a per-pod concurrency target of 10 (100% utilization), a 10 s stable window (so a 1 s
+    /// panic window) and a 5 s grace period, unless the scenario changes it.
     fn policy(change: impl FnOnce(&mut Scaling)) -> Policy {
+        resolve(true, change)
+    }
+
+    /// As `policy`, for a revision with no percent and no tag.
+    fn unrouted(change: impl FnOnce(&mut Scaling)) -> Policy {
+        resolve(false, change)
+    }
+
+    fn resolve(routed: bool, change: impl FnOnce(&mut Scaling)) -> Policy {
         let mut scaling = Scaling {
             target: Some(10),
             target_utilization_percentage: Some(100),
@@ -268,15 +291,13 @@ mod tests {
             ..Scaling::default()
         };
         change(&mut scaling);
-        let spec = ServiceSpec {
-            visibility: Default::default(),
+        let revision = RevisionSpec {
             template: ServiceTemplate::default(),
             container_concurrency: 0,
             timeout_seconds: 300,
             progress_deadline_seconds: 120,
-            scaling,
         };
-        Policy::from_spec(&spec, &Defaults::default())
+        Policy::new(&scaling, &revision, routed, &Defaults::default())
     }
 
     /// One tick of a scenario: the load seen that second.
@@ -324,6 +345,7 @@ mod tests {
                     current_scale: scale,
                     unready_for: None,
                     failing: false,
+                    floor: 0,
                 };
                 scale = decide(policy, history, obs).desired;
                 scale
@@ -469,7 +491,7 @@ mod tests {
 
     #[test]
     fn lowered_bounds_win_over_the_restart_hold() {
-        // minScale = maxScale = 4 lowered to 1 right after the history began (a new Service, an operator restart).
+        // minScale = maxScale = 4 lowered to 1 right after the history began (a new revision, an operator restart).
         let p = policy(|s| {
             s.min_scale = Some(1);
             s.max_scale = Some(1);
@@ -529,7 +551,7 @@ mod tests {
         assert_eq!(got[14], 0);
     }
 
-    /// The simulated pods of a broken Service: how many, and since when they start.
+    /// The simulated pods of a broken revision: how many, and since when they start.
     struct Pods {
         scale: i32,
         started: Duration,
@@ -542,7 +564,7 @@ mod tests {
         }
     }
 
-    /// A Service whose pods never become ready: each tick sees its current scale, no ready pod, and pods starting
+    /// A revision whose pods never become ready: each tick sees its current scale, no ready pod, and pods starting
     /// since the last time it went from zero to some. Returns each tick's decision.
     fn run_broken(policy: &Policy, history: &mut History, pods: &mut Pods, ticks: &[(u64, Tick)]) -> Vec<Decision> {
         let Pods { scale, started } = pods;
@@ -561,6 +583,7 @@ mod tests {
                     current_scale: *scale,
                     unready_for: (*scale > 0).then(|| now - *started),
                     failing: true,
+                    floor: 0,
                 };
                 let decision = decide(policy, history, obs);
                 if *scale == 0 && decision.desired > 0 {
@@ -693,5 +716,136 @@ mod tests {
         let ticks: Vec<(u64, Tick)> = (1..=60).map(|s| (s, load(3.0))).collect();
         let got = run_broken(&p, &mut history, &mut broken, &ticks);
         assert!(got.iter().all(|d| d.desired == 1 && d.reason != Reason::Failing));
+    }
+
+    #[test]
+    fn an_unrouted_revision_goes_to_zero_after_the_idle_window_whatever_its_min_scale() {
+        let routed = policy(|s| s.min_scale = Some(2));
+        let mut history = History::new(Duration::ZERO);
+        let mut ticks = repeat(load(20.0), 5);
+        ticks.extend(repeat(load(0.0), 20));
+        let got = run_from(&routed, &mut history, 2, 1, &ticks);
+        assert!(got.iter().all(|&d| d == 2), "minScale holds a routed revision {got:?}");
+        // Its traffic moves away at second 26: from then on only the idle window since its last request (second 5)
+        // and the halving of ready pods decide.
+        let got = run_from(
+            &unrouted(|s| s.min_scale = Some(2)),
+            &mut history,
+            2,
+            26,
+            &repeat(load(0.0), 3),
+        );
+        assert_eq!(got, vec![1, 0, 0]);
+    }
+
+    #[test]
+    fn an_unrouted_revision_keeps_a_pod_while_its_last_requests_finish() {
+        let p = unrouted(|s| s.min_scale = Some(3));
+        let mut ticks = repeat(load(20.0), 5);
+        let draining = Tick { held: 1, ..load(1.0) };
+        ticks.extend(repeat(draining, 5));
+        ticks.extend(repeat(load(0.0), 16));
+        let got = run(&p, 3, &ticks);
+        assert!(got[..24].iter().all(|&d| d >= 1), "{got:?}");
+        // Last request at second 10: zero from 10 + 10 + 5 = 25 on.
+        assert_eq!(got.iter().position(|&d| d == 0).map(|i| i + 1), Some(25), "{got:?}");
+    }
+
+    /// A revision whose first pods take `ready_at` seconds to become ready, without traffic: the decided counts.
+    fn run_starting(policy: &Policy, start_scale: i32, ready_at: u64, seconds: u64) -> Vec<Decision> {
+        let mut history = History::new(Duration::ZERO);
+        let mut scale = start_scale;
+        (1..=seconds)
+            .map(|second| {
+                let now = Duration::from_secs(second);
+                let ready = second >= ready_at;
+                let obs = Observation {
+                    now,
+                    reports_complete: true,
+                    ready_pods: if ready { scale } else { 0 },
+                    current_scale: scale,
+                    unready_for: (!ready && scale > 0).then_some(now),
+                    ..Observation::default()
+                };
+                let decision = decide(policy, &mut history, obs);
+                scale = decision.desired;
+                decision
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pods_of_a_new_revision_are_kept_until_ready_then_follow_the_idle_window() {
+        // Slower than the 15 s idle window: held while starting, then stopped at once, idle since the history began.
+        let got = run_starting(&unrouted(|_| {}), 2, 40, 41);
+        assert!(got[..39].iter().all(|d| d.desired == 2), "{got:?}");
+        assert_eq!(got[16].reason, Reason::Holding);
+        assert_eq!((got[39].desired, got[40].desired), (1, 0), "halved, then idle");
+    }
+
+    #[test]
+    fn max_scale_wins_over_the_hold_of_starting_pods() {
+        let got = run_starting(&unrouted(|s| s.max_scale = Some(1)), 3, 40, 20);
+        assert!(got.iter().all(|d| d.desired == 1), "{got:?}");
+    }
+
+    #[test]
+    fn starting_pods_reported_failing_are_not_held() {
+        let p = policy(|_| {});
+        let mut history = History::new(Duration::ZERO);
+        let obs = |second, failing| Observation {
+            now: Duration::from_secs(second),
+            reports_complete: true,
+            current_scale: 1,
+            unready_for: Some(Duration::from_secs(second)),
+            failing,
+            ..Observation::default()
+        };
+        assert_eq!(decide(&p, &mut history, obs(20, false)).desired, 1, "still starting");
+        let decision = decide(&p, &mut history, obs(21, true));
+        assert_eq!((decision.desired, decision.reason), (0, Reason::Idle));
+    }
+
+    #[test]
+    fn a_rollout_floor_scales_an_idle_revision_up_and_holds_it_under_max_scale() {
+        let p = unrouted(|s| s.max_scale = Some(6));
+        let mut history = History::new(Duration::ZERO);
+        let mut scale = 0;
+        let mut tick = |second, floor| {
+            let obs = Observation {
+                now: Duration::from_secs(second),
+                reports_complete: true,
+                ready_pods: scale,
+                current_scale: scale,
+                floor,
+                ..Observation::default()
+            };
+            let decision = decide(&p, &mut history, obs);
+            scale = decision.desired;
+            (decision.desired, decision.reason)
+        };
+        assert_eq!(tick(1, 4), (4, Reason::Rollout), "from zero");
+        assert!(
+            (2..40).all(|second| tick(second, 4) == (4, Reason::Rollout)),
+            "idle, held"
+        );
+        assert_eq!(tick(40, 9), (6, Reason::Rollout), "maxScale wins");
+        // The floor lifted: idle since the history began, halved each tick then stopped.
+        assert_eq!([tick(41, 0).0, tick(42, 0).0, tick(43, 0).0], [3, 1, 0]);
+    }
+
+    #[test]
+    fn a_rollout_floor_does_not_grow_failing_pods() {
+        let p = policy(|_| {});
+        let obs = Observation {
+            now: Duration::from_secs(20),
+            reports_complete: true,
+            current_scale: 1,
+            unready_for: Some(Duration::from_secs(20)),
+            failing: true,
+            floor: 4,
+            ..Observation::default()
+        };
+        assert_eq!(decide(&p, &mut History::new(Duration::ZERO), obs).desired, 1);
     }
 }

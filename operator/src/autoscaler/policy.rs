@@ -1,8 +1,9 @@
-//! A Service's scaling settings resolved into the numbers the decision works with.
+//! A revision's scaling settings (its Service's spec.scaling and its own concurrency and deadline) resolved into the
+//! numbers the decision works with.
 
 use std::time::Duration;
 
-use runway_api::{ScalingMetric, ServiceSpec};
+use runway_api::{RevisionSpec, Scaling, ScalingMetric};
 
 /// Operator-wide autoscaler settings: the rates limiting one tick, and the defaults of every scaling field a Service
 /// leaves out.
@@ -40,12 +41,13 @@ impl Default for Defaults {
     }
 }
 
-/// Everything the decision needs to know about one Service.
+/// Everything the decision needs to know about one revision.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     pub metric: ScalingMetric,
     /// The metric's per-pod value to aim for: target x utilization.
     pub target_per_pod: f64,
+    /// minScale while the revision is routed, 0 otherwise.
     pub min_scale: i32,
     /// None when unlimited.
     pub max_scale: Option<i32>,
@@ -64,10 +66,12 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Resolves the Service's settings, filling what it leaves out from the operator's defaults.
-    pub fn from_spec(spec: &ServiceSpec, defaults: &Defaults) -> Policy {
-        let s = &spec.scaling;
-        let target = s.target.unwrap_or(match (s.metric, spec.container_concurrency) {
+    /// Resolves a revision's settings: its Service's `scaling`, filling what it leaves out from the operator's
+    /// defaults, and the revision's own concurrency and progress deadline. minScale holds only a `routed` revision
+    /// (one with a percent or a tag); initialScale and activationScale do not depend on it, so a new revision starts
+    /// its pods before it takes traffic.
+    pub fn new(s: &Scaling, revision: &RevisionSpec, routed: bool, defaults: &Defaults) -> Policy {
+        let target = s.target.unwrap_or(match (s.metric, revision.container_concurrency) {
             (ScalingMetric::Concurrency, cc) if cc > 0 => cc,
             (ScalingMetric::Concurrency, _) => defaults.concurrency_target,
             (ScalingMetric::Rps, _) => defaults.rps_target,
@@ -85,7 +89,7 @@ impl Policy {
         Policy {
             metric: s.metric,
             target_per_pod: f64::from(target) * f64::from(utilization) / 100.0,
-            min_scale,
+            min_scale: if routed { min_scale } else { 0 },
             max_scale: s.max_scale.filter(|max| *max > 0),
             initial_scale: s.initial_scale.unwrap_or(at_least_one),
             activation_scale: s.activation_scale.unwrap_or(at_least_one),
@@ -102,7 +106,7 @@ impl Policy {
             scale_down_delay: secs(s.scale_down_delay_seconds.unwrap_or(defaults.scale_down_delay_seconds)),
             max_scale_up_rate: defaults.max_scale_up_rate,
             max_scale_down_rate: defaults.max_scale_down_rate,
-            progress_deadline: secs(spec.progress_deadline_seconds),
+            progress_deadline: secs(revision.progress_deadline_seconds),
         }
     }
 
@@ -120,22 +124,25 @@ fn secs(seconds: i32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runway_api::{Scaling, ServiceTemplate};
+    use runway_api::ServiceTemplate;
 
-    fn spec(cc: i32, scaling: Scaling) -> ServiceSpec {
-        ServiceSpec {
-            visibility: Default::default(),
+    fn revision(cc: i32) -> RevisionSpec {
+        RevisionSpec {
             template: ServiceTemplate::default(),
             container_concurrency: cc,
             timeout_seconds: 300,
             progress_deadline_seconds: 120,
-            scaling,
         }
+    }
+
+    /// The policy of a routed revision with concurrency `cc`.
+    fn resolve(cc: i32, scaling: Scaling, defaults: &Defaults) -> Policy {
+        Policy::new(&scaling, &revision(cc), true, defaults)
     }
 
     #[test]
     fn defaults_follow_knative() {
-        let p = Policy::from_spec(&spec(0, Scaling::default()), &Defaults::default());
+        let p = resolve(0, Scaling::default(), &Defaults::default());
         assert_eq!(p.target_per_pod, 70.0);
         assert_eq!(p.stable_window, Duration::from_secs(60));
         assert_eq!(p.panic_window, Duration::from_secs(6));
@@ -149,26 +156,20 @@ mod tests {
     #[test]
     fn target_defaults_to_container_concurrency_then_metric_default() {
         assert_eq!(
-            Policy::from_spec(&spec(10, Scaling::default()), &Defaults::default()).target_per_pod,
+            resolve(10, Scaling::default(), &Defaults::default()).target_per_pod,
             7.0
         );
         let rps = Scaling {
             metric: ScalingMetric::Rps,
             ..Scaling::default()
         };
-        assert_eq!(
-            Policy::from_spec(&spec(10, rps), &Defaults::default()).target_per_pod,
-            140.0
-        );
+        assert_eq!(resolve(10, rps, &Defaults::default()).target_per_pod, 140.0);
         let explicit = Scaling {
             target: Some(5),
             target_utilization_percentage: Some(100),
             ..Scaling::default()
         };
-        assert_eq!(
-            Policy::from_spec(&spec(10, explicit), &Defaults::default()).target_per_pod,
-            5.0
-        );
+        assert_eq!(resolve(10, explicit, &Defaults::default()).target_per_pod, 5.0);
     }
 
     #[test]
@@ -179,7 +180,7 @@ mod tests {
             min_scale: Some(3),
             ..Scaling::default()
         };
-        let p = Policy::from_spec(&spec(0, s), &Defaults::default());
+        let p = resolve(0, s, &Defaults::default());
         assert_eq!(p.panic_window, Duration::from_secs(1));
         assert_eq!((p.initial_scale, p.activation_scale), (3, 3));
     }
@@ -191,7 +192,7 @@ mod tests {
             stable_window_seconds: 120,
             ..Defaults::default()
         };
-        let p = Policy::from_spec(&spec(0, Scaling::default()), &defaults);
+        let p = resolve(0, Scaling::default(), &defaults);
         assert_eq!(
             (p.target_per_pod, p.stable_window, p.panic_window),
             (50.0, Duration::from_secs(120), Duration::from_secs(12))
@@ -200,7 +201,7 @@ mod tests {
             target_utilization_percentage: Some(90),
             ..Scaling::default()
         };
-        assert_eq!(Policy::from_spec(&spec(0, own), &defaults).target_per_pod, 90.0);
+        assert_eq!(resolve(0, own, &defaults).target_per_pod, 90.0);
     }
 
     #[test]
@@ -210,7 +211,31 @@ mod tests {
             max_scale: Some(5),
             ..Scaling::default()
         };
-        let p = Policy::from_spec(&spec(0, s), &Defaults::default());
+        let p = resolve(0, s, &Defaults::default());
         assert_eq!([p.clamp(0), p.clamp(3), p.clamp(9)], [2, 3, 5]);
+    }
+
+    #[test]
+    fn min_scale_holds_only_a_routed_revision() {
+        let s = Scaling {
+            min_scale: Some(2),
+            max_scale: Some(5),
+            ..Scaling::default()
+        };
+        let unrouted = Policy::new(&s, &revision(0), false, &Defaults::default());
+        assert_eq!([unrouted.clamp(0), unrouted.clamp(9)], [0, 5], "maxScale still applies");
+        assert_eq!(
+            (unrouted.initial_scale, unrouted.activation_scale),
+            (2, 2),
+            "a new revision starts as many pods as a routed one"
+        );
+        let deadline = RevisionSpec {
+            progress_deadline_seconds: 30,
+            ..revision(0)
+        };
+        assert_eq!(
+            Policy::new(&s, &deadline, true, &Defaults::default()).progress_deadline,
+            Duration::from_secs(30)
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! The autoscaler loop: every second, and at once on a poke, decide each Service's pod count and write it.
+//! The autoscaler loop: every second, and at once on a poke, decide each revision's pod count and write it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Client, ResourceExt};
-use runway_api::{Service, ServiceKey, conditions, names};
+use kube::{Api, Client, Resource, ResourceExt};
+use runway_api::{Revision, RevisionKey, Service, conditions, names};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -20,7 +20,7 @@ use super::policy::{Defaults, Policy};
 use crate::children::apply_scale;
 use crate::events::{self, Happening};
 use crate::failure::{self, Diagnosis};
-use crate::metrics::{Metrics, ResultLabels, ServiceLabels};
+use crate::metrics::{Metrics, ResultLabels, RevisionLabels};
 
 pub const TICK: Duration = Duration::from_secs(1);
 
@@ -28,9 +28,12 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub struct Scaler {
     pub client: Client,
     pub recorder: Recorder,
+    /// Every Runway Service: the scaling settings of its revisions.
     pub services: Store<Service>,
+    /// Every Revision: what is scaled, each on its own load.
+    pub revisions: Store<Revision>,
     pub deployments: Store<Deployment>,
-    /// Every Runway pod: whether a Service's pods fail to become ready.
+    /// Every Runway pod: whether a revision's pods fail to become ready.
     pub pods: Store<Pod>,
     pub board: Arc<Mutex<Board>>,
     pub metrics: Arc<Metrics>,
@@ -40,19 +43,22 @@ pub struct Scaler {
 /// A write the Deployment may not show yet: the reflector lags behind the API server.
 const WRITE_SETTLE: Duration = Duration::from_secs(5);
 
-/// Per-Service memory of the loop.
+/// Per-revision memory of the loop.
 struct Tracked {
     history: History,
     poked: bool,
     last_write: Option<(i32, Instant)>,
+    /// Its series, dropped when the revision is deleted.
+    labels: RevisionLabels,
 }
 
 impl Tracked {
-    fn new(now: Duration) -> Tracked {
+    fn new(now: Duration, labels: RevisionLabels) -> Tracked {
         Tracked {
             history: History::new(now),
             poked: false,
             last_write: None,
+            labels,
         }
     }
 
@@ -65,11 +71,37 @@ impl Tracked {
     }
 }
 
+/// A revision with what scaling it needs: its Service (for spec.scaling) and its Deployment.
+struct Target {
+    revision: Arc<Revision>,
+    service: Arc<Service>,
+    deployment: Arc<Deployment>,
+}
+
+impl Target {
+    fn key(&self) -> RevisionKey {
+        RevisionKey::of(&self.revision)
+    }
+
+    fn labels(&self) -> RevisionLabels {
+        RevisionLabels {
+            namespace: self.revision.namespace().unwrap_or_default(),
+            service: self.service.name_any(),
+            revision: self.revision.name_any(),
+        }
+    }
+
+    fn policy(&self, defaults: &Defaults) -> Policy {
+        let routed = self.revision.status.as_ref().is_some_and(|s| s.routed);
+        Policy::new(&self.service.spec.scaling, &self.revision.spec, routed, defaults)
+    }
+}
+
 impl Scaler {
     /// Runs until the task is dropped (on losing leadership or shutdown).
-    pub async fn run(self, mut pokes: mpsc::Receiver<ServiceKey>) {
+    pub async fn run(self, mut pokes: mpsc::Receiver<RevisionKey>) {
         let origin = Instant::now();
-        let mut tracked: HashMap<ServiceKey, Tracked> = HashMap::new();
+        let mut tracked: HashMap<RevisionKey, Tracked> = HashMap::new();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -80,75 +112,77 @@ impl Scaler {
         }
     }
 
-    async fn tick(&self, origin: Instant, tracked: &mut HashMap<ServiceKey, Tracked>) {
+    async fn tick(&self, origin: Instant, tracked: &mut HashMap<RevisionKey, Tracked>) {
         let now = Instant::now();
-        let (totals, complete) = self.board.lock().expect("board lock").totals(now);
-        let services = self.services.state();
-        let present: HashSet<ServiceKey> = services.iter().map(|s| ServiceKey::of(s)).collect();
+        let ((totals, complete), floors) = {
+            let board = self.board.lock().expect("board lock");
+            (board.totals(now), board.floors(now))
+        };
+        let revisions = self.revisions.state();
+        let present: HashSet<RevisionKey> = revisions.iter().map(|r| RevisionKey::of(r)).collect();
         let pods = self.pods.state();
-        let mut pods_by_service: HashMap<ServiceKey, Vec<&Pod>> = HashMap::new();
+        let mut pods_by_revision: HashMap<RevisionKey, Vec<&Pod>> = HashMap::new();
         for pod in &pods {
-            if let Some(key) = failure::service_of(pod) {
-                pods_by_service.entry(key).or_default().push(pod);
+            if let Some(key) = revision_of(pod) {
+                pods_by_revision.entry(key).or_default().push(pod);
             }
         }
         let wall_clock = Timestamp::now();
-        tracked.retain(|key, _| {
+        tracked.retain(|key, entry| {
             let keep = present.contains(key);
             if !keep {
-                self.metrics.forget_service(&labels(key));
+                self.metrics.forget_revision(&entry.labels);
             }
             keep
         });
-        for service in services {
-            let key = ServiceKey::of(&service);
-            let Some(deployment) = self.deployment_of(&service) else {
+        for revision in revisions {
+            let Some(target) = self.target(revision) else {
                 continue;
             };
-            let entry = tracked.entry(key.clone()).or_insert_with(|| Tracked::new(now - origin));
+            let key = target.key();
+            let entry = tracked
+                .entry(key.clone())
+                .or_insert_with(|| Tracked::new(now - origin, target.labels()));
             let load = totals.get(&key).copied().unwrap_or_default();
-            let policy = Policy::from_spec(&service.spec, &self.defaults);
-            let own_pods = pods_by_service.get(&key).map(Vec::as_slice).unwrap_or_default();
+            let policy = target.policy(&self.defaults);
+            let own_pods = pods_by_revision.get(&key).map(Vec::as_slice).unwrap_or_default();
             let diagnosis = failure::diagnose(own_pods.iter().copied(), wall_clock, policy.progress_deadline);
             let observation = observe(
                 now - origin,
                 load,
                 std::mem::take(&mut entry.poked),
                 complete,
-                &deployment,
+                &target,
                 &diagnosis,
-                service
-                    .status
-                    .as_ref()
-                    .and_then(conditions::configuration_failure)
-                    .is_some(),
+                floors.get(&key).copied().unwrap_or(0),
             );
             let decision = decide(&policy, &mut entry.history, observation);
-            self.export(&key, &decision);
+            self.export(&entry.labels, &decision);
             if entry.should_write(decision.desired, observation.current_scale, now)
-                && self
-                    .write(&service, &policy, &decision, observation.current_scale)
-                    .await
+                && self.write(&target, &policy, &decision, observation.current_scale).await
             {
                 entry.last_write = Some((decision.desired, now));
             }
         }
+        self.metrics.tick_duration.observe(now.elapsed().as_secs_f64());
     }
 
     /// A request waits at zero: start the activation pods now instead of at the next tick.
-    async fn poke(&self, origin: Instant, tracked: &mut HashMap<ServiceKey, Tracked>, key: ServiceKey) {
-        let Some(service) = self.services.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
+    async fn poke(&self, origin: Instant, tracked: &mut HashMap<RevisionKey, Tracked>, key: RevisionKey) {
+        let Some(revision) = self.revisions.get(&ObjectRef::new(&key.name).within(&key.namespace)) else {
             return;
         };
-        let Some(deployment) = self.deployment_of(&service) else {
+        let Some(target) = self.target(revision) else {
             return;
         };
         let now = Instant::now();
-        let entry = tracked.entry(key).or_insert_with(|| Tracked::new(now - origin));
+        let entry = tracked
+            .entry(key)
+            .or_insert_with(|| Tracked::new(now - origin, target.labels()));
         entry.poked = true;
-        let current = current_scale(&deployment);
+        let current = current_scale(&target.deployment);
         if current == 0 {
-            let policy = Policy::from_spec(&service.spec, &self.defaults);
+            let policy = target.policy(&self.defaults);
             let decision = Decision {
                 desired: policy.clamp(policy.activation_scale),
                 stable_average: 0.0,
@@ -157,75 +191,107 @@ impl Scaler {
                 reason: Reason::Activation,
             };
             if entry.should_write(decision.desired, current, now)
-                && self.write(&service, &policy, &decision, current).await
+                && self.write(&target, &policy, &decision, current).await
             {
                 entry.last_write = Some((decision.desired, now));
             }
         }
     }
 
-    fn deployment_of(&self, service: &Service) -> Option<Arc<Deployment>> {
-        let name = names::deployment_name(&service.name_any());
-        self.deployments
-            .get(&ObjectRef::new(&name).within(&service.namespace()?))
+    /// The revision's Service and Deployment, when both exist.
+    fn target(&self, revision: Arc<Revision>) -> Option<Target> {
+        let namespace = revision.namespace()?;
+        let service = self
+            .services
+            .get(&ObjectRef::new(&service_name(&revision)?).within(&namespace))?;
+        let deployment = self
+            .deployments
+            .get(&ObjectRef::new(&names::deployment_name(&revision.name_any())).within(&namespace))?;
+        Some(Target {
+            revision,
+            service,
+            deployment,
+        })
     }
 
-    fn export(&self, key: &ServiceKey, decision: &Decision) {
-        let labels = labels(key);
+    fn export(&self, labels: &RevisionLabels, decision: &Decision) {
         self.metrics
             .stable_average
-            .get_or_create(&labels)
+            .get_or_create(labels)
             .set(decision.stable_average);
         self.metrics
             .panic_average
-            .get_or_create(&labels)
+            .get_or_create(labels)
             .set(decision.panic_average);
         self.metrics
             .desired_pods
-            .get_or_create(&labels)
+            .get_or_create(labels)
             .set(i64::from(decision.desired));
         self.metrics
             .panic_mode
-            .get_or_create(&labels)
+            .get_or_create(labels)
             .set(i64::from(decision.panicking));
     }
 
-    /// Writes the scale and announces it; false when the write failed.
-    async fn write(&self, service: &Service, policy: &Policy, decision: &Decision, current: i32) -> bool {
-        let Some(namespace) = service.namespace() else {
+    /// Writes the scale of the revision's Deployment and announces it on the Service; false when the write failed.
+    async fn write(&self, target: &Target, policy: &Policy, decision: &Decision, current: i32) -> bool {
+        let Some(namespace) = target.revision.namespace() else {
             return false;
         };
-        let name = names::deployment_name(&service.name_any());
+        let revision = target.revision.name_any();
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
-        let result = apply_scale(&api, &name, decision.desired).await;
+        let result = apply_scale(&api, &names::deployment_name(&revision), decision.desired).await;
         let label = if result.is_ok() { "success" } else { "error" };
         self.metrics
             .scale_writes
             .get_or_create(&ResultLabels { result: label })
             .inc();
         if let Err(e) = result {
-            warn!(%namespace, service = %service.name_any(), %e, "writing scale");
+            warn!(%namespace, %revision, %e, "writing scale");
             return false;
         }
-        let (reason, note) = event_for(policy, decision, current);
-        info!(%namespace, service = %service.name_any(), from = current, to = decision.desired, %note, "{reason}");
+        let (reason, note) = event_for(&revision, policy, decision, current);
+        info!(%namespace, %revision, from = current, to = decision.desired, %note, "{reason}");
         let happening = Happening {
             type_: EventType::Normal,
             action: "Scale",
             reason,
             note,
-            related: None,
+            related: Some(target.revision.object_ref(&())),
         };
-        events::publish(&self.recorder, service, happening).await;
+        events::publish(&self.recorder, &target.service, happening).await;
         true
     }
 }
 
-fn labels(key: &ServiceKey) -> ServiceLabels {
-    ServiceLabels {
-        namespace: key.namespace.clone(),
-        service: key.name.clone(),
+/// The name of the Service a revision belongs to: its service label, else its controller owner.
+fn service_name(revision: &Revision) -> Option<String> {
+    if let Some(name) = revision.labels().get(names::SERVICE_LABEL) {
+        return Some(name.clone());
     }
+    let api_version = Service::api_version(&());
+    revision
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "Service" && o.api_version == api_version)
+        .map(|o| o.name.clone())
+}
+
+/// The revision a pod belongs to (its namespace and the value of the revision label).
+fn revision_of(pod: &Pod) -> Option<RevisionKey> {
+    Some(RevisionKey::new(
+        pod.namespace()?,
+        pod.labels().get(names::REVISION_LABEL)?.clone(),
+    ))
+}
+
+/// Whether the revision's status reports its pods failing: Ready False with a failure reason, whatever the replicas.
+fn is_failing(revision: &Revision) -> bool {
+    revision
+        .status
+        .as_ref()
+        .and_then(|s| conditions::failure_condition(&s.conditions, conditions::READY))
+        .is_some()
 }
 
 fn current_scale(deployment: &Deployment) -> i32 {
@@ -237,10 +303,11 @@ fn observe(
     load: Totals,
     poked: bool,
     complete: bool,
-    deployment: &Deployment,
+    target: &Target,
     pods: &Diagnosis,
-    reported_failing: bool,
+    floor: i32,
 ) -> Observation {
+    let deployment = &target.deployment;
     Observation {
         now,
         concurrency: load.concurrency,
@@ -251,12 +318,13 @@ fn observe(
         ready_pods: deployment.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
         current_scale: current_scale(deployment),
         unready_for: pods.unready_for,
-        failing: reported_failing,
+        failing: is_failing(&target.revision),
+        floor,
     }
 }
 
-/// The event reason and its message with the numbers behind the decision.
-pub fn event_for(policy: &Policy, decision: &Decision, current: i32) -> (&'static str, String) {
+/// The event reason and its message: the revision, then the numbers behind the decision.
+pub fn event_for(revision: &str, policy: &Policy, decision: &Decision, current: i32) -> (&'static str, String) {
     let pods = |n: i32| {
         if n == 1 {
             "1 pod".to_owned()
@@ -274,13 +342,14 @@ pub fn event_for(policy: &Policy, decision: &Decision, current: i32) -> (&'stati
         runway_api::ScalingMetric::Concurrency => "concurrency",
         runway_api::ScalingMetric::Rps => "rps",
     };
-    let note = match decision.reason {
+    let why = match decision.reason {
         Reason::Activation => format!("request waiting at zero: {}", pods(decision.desired)),
         Reason::Idle => format!(
             "no traffic for the stable window plus {} s grace: 0 pods",
             policy.scale_to_zero_grace.as_secs()
         ),
         Reason::Holding => format!("holding {}", pods(decision.desired)),
+        Reason::Rollout => format!("{} for a larger share of the traffic (rollout)", pods(decision.desired)),
         Reason::Failing => format!(
             "no pod became ready within progressDeadlineSeconds ({} s): {}{}",
             policy.progress_deadline.as_secs(),
@@ -304,24 +373,26 @@ pub fn event_for(policy: &Policy, decision: &Decision, current: i32) -> (&'stati
             )
         }
     };
-    (reason, note)
+    (reason, format!("{revision}: {why}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runway_api::{Scaling, ServiceSpec, ServiceTemplate};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
+    use runway_api::{RevisionSpec, RevisionStatus, Scaling, ServiceTemplate};
 
-    fn policy() -> Policy {
-        let spec = ServiceSpec {
-            visibility: Default::default(),
+    fn spec() -> RevisionSpec {
+        RevisionSpec {
             template: ServiceTemplate::default(),
             container_concurrency: 10,
             timeout_seconds: 300,
             progress_deadline_seconds: 120,
-            scaling: Scaling::default(),
-        };
-        Policy::from_spec(&spec, &Defaults::default())
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy::new(&Scaling::default(), &spec(), true, &Defaults::default())
     }
 
     fn decision(desired: i32, reason: Reason, panicking: bool) -> Decision {
@@ -335,32 +406,122 @@ mod tests {
     }
 
     #[test]
-    fn events_name_the_direction_and_the_numbers() {
+    fn events_name_the_revision_the_direction_and_the_numbers() {
         let p = policy();
+        let event = |desired, reason, panicking, current| {
+            event_for("web-00002", &p, &decision(desired, reason, panicking), current)
+        };
         assert_eq!(
-            event_for(&p, &decision(5, Reason::Load, false), 2),
+            event(5, Reason::Load, false, 2),
             (
                 "ScaledUp",
-                "concurrency 34.2 (stable window) over per-pod target 7.0: 5 pods".to_owned()
+                "web-00002: concurrency 34.2 (stable window) over per-pod target 7.0: 5 pods".to_owned()
             )
         );
         assert_eq!(
-            event_for(&p, &decision(8, Reason::Load, true), 2).1,
-            "concurrency 50.0 (panic window) over per-pod target 7.0: 8 pods"
+            event(8, Reason::Load, true, 2).1,
+            "web-00002: concurrency 50.0 (panic window) over per-pod target 7.0: 8 pods"
         );
         assert_eq!(
-            event_for(&p, &decision(1, Reason::Activation, false), 0),
-            ("ScaledFromZero", "request waiting at zero: 1 pod".to_owned())
+            event(1, Reason::Activation, false, 0),
+            ("ScaledFromZero", "web-00002: request waiting at zero: 1 pod".to_owned())
         );
-        assert_eq!(event_for(&p, &decision(0, Reason::Idle, false), 1).0, "ScaledToZero");
-        assert_eq!(event_for(&p, &decision(3, Reason::Load, false), 5).0, "ScaledDown");
+        assert_eq!(event(0, Reason::Idle, false, 1).0, "ScaledToZero");
+        assert_eq!(event(3, Reason::Load, false, 5).0, "ScaledDown");
         assert_eq!(
-            event_for(&p, &decision(0, Reason::Failing, false), 1),
+            event(3, Reason::Rollout, false, 1),
+            (
+                "ScaledUp",
+                "web-00002: 3 pods for a larger share of the traffic (rollout)".to_owned()
+            )
+        );
+        assert_eq!(
+            event(0, Reason::Failing, false, 1),
             (
                 "ScaledToZero",
-                "no pod became ready within progressDeadlineSeconds (120 s): 0 pods; the next request tries again"
+                "web-00002: no pod became ready within progressDeadlineSeconds (120 s): 0 pods; the next request tries again"
                     .to_owned()
             )
         );
+    }
+
+    fn revision(labels: &[(&str, &str)], owner: Option<(&str, &str)>) -> Revision {
+        let mut revision = Revision::new("web-00002", spec());
+        revision.metadata.namespace = Some("ns".into());
+        revision.metadata.labels = Some(labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect());
+        revision.metadata.owner_references = owner.map(|(api_version, kind)| {
+            vec![OwnerReference {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                name: "web".into(),
+                uid: "u".into(),
+                controller: Some(true),
+                ..OwnerReference::default()
+            }]
+        });
+        revision
+    }
+
+    #[test]
+    fn a_revision_belongs_to_its_labelled_service_else_its_controller() {
+        assert_eq!(
+            service_name(&revision(&[(names::SERVICE_LABEL, "web")], None)).as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            service_name(&revision(&[], Some(("serving.runway.dev/v1alpha1", "Service")))).as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            service_name(&revision(&[], Some(("v1", "Service")))),
+            None,
+            "a core Service"
+        );
+        assert_eq!(service_name(&revision(&[], None)), None);
+    }
+
+    #[test]
+    fn pods_belong_to_the_revision_they_are_labelled_with() {
+        let pod = |labels: &[(&str, &str)]| {
+            let mut pod = Pod::default();
+            pod.metadata.namespace = Some("ns".into());
+            pod.metadata.labels = Some(labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect());
+            pod
+        };
+        assert_eq!(
+            revision_of(&pod(&[
+                (names::SERVICE_LABEL, "web"),
+                (names::REVISION_LABEL, "web-00002")
+            ])),
+            Some(RevisionKey::new("ns", "web-00002"))
+        );
+        assert_eq!(
+            revision_of(&pod(&[(names::SERVICE_LABEL, "web")])),
+            None,
+            "a pod of the previous release"
+        );
+    }
+
+    #[test]
+    fn a_revision_fails_when_its_ready_condition_says_so() {
+        let with_ready = |status: &str, reason: &str| {
+            let mut r = revision(&[], None);
+            r.status = Some(RevisionStatus {
+                conditions: vec![Condition {
+                    type_: conditions::READY.into(),
+                    status: status.into(),
+                    reason: reason.into(),
+                    message: "container exits with code 1".into(),
+                    last_transition_time: Time(Timestamp::UNIX_EPOCH),
+                    observed_generation: None,
+                }],
+                ..RevisionStatus::default()
+            });
+            r
+        };
+        assert!(is_failing(&with_ready("False", conditions::CONTAINER_EXITS)));
+        assert!(!is_failing(&with_ready("Unknown", "Deploying")));
+        assert!(!is_failing(&with_ready("True", "Ready")));
+        assert!(!is_failing(&revision(&[], None)), "no status yet");
     }
 }

@@ -88,6 +88,7 @@ impl HttpLoop {
                         error: Some(format!("h2c connect: {error}")),
                         time_to_headers: Duration::ZERO,
                         cold_start: false,
+                        revision: None,
                         body: String::new(),
                         sent_at: Duration::ZERO,
                     };
@@ -134,6 +135,7 @@ mod tests {
             error: error.map(str::to_owned),
             time_to_headers: Duration::ZERO,
             cold_start: false,
+            revision: None,
             body: body.to_owned(),
             sent_at: Duration::ZERO,
         }

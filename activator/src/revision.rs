@@ -1,4 +1,4 @@
-//! One Service's pods, their in-flight counters and the requests waiting for a slot.
+//! One revision's pods, their in-flight counters and the requests waiting for a slot.
 //!
 //! All of it sits behind one small mutex. A slot that frees up is handed straight to the head of the queue, so the
 //! counters are exact: a pod never has more requests in flight than this activator's slots on it.
@@ -7,24 +7,24 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use http::HeaderValue;
 use parking_lot::{Mutex, MutexGuard};
-use runway_api::Visibility;
+use runway_api::RevisionKey;
 use runway_api::stats::ServiceLoad;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::balance::{PodLoad, choose_pod};
-use crate::endpoints::{EndpointState, FastProbe, ServiceSettings};
+use crate::endpoints::{EndpointState, FastProbe, RevisionSettings};
 use crate::handoff::Releases;
-use crate::host::{Entry, ServiceKey};
 use crate::load::{LoadSample, LoadTracker};
-use crate::metrics::ServiceMetrics;
+use crate::metrics::RevisionMetrics;
 use crate::peers::Peers;
 use crate::pod::{Pod, ProbeKind, Target};
 use crate::queue::WaitQueue;
 use crate::slots::{first_ranked, slots_for};
 
-/// At most one poke per Service this often while requests keep arriving at zero.
+/// At most one poke per revision this often while requests keep arriving at zero.
 pub const POKE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a request may do now.
@@ -33,33 +33,53 @@ pub enum Grant {
     Pod(Lease),
     /// This activator holds no slot on any routable pod: send it to the peer activator at this proxy address.
     Peer(SocketAddr),
-    /// The Service's pods are known to be failing and none is routable: answer at once with this reason.
+    /// The revision's pods are known to be failing and none is routable: answer at once with this reason.
     Failing(Arc<str>),
 }
 
 /// The outcome of asking for a slot.
 pub enum Admission {
     Granted(Grant),
-    /// Wait in the queue; with the load to poke the autoscaler with, when the request found the Service at zero.
+    /// Wait in the queue; with the load to poke the autoscaler with, when the request found the revision at zero.
     Queued(Waiting, Option<ServiceLoad>),
     /// The queue is at its bound.
     QueueFull,
-    /// The Service was deleted.
+    /// The revision was deleted.
     Gone,
 }
 
-/// One Service as the data path sees it.
-pub struct ServiceHandle {
-    /// This handle, for the leases it hands out.
-    this: Weak<ServiceHandle>,
-    pub key: ServiceKey,
-    pub metrics: ServiceMetrics,
-    releases: Arc<Releases>,
-    state: Mutex<ServiceState>,
+/// A revision and the Service it belongs to: the data path keeps a handle per revision (by `key`), and names the
+/// Service in load reports and metrics.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RevisionId {
+    pub key: RevisionKey,
+    /// The Service's name (in the revision's namespace).
+    pub service: String,
 }
 
-struct ServiceState {
-    settings: Option<ServiceSettings>,
+impl RevisionId {
+    pub fn new(namespace: impl Into<String>, service: impl Into<String>, revision: impl Into<String>) -> Self {
+        RevisionId {
+            key: RevisionKey::new(namespace, revision),
+            service: service.into(),
+        }
+    }
+}
+
+/// One revision as the data path sees it.
+pub struct RevisionHandle {
+    /// This handle, for the leases it hands out.
+    this: Weak<RevisionHandle>,
+    pub id: RevisionId,
+    /// The revision's name as the response header that names it; made once, not per response.
+    pub header: Option<HeaderValue>,
+    pub metrics: RevisionMetrics,
+    releases: Arc<Releases>,
+    state: Mutex<RevisionState>,
+}
+
+struct RevisionState {
+    settings: Option<RevisionSettings>,
     peers: Arc<Peers>,
     pods: Vec<Pod>,
     next_pod_id: u64,
@@ -77,20 +97,21 @@ pub struct ProbeRequest {
     pub addr: SocketAddr,
 }
 
-impl ServiceHandle {
+impl RevisionHandle {
     pub fn new(
-        key: ServiceKey,
-        metrics: ServiceMetrics,
+        id: RevisionId,
+        metrics: RevisionMetrics,
         queue_limit: usize,
         peers: Arc<Peers>,
         releases: Arc<Releases>,
     ) -> Arc<Self> {
-        Arc::new_cyclic(|this| ServiceHandle {
+        Arc::new_cyclic(|this| RevisionHandle {
             this: this.clone(),
-            key,
+            header: HeaderValue::from_str(&id.key.name).ok(),
+            id,
             metrics,
             releases,
-            state: Mutex::new(ServiceState {
+            state: Mutex::new(RevisionState {
                 settings: None,
                 peers,
                 pods: Vec::new(),
@@ -108,26 +129,27 @@ impl ServiceHandle {
         self.this.upgrade().expect("a handle in use is held by an Arc")
     }
 
-    fn lock(&self) -> MutexGuard<'_, ServiceState> {
+    fn lock(&self) -> MutexGuard<'_, RevisionState> {
         self.state.lock()
     }
 
-    /// The Service's timeout; `None` once it was deleted.
+    /// The revision's timeout; `None` once it was deleted.
     pub fn timeout(&self) -> Option<Duration> {
         self.lock().settings.as_ref().map(|s| s.timeout)
     }
 
-    /// Whether the Service exists (it was not deleted).
+    /// Whether the revision exists (its Revision object was seen and not deleted).
     pub fn exists(&self) -> bool {
         self.lock().settings.is_some()
     }
 
-    /// Whether the Service exists and `entry` serves it.
-    pub fn serves(&self, entry: Entry) -> bool {
-        self.lock().settings.as_ref().is_some_and(|s| match entry {
-            Entry::Internal => true,
-            Entry::External => s.visibility == Visibility::External,
-        })
+    /// Counts a response of this revision: in the metrics, and in the load report when this activator answered it
+    /// rather than the peer it forwarded the request to (which counts it in its own report).
+    pub fn answered(&self, status: u16, here: bool) {
+        self.metrics.count_response(status);
+        if here {
+            self.lock().load.answered(status);
+        }
     }
 
     /// Asks for a slot for a request that just arrived. `hop`: it came from a peer and must not be forwarded.
@@ -174,14 +196,14 @@ impl ServiceHandle {
                 id,
                 cold,
                 receiver: Some(receiver),
-                service: self.arc(),
+                revision: self.arc(),
             },
             poke.then(|| self.service_load(sample)),
         )
     }
 
-    /// Replaces the Service's settings; `None` when it was deleted (waiting requests are then let go).
-    pub fn set_settings(&self, settings: Option<ServiceSettings>) {
+    /// Replaces the revision's settings; `None` when it was deleted (waiting requests are then let go).
+    pub fn set_settings(&self, settings: Option<RevisionSettings>) {
         let mut state = self.lock();
         if settings.is_none() {
             let state = &mut *state;
@@ -266,13 +288,13 @@ impl ServiceHandle {
         probe
     }
 
-    /// The interval's load, ending the interval; `None` when the Service was idle.
+    /// The interval's load, ending the interval; `None` when the revision was idle.
     pub fn take_load(&self, now: Instant) -> Option<ServiceLoad> {
         let sample = self.lock().load.take(now);
         sample.is_active().then(|| self.service_load(sample))
     }
 
-    /// Nothing left to serve or to wait for: the registry may forget the Service.
+    /// Nothing left to serve or to wait for: the registry may forget the revision.
     pub fn is_unused(&self) -> bool {
         let state = self.lock();
         state.settings.is_none() && state.pods.is_empty() && state.queue.is_empty()
@@ -306,7 +328,7 @@ impl ServiceHandle {
 
     /// Hands free slots to the head of the queue, and forwards waiting requests when all slots belong to peers; lets
     /// every waiting request go with the reason when the pods are known to be failing.
-    fn dispatch(&self, state: &mut ServiceState) {
+    fn dispatch(&self, state: &mut RevisionState) {
         let now = Instant::now();
         if let Some(reason) = state.failure() {
             for waiter in state.queue.take_where(|_| true, &mut state.load, now) {
@@ -328,10 +350,10 @@ impl ServiceHandle {
         if !state.queue.is_empty()
             && let Some(peer) = state.forward_target()
         {
-            let leaving = state.peers.is_leaving();
+            let peers = state.peers.clone();
             let forwardable = state
                 .queue
-                .take_where(|w| may_forward(w.hop, leaving), &mut state.load, now);
+                .take_where(|w| may_forward(w.hop, &peers), &mut state.load, now);
             for waiter in forwardable {
                 let _ = waiter.grant.send(Grant::Peer(peer));
             }
@@ -342,42 +364,48 @@ impl ServiceHandle {
         self.publish_gauges(state);
     }
 
-    fn publish_gauges(&self, state: &ServiceState) {
+    fn publish_gauges(&self, state: &RevisionState) {
         self.metrics.queue_depth.set(i64::from(state.load.queued()));
         self.metrics.in_flight.set(i64::from(state.load.in_flight()));
     }
 
     fn service_load(&self, sample: LoadSample) -> ServiceLoad {
         ServiceLoad {
-            namespace: self.key.namespace.clone(),
-            name: self.key.name.clone(),
+            namespace: self.id.key.namespace.clone(),
+            name: self.id.service.clone(),
+            revision: self.id.key.name.clone(),
             concurrency: sample.concurrency,
             rps: sample.rps,
             queued: sample.queued,
             in_flight: sample.in_flight,
+            requests: sample.requests,
+            server_errors: sample.server_errors,
         }
     }
 }
 
-/// A request a peer forwarded is not forwarded again, except by an activator that is leaving: it holds no slots
-/// any more, and the peer it forwards to will not bounce it back.
-fn may_forward(hop: bool, leaving: bool) -> bool {
-    !hop || leaving
+/// A request a peer forwarded is not forwarded again while views may differ (it could bounce between activators
+/// that each think the other holds the slots), except by an activator that is leaving: it holds no slots any more,
+/// and the peer it forwards to will not bounce it back. Once this activator's view is settled every activator has
+/// confirmed it, so the owner it names agrees: a request forwarded here under an older view goes on to that owner
+/// instead of waiting for a slot this activator will never get.
+fn may_forward(hop: bool, peers: &Peers) -> bool {
+    !hop || peers.is_leaving() || peers.is_settled()
 }
 
-impl ServiceState {
+impl RevisionState {
     fn choose(&mut self) -> Option<usize> {
         let loads: Vec<PodLoad> = self.pods.iter().map(Pod::load).collect();
         choose_pod(&loads, self.rotation, |n| fastrand::usize(..n))
     }
 
-    fn lease(&mut self, index: usize, service: Arc<ServiceHandle>, now: Instant) -> Lease {
+    fn lease(&mut self, index: usize, revision: Arc<RevisionHandle>, now: Instant) -> Lease {
         self.rotation = self.rotation.wrapping_add(1);
         let pod = &mut self.pods[index];
         pod.in_flight += 1;
         self.load.change_in_flight(now, 1);
         Lease {
-            service,
+            revision,
             pod_id: pod.id,
             target: pod.target.clone(),
             released: false,
@@ -396,12 +424,11 @@ impl ServiceState {
     }
 
     fn may_forward(&self, hop: bool) -> bool {
-        may_forward(hop, self.peers.is_leaving())
+        may_forward(hop, &self.peers)
     }
 
-    /// Why requests cannot be served now: the Service reports the pods of its current attempt failing (never at
-    /// zero, see `runway_api::serving_failure`: there a request pokes and waits for the next attempt), and none
-    /// is routable. Pods need not be listed: an unschedulable one never gets an address.
+    /// Why requests cannot be served now: the revision reports its pods failing (never at zero, see
+    /// `runway_api::revision_failure`: there a request pokes and waits for the next attempt), and none is routable. Pods need not be listed: an unschedulable one never gets an address.
     fn failure(&self) -> Option<Arc<str>> {
         let reason = self.settings.as_ref()?.failure.clone()?;
         (!self.pods.iter().any(Pod::routable)).then_some(reason)
@@ -458,23 +485,23 @@ impl ServiceState {
 /// A slot on one pod, held from dispatch until the pod has finished with the request: its response ended, the
 /// upgraded connection closed, or the connection to the pod was closed.
 pub struct Lease {
-    service: Arc<ServiceHandle>,
+    revision: Arc<RevisionHandle>,
     pod_id: u64,
     pub target: Target,
     released: bool,
 }
 
 impl Lease {
-    /// The Service the slot belongs to.
-    pub fn service(&self) -> &ServiceHandle {
-        &self.service
+    /// The revision the slot belongs to.
+    pub fn revision(&self) -> &RevisionHandle {
+        &self.revision
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         if !self.released {
-            self.service.release(self.pod_id);
+            self.revision.release(self.pod_id);
         }
     }
 }
@@ -482,14 +509,14 @@ impl Drop for Lease {
 /// A request waiting in the queue. Dropping it (timeout, client gone) takes it out of the queue.
 pub struct Waiting {
     id: u64,
-    /// The Service had no routable pod when the request arrived.
+    /// The revision had no routable pod when the request arrived.
     pub cold: bool,
     receiver: Option<oneshot::Receiver<Grant>>,
-    service: Arc<ServiceHandle>,
+    revision: Arc<RevisionHandle>,
 }
 
 impl Waiting {
-    /// Waits for a slot or a peer to forward to; `None` if the Service was deleted meanwhile.
+    /// Waits for a slot or a peer to forward to; `None` if the revision was deleted meanwhile.
     pub async fn granted(mut self) -> Option<Grant> {
         let receiver = self.receiver.as_mut().expect("present until granted or dropped");
         let grant = receiver.await.ok();
@@ -501,7 +528,7 @@ impl Waiting {
 impl Drop for Waiting {
     fn drop(&mut self) {
         if let Some(receiver) = self.receiver.take() {
-            self.service.remove_waiter(self.id);
+            self.revision.remove_waiter(self.id);
             // A grant sent in the meantime is dropped with the receiver, which releases its slot.
             drop(receiver);
         }
@@ -513,21 +540,20 @@ mod tests {
     use super::*;
     use crate::metrics::Metrics;
 
-    fn service(cc: u32, queue_limit: usize) -> Arc<ServiceHandle> {
-        let key = ServiceKey::new("default", "hello");
-        let handle = ServiceHandle::new(
-            key.clone(),
-            Metrics::default().for_service(&key),
+    fn service(cc: u32, queue_limit: usize) -> Arc<RevisionHandle> {
+        let id = RevisionId::new("default", "hello", "hello-00001");
+        let handle = RevisionHandle::new(
+            id.clone(),
+            Metrics::default().for_revision(&id),
             queue_limit,
             Arc::new(Peers::alone(IpAddr::from([10, 0, 0, 1]))),
             Arc::default(),
         );
-        handle.set_settings(Some(ServiceSettings {
+        handle.set_settings(Some(RevisionSettings {
             container_concurrency: cc,
             timeout: Duration::from_secs(300),
             fast_probe: FastProbe::Tcp,
             failure: None,
-            visibility: runway_api::Visibility::External,
         }));
         handle
     }
@@ -555,7 +581,7 @@ mod tests {
         }
     }
 
-    fn counts(service: &ServiceHandle) -> (u32, u32) {
+    fn counts(service: &RevisionHandle) -> (u32, u32) {
         let state = service.lock();
         (state.load.in_flight(), state.load.queued())
     }
@@ -674,7 +700,13 @@ mod tests {
         let me = IpAddr::from([10, 0, 0, 1]);
         let peer: SocketAddr = "10.0.0.2:8080".parse().unwrap();
         let service = service(1, 10);
-        service.set_peers(Arc::new(Peers::new(me, [peer])));
+        // A view the other activator has not confirmed yet.
+        let admin: SocketAddr = "10.0.0.2:9090".parse().unwrap();
+        let view = Peers::new(me, [peer])
+            .with_admins([admin])
+            .succeeding(&Peers::alone(me));
+        assert!(!view.is_settled());
+        service.set_peers(Arc::new(view.clone()));
         // A pod whose single slot the peer holds.
         let pod_owned_by_peer = (1..=255u8)
             .map(|last| SocketAddr::new(IpAddr::from([10, 1, 0, last]), 8080))
@@ -687,8 +719,14 @@ mod tests {
         }]);
         assert!(matches!(waiting_before.granted().await, Some(Grant::Peer(addr)) if addr == peer));
         assert!(matches!(service.admit(false), Admission::Granted(Grant::Peer(addr)) if addr == peer));
-        // A request a peer already forwarded waits here instead of bouncing back.
-        assert!(matches!(service.admit(true), Admission::Queued(..)));
+        // A request a peer already forwarded waits here while views may differ, instead of bouncing back...
+        let hop_waiting = queued(service.admit(true));
+        // ...and goes on to the owner once every activator has confirmed the view (before, it waited for a slot this
+        // activator never gets, until its timeout).
+        service.set_peers(Arc::new(view.settled()));
+        let granted = tokio::time::timeout(Duration::from_secs(60), hop_waiting.granted()).await;
+        assert!(matches!(granted, Ok(Some(Grant::Peer(addr))) if addr == peer));
+        assert!(matches!(service.admit(true), Admission::Granted(Grant::Peer(addr)) if addr == peer));
     }
 
     #[tokio::test(start_paused = true)]
@@ -720,15 +758,14 @@ mod tests {
     async fn requests_fail_at_once_while_the_pods_are_known_to_be_failing() {
         let service = service(0, 10);
         let failing = |failure: Option<&str>| {
-            Some(ServiceSettings {
+            Some(RevisionSettings {
                 container_concurrency: 0,
                 timeout: Duration::from_secs(300),
                 fast_probe: FastProbe::Tcp,
                 failure: failure.map(Arc::from),
-                visibility: runway_api::Visibility::External,
             })
         };
-        // At zero the Service reports no failure (the last one is history): a request waits for the next attempt.
+        // At zero the revision reports no failure (the last one is history): a request waits for the next attempt.
         service.set_settings(failing(None));
         let waiting = queued(service.admit(false));
         // The new pod starts and fails: the waiting request and new ones get the reason.
@@ -736,16 +773,19 @@ mod tests {
             ready: false,
             ..ready(8080)
         }]);
-        service.set_settings(failing(Some("hello: container exits with code 127")));
+        service.set_settings(failing(Some("hello-00001: container exits with code 127")));
         let reason = |grant: Option<Grant>| match grant {
             Some(Grant::Failing(reason)) => reason.to_string(),
             _ => panic!("expected the failure"),
         };
-        assert_eq!(reason(waiting.granted().await), "hello: container exits with code 127");
+        assert_eq!(
+            reason(waiting.granted().await),
+            "hello-00001: container exits with code 127"
+        );
         let Admission::Granted(grant) = service.admit(false) else {
             panic!("answered at once")
         };
-        assert_eq!(reason(Some(grant)), "hello: container exits with code 127");
+        assert_eq!(reason(Some(grant)), "hello-00001: container exits with code 127");
         assert_eq!(counts(&service), (0, 0));
         // Fixed: requests wait for the pod again, and are served once it is ready.
         service.set_settings(failing(None));
@@ -759,12 +799,13 @@ mod tests {
         // An unschedulable pod never gets an address, so no EndpointSlice lists it.
         let service = service(0, 10);
         let waiting = queued(service.admit(false));
-        service.set_settings(Some(ServiceSettings {
+        service.set_settings(Some(RevisionSettings {
             container_concurrency: 0,
             timeout: Duration::from_secs(300),
             fast_probe: FastProbe::Tcp,
-            failure: Some(Arc::from("hello: no node can run the pod: 0/1 nodes are available")),
-            visibility: runway_api::Visibility::External,
+            failure: Some(Arc::from(
+                "hello-00001: no node can run the pod: 0/1 nodes are available",
+            )),
         }));
         let granted = tokio::time::timeout(Duration::from_secs(1), waiting.granted()).await;
         assert!(
@@ -782,11 +823,33 @@ mod tests {
         };
         let (_first, first_poke) = poke(service.admit(false));
         let first_poke = first_poke.expect("poked at once");
-        assert_eq!((first_poke.name.as_str(), first_poke.queued), ("hello", 1));
+        assert_eq!(
+            (
+                first_poke.name.as_str(),
+                first_poke.revision.as_str(),
+                first_poke.queued
+            ),
+            ("hello", "hello-00001", 1)
+        );
         let (_second, second_poke) = poke(service.admit(false));
         assert!(second_poke.is_none(), "rate-limited");
         tokio::time::advance(POKE_INTERVAL).await;
         let (_third, third_poke) = poke(service.admit(false));
         assert!(third_poke.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn responses_a_peer_answered_are_left_to_its_report() {
+        let service = service(0, 10);
+        service.answered(200, true);
+        service.answered(503, true);
+        service.answered(500, false);
+        let load = service
+            .take_load(Instant::now())
+            .expect("responses make the interval active");
+        assert_eq!(
+            (load.revision.as_str(), load.requests, load.server_errors),
+            ("hello-00001", 2, 1)
+        );
     }
 }

@@ -1,0 +1,1003 @@
+//! The reconcile flow against a mocked API server: each test lists the requests it expects, in order.
+
+use super::*;
+use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, FieldsV1, ManagedFieldsEntry, OwnerReference, Time};
+use kube::client::Body;
+use kube::runtime::watcher::Event;
+use runway_api::{
+    RevisionStatus, RolloutPhase, ServiceSpec, ServiceStatus, ServiceTemplate, TemplateMetadata, TrafficTarget, names,
+};
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle};
+
+use crate::children;
+use crate::desired;
+use crate::status::READY;
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+fn service_with(image: &str, generation: i64) -> Service {
+    let mut s = Service::new(
+        "hello",
+        ServiceSpec {
+            visibility: Default::default(),
+            template: ServiceTemplate {
+                metadata: None,
+                spec: PodSpec {
+                    containers: vec![Container {
+                        name: "app".into(),
+                        image: Some(image.into()),
+                        ..Container::default()
+                    }],
+                    ..PodSpec::default()
+                },
+            },
+            container_concurrency: 0,
+            timeout_seconds: 300,
+            progress_deadline_seconds: 120,
+            scaling: Default::default(),
+            traffic: None,
+            rollout: None,
+            revision_history_limit: None,
+        },
+    );
+    s.metadata.namespace = Some("default".into());
+    s.metadata.uid = Some("uid-1".into());
+    s.metadata.generation = Some(generation);
+    s
+}
+
+fn service() -> Service {
+    service_with("hello:1", 1)
+}
+
+/// Revision `name` of the Service at `generation` with `image`, as the API server returns it.
+fn revision(name: &str, image: &str, generation: i64) -> Revision {
+    let mut r = desired::revision(&service_with(image, generation), name);
+    r.metadata.uid = Some(format!("uid-{name}"));
+    r.metadata.generation = Some(1);
+    r
+}
+
+/// A revision whose Ready status is `ready`, with `percent` of the traffic.
+fn with_status(mut r: Revision, ready: &str, percent: i32) -> Revision {
+    r.status = Some(RevisionStatus {
+        conditions: vec![Condition {
+            type_: READY.into(),
+            status: ready.into(),
+            reason: "PodsReady".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        }],
+        routed: percent > 0,
+        traffic_percent: percent,
+        ..RevisionStatus::default()
+    });
+    r
+}
+
+/// The revision's Deployment as it runs: `desired` pods, `ready` of them ready.
+fn live_deployment(r: &Revision, desired: i32, ready: i32) -> Value {
+    let mut d = desired::deployment("hello", r, Some(desired));
+    d.metadata.resource_version = Some("5".into());
+    d.status = Some(DeploymentStatus {
+        replicas: Some(desired),
+        ready_replicas: Some(ready),
+        conditions: Some(vec![DeploymentCondition {
+            type_: "Available".into(),
+            status: if ready > 0 { "True" } else { "False" }.into(),
+            ..DeploymentCondition::default()
+        }]),
+        ..DeploymentStatus::default()
+    });
+    serde_json::to_value(d).unwrap()
+}
+
+/// What the watches' caches hold.
+#[derive(Default)]
+struct Caches {
+    pods: Vec<Pod>,
+    revisions: Vec<Revision>,
+    deployments: Vec<Deployment>,
+    services: Vec<Service>,
+    board: Board,
+}
+
+fn store<K>(objects: Vec<K>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (store, mut writer) = kube::runtime::reflector::store();
+    for object in objects {
+        writer.apply_watcher_event(&Event::Apply(object));
+    }
+    store
+}
+
+fn context(client: Client, caches: Caches) -> Arc<Context> {
+    let reporter = kube::runtime::events::Reporter {
+        controller: "runway-operator".into(),
+        instance: None,
+    };
+    Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        settings: Settings {
+            domain: "example.com".into(),
+            activator: ActivatorRef {
+                namespace: "runway-system".into(),
+                name: "runway-activator".into(),
+            },
+            defaults: Defaults::default(),
+        },
+        metrics: Arc::new(Metrics::default()),
+        pods: store(caches.pods),
+        revisions: store(caches.revisions),
+        deployments: store(caches.deployments),
+        services: store(caches.services),
+        board: Arc::new(Mutex::new(caches.board)),
+    })
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+fn not_found() -> Response<Body> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+    )
+}
+
+fn ok(body: Value) -> impl FnOnce(&Value) -> Response<Body> {
+    move |_| json_response(StatusCode::OK, &body)
+}
+
+/// Takes the next request that is not an event (events are answered and returned separately), checks its method
+/// and path, answers with `respond(body)` and returns the body sent.
+async fn expect(
+    handle: &mut ApiHandle,
+    events: &mut Vec<Value>,
+    method: Method,
+    path: &str,
+    respond: impl FnOnce(&Value) -> Response<Body>,
+) -> Value {
+    loop {
+        let (request, send) = handle
+            .next_request()
+            .await
+            .unwrap_or_else(|| panic!("no request, wanted {method} {path}"));
+        let (parts, body) = request.into_parts();
+        let bytes = body.collect_bytes().await.unwrap();
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        if parts.uri.path().starts_with("/apis/events.k8s.io/") {
+            send.send_response(json_response(StatusCode::CREATED, &body));
+            events.push(body);
+            continue;
+        }
+        assert_eq!(
+            (&parts.method, parts.uri.path()),
+            (&method, path),
+            "query: {:?}",
+            parts.uri.query()
+        );
+        send.send_response(respond(&body));
+        return body;
+    }
+}
+
+/// Answers a status patch of the Service with the whole Service carrying that status.
+fn service_status(body: &Value) -> Response<Body> {
+    let mut object = serde_json::to_value(service()).unwrap();
+    object["status"] = body["status"].clone();
+    json_response(StatusCode::OK, &object)
+}
+
+/// Answers a status patch of a revision with the whole revision carrying that status.
+fn revision_status(r: &Revision) -> impl FnOnce(&Value) -> Response<Body> {
+    let mut object = serde_json::to_value(r).unwrap();
+    move |body| {
+        object["status"] = body["status"].clone();
+        json_response(StatusCode::OK, &object)
+    }
+}
+
+/// Answers a create or an apply with the object sent, given a uid and a resourceVersion.
+fn echo(body: &Value) -> Response<Body> {
+    let mut body = body.clone();
+    body["metadata"]["resourceVersion"] = json!("2");
+    let uid = format!("uid-{}", body["metadata"]["name"].as_str().unwrap_or_default());
+    body["metadata"]["uid"] = json!(uid);
+    json_response(StatusCode::OK, &body)
+}
+
+const REVISIONS: &str = "/apis/serving.runway.dev/v1alpha1/namespaces/default/revisions";
+const ROUTE_SERVICE: &str = "/api/v1/namespaces/default/services/hello";
+const STATUS: &str = "/apis/serving.runway.dev/v1alpha1/namespaces/default/services/hello/status";
+
+fn deployment_path(name: &str) -> String {
+    format!("/apis/apps/v1/namespaces/default/deployments/{name}")
+}
+
+fn kube_service_path(name: &str) -> String {
+    format!("/api/v1/namespaces/default/services/{name}")
+}
+
+fn revision_path(name: &str) -> String {
+    format!("{REVISIONS}/{name}")
+}
+
+fn run_reconcile(service: Service, caches: Caches) -> (tokio::task::JoinHandle<Result<Action, Error>>, ApiHandle) {
+    let (mock, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(mock, "default"), caches);
+    (tokio::spawn(reconcile(Arc::new(service), ctx)), handle)
+}
+
+/// Expects the creation of a revision's Deployment (at `replicas`, handed to the autoscaler) and pods' Service.
+async fn creates_workload(api: &mut ApiHandle, events: &mut Vec<Value>, revision: &str, replicas: i32) {
+    let path = deployment_path(revision);
+    expect(api, events, Method::GET, &path, |_| not_found()).await;
+    let deployment = expect(api, events, Method::PATCH, &path, echo).await;
+    assert_eq!(deployment["spec"]["replicas"], replicas, "created at the initial scale");
+    assert_eq!(
+        deployment["metadata"]["ownerReferences"][0]["uid"],
+        format!("uid-{revision}"),
+        "owned by the revision"
+    );
+    let scale = expect(api, events, Method::PATCH, &format!("{path}/scale"), echo).await;
+    assert_eq!(
+        scale["spec"]["replicas"], replicas,
+        "handed to the autoscaler's field manager"
+    );
+    let pods = kube_service_path(&format!("{revision}-pods"));
+    expect(api, events, Method::GET, &pods, |_| not_found()).await;
+    expect(api, events, Method::PATCH, &pods, echo).await;
+}
+
+/// Expects the apply of an existing revision's workload, answering with `deployment`.
+async fn applies_workload(api: &mut ApiHandle, events: &mut Vec<Value>, revision: &str, deployment: &Value) {
+    let path = deployment_path(revision);
+    expect(api, events, Method::GET, &path, ok(deployment.clone())).await;
+    let applied = expect(api, events, Method::PATCH, &path, ok(deployment.clone())).await;
+    assert!(
+        applied["spec"].get("replicas").is_none(),
+        "replicas are the autoscaler's"
+    );
+    let pods = kube_service_path(&format!("{revision}-pods"));
+    expect(api, events, Method::GET, &pods, |_| not_found()).await;
+    expect(api, events, Method::PATCH, &pods, echo).await;
+}
+
+async fn applies_route(api: &mut ApiHandle, events: &mut Vec<Value>) {
+    expect(api, events, Method::GET, ROUTE_SERVICE, |_| not_found()).await;
+    expect(api, events, Method::PATCH, ROUTE_SERVICE, echo).await;
+}
+
+/// Answers the requests left until the reconcile is done, which must all be events, and adds them to `events`.
+async fn remaining_events(handle: &mut ApiHandle, events: &mut Vec<Value>) {
+    while let Some((request, send)) = handle.next_request().await {
+        let path = request.uri().path().to_owned();
+        assert!(path.starts_with("/apis/events.k8s.io/"), "unexpected {path}");
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        send.send_response(json_response(StatusCode::CREATED, &body));
+        events.push(body);
+    }
+}
+
+fn reasons(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap()
+}
+
+fn state(status: &Value, type_: &str) -> (String, String) {
+    let c = condition(status, type_);
+    (
+        c["status"].as_str().unwrap_or_default().to_owned(),
+        c["reason"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+fn pair(status: &str, reason: &str) -> (String, String) {
+    (status.to_owned(), reason.to_owned())
+}
+
+#[tokio::test]
+async fn a_new_service_gets_its_first_revision_its_workload_a_route_and_a_status() {
+    let (task, mut api) = run_reconcile(service(), Caches::default());
+    let mut events = vec![];
+    let created = expect(&mut api, &mut events, Method::POST, REVISIONS, echo).await;
+    assert_eq!(created["metadata"]["name"], "hello-00001");
+    assert_eq!(created["metadata"]["labels"][names::GENERATION_LABEL], "1");
+    assert_eq!(created["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+    assert_eq!(created["spec"]["template"]["spec"]["containers"][0]["image"], "hello:1");
+    creates_workload(&mut api, &mut events, "hello-00001", 1).await;
+    applies_route(&mut api, &mut events).await;
+    let created: Revision = serde_json::from_value(created).unwrap();
+    let revision = expect(
+        &mut api,
+        &mut events,
+        Method::PATCH,
+        &format!("{}/status", revision_path("hello-00001")),
+        revision_status(&created),
+    )
+    .await;
+    assert_eq!(state(&revision, "Ready"), pair("Unknown", "Deploying"));
+    assert_eq!(
+        (&revision["status"]["routed"], &revision["status"]["trafficPercent"]),
+        (&json!(true), &json!(100)),
+        "the first revision takes the requests while it starts"
+    );
+    let status = expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    assert_eq!(status["status"]["url"], "http://hello.default.example.com");
+    assert_eq!(status["status"]["latestCreatedRevisionName"], "hello-00001");
+    assert!(status["status"].get("latestReadyRevisionName").is_none());
+    assert_eq!(
+        status["status"]["traffic"],
+        json!([{"revisionName": "hello-00001", "latestRevision": true, "percent": 100}])
+    );
+    assert_eq!(status["status"]["trafficSummary"], "hello-00001=100%");
+    assert_eq!(state(&status, "RoutesReady").0, "True");
+    assert_eq!(
+        state(&status, "Ready"),
+        pair("Unknown", "Deploying"),
+        "the pod is not ready yet"
+    );
+    let action = task.await.unwrap().unwrap();
+    assert_eq!(action, Action::requeue(RESYNC));
+    assert_eq!(reasons(&events), ["Created", "Created", "Created", "Created"]);
+}
+
+#[tokio::test]
+async fn a_revision_the_cache_does_not_show_yet_is_used_as_the_api_server_has_it() {
+    let (task, mut api) = run_reconcile(service(), Caches::default());
+    let mut events = vec![];
+    let exists =
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409});
+    expect(&mut api, &mut events, Method::POST, REVISIONS, |_| {
+        json_response(StatusCode::CONFLICT, &exists)
+    })
+    .await;
+    let r = revision("hello-00001", "hello:1", 1);
+    let live = serde_json::to_value(&r).unwrap();
+    expect(
+        &mut api,
+        &mut events,
+        Method::GET,
+        &revision_path("hello-00001"),
+        ok(live),
+    )
+    .await;
+    creates_workload(&mut api, &mut events, "hello-00001", 1).await;
+    applies_route(&mut api, &mut events).await;
+    let path = format!("{}/status", revision_path("hello-00001"));
+    expect(&mut api, &mut events, Method::PATCH, &path, revision_status(&r)).await;
+    let status = expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    assert_eq!(status["status"]["latestCreatedRevisionName"], "hello-00001");
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(RESYNC));
+    assert_eq!(
+        reasons(&events),
+        ["Created", "Created", "Created"],
+        "no event for the revision"
+    );
+}
+
+#[tokio::test]
+async fn a_service_being_deleted_is_left_to_the_garbage_collector() {
+    let mut deleting = service();
+    deleting.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    let (task, mut api) = run_reconcile(deleting, Caches::default());
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert!(api.next_request().await.is_none(), "no request was made");
+}
+
+#[tokio::test]
+async fn a_deployment_that_is_not_ours_is_left_alone_and_reported() {
+    let r = revision("hello-00001", "hello:1", 1);
+    let caches = Caches {
+        revisions: vec![r.clone()],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(service(), caches);
+    let mut events = vec![];
+    let foreign = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hello-00001", "namespace": "default"}});
+    expect(
+        &mut api,
+        &mut events,
+        Method::GET,
+        &deployment_path("hello-00001"),
+        ok(foreign),
+    )
+    .await;
+    // The next request is already about the pods' Service: the Deployment was not patched.
+    let pods = kube_service_path("hello-00001-pods");
+    expect(&mut api, &mut events, Method::GET, &pods, |_| not_found()).await;
+    expect(&mut api, &mut events, Method::PATCH, &pods, echo).await;
+    applies_route(&mut api, &mut events).await;
+    let revision = expect(
+        &mut api,
+        &mut events,
+        Method::PATCH,
+        &format!("{}/status", revision_path("hello-00001")),
+        revision_status(&r),
+    )
+    .await;
+    assert_eq!(state(&revision, "Ready"), pair("False", "NotOwned"));
+    let status = expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    assert_eq!(state(&status, "Ready"), pair("False", "NotOwned"));
+    assert_eq!(
+        condition(&status, "ConfigurationReady")["message"],
+        "Deployment default/hello-00001 exists and is not owned by this Runway Revision"
+    );
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(RETRY));
+    assert_eq!(reasons(&events), ["NotOwned", "Created", "Created"]);
+}
+
+#[tokio::test]
+async fn an_unfinished_replicas_hand_over_is_completed_before_the_apply() {
+    let r = revision("hello-00001", "hello:1", 1);
+    let mut live = desired::deployment("hello", &r, None);
+    live.metadata.resource_version = Some("7".into());
+    live.spec = Some(DeploymentSpec {
+        replicas: Some(3),
+        ..live.spec.unwrap()
+    });
+    live.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+        manager: Some(children::FIELD_MANAGER.into()),
+        operation: Some("Apply".into()),
+        fields_v1: Some(FieldsV1(json!({"f:spec": {"f:replicas": {}}}))),
+        ..ManagedFieldsEntry::default()
+    }]);
+    let live = serde_json::to_value(&live).unwrap();
+    let caches = Caches {
+        revisions: vec![with_status(r.clone(), "Unknown", 100)],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(service(), caches);
+    let mut events = vec![];
+    let path = deployment_path("hello-00001");
+    expect(&mut api, &mut events, Method::GET, &path, ok(live.clone())).await;
+    let scale = expect(&mut api, &mut events, Method::PATCH, &format!("{path}/scale"), echo).await;
+    assert_eq!(scale["spec"]["replicas"], 3, "the current count, unchanged");
+    let applied = expect(&mut api, &mut events, Method::PATCH, &path, ok(live)).await;
+    assert!(
+        applied["spec"].get("replicas").is_none(),
+        "the reconciler no longer sends replicas"
+    );
+    let pods = kube_service_path("hello-00001-pods");
+    expect(&mut api, &mut events, Method::GET, &pods, |_| not_found()).await;
+    expect(&mut api, &mut events, Method::PATCH, &pods, echo).await;
+    applies_route(&mut api, &mut events).await;
+    let status_path = format!("{}/status", revision_path("hello-00001"));
+    expect(&mut api, &mut events, Method::PATCH, &status_path, revision_status(&r)).await;
+    expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        reasons(&events),
+        ["Created", "Created"],
+        "the unchanged Deployment has no event"
+    );
+}
+
+fn crashing_pod(revision: &str, namespace: &str) -> Pod {
+    let created = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(30);
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("{revision}-5d8f7c9b4-x2x9k"), "namespace": namespace,
+            "creationTimestamp": created.to_string(),
+            "labels": {"serving.runway.dev/service": "hello", "serving.runway.dev/revision": revision,
+                "pod-template-hash": "5d8f7c9b4"}},
+        "status": {"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}],
+            "containerStatuses": [{"name": "app", "image": "hello:1", "imageID": "", "ready": false,
+                "restartCount": 3,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container=app"}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": "DATABASE_URL is not set"}}}]}
+    }))
+    .unwrap()
+}
+
+const EXITS: &str = "container exits with code 1 (DATABASE_URL is not set), restarted 3 times";
+
+#[tokio::test]
+async fn crashing_pods_make_the_revision_and_the_service_not_ready_with_their_reason_and_a_warning() {
+    let r = revision("hello-00001", "hello:1", 1);
+    let caches = Caches {
+        pods: vec![
+            crashing_pod("hello-00001", "default"),
+            crashing_pod("hello-00001", "elsewhere"),
+        ],
+        revisions: vec![r.clone()],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(service(), caches);
+    let mut events = vec![];
+    applies_workload(&mut api, &mut events, "hello-00001", &live_deployment(&r, 1, 0)).await;
+    applies_route(&mut api, &mut events).await;
+    let status_path = format!("{}/status", revision_path("hello-00001"));
+    let revision = expect(&mut api, &mut events, Method::PATCH, &status_path, revision_status(&r)).await;
+    assert_eq!(state(&revision, "Ready"), pair("False", "ContainerExits"));
+    let status = expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    for type_ in ["Ready", "ConfigurationReady"] {
+        let c = condition(&status, type_);
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str(), c["message"].as_str()),
+            (Some("False"), Some("ContainerExits"), Some(EXITS)),
+            "{type_}"
+        );
+    }
+    remaining_events(&mut api, &mut events).await;
+    let action = task.await.unwrap().unwrap();
+    assert_eq!(reasons(&events), ["Created", "Created", "ContainerExits"]);
+    assert_eq!(events[2]["type"], "Warning");
+    assert_eq!(events[2]["note"], format!("hello-00001: {EXITS}"));
+    // The pod is 30 s into the 120 s deadline: look again when it passes.
+    let after = format!("{action:?}");
+    assert!(after.contains("requeue_after: Some(90."), "{after}");
+}
+
+#[tokio::test]
+async fn a_new_template_makes_a_revision_while_the_ready_one_keeps_the_traffic() {
+    let first = with_status(revision("hello-00001", "hello:1", 1), "True", 100);
+    let mut svc = service_with("hello:2", 2);
+    svc.status = Some(ServiceStatus {
+        latest_created_revision_name: Some("hello-00001".into()),
+        latest_ready_revision_name: Some("hello-00001".into()),
+        ..ServiceStatus::default()
+    });
+    let caches = Caches {
+        revisions: vec![first.clone()],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(svc, caches);
+    let mut events = vec![];
+    let created = expect(&mut api, &mut events, Method::POST, REVISIONS, echo).await;
+    assert_eq!(created["metadata"]["name"], "hello-00002");
+    let created: Revision = serde_json::from_value(created).unwrap();
+    applies_workload(&mut api, &mut events, "hello-00001", &live_deployment(&first, 2, 2)).await;
+    creates_workload(&mut api, &mut events, "hello-00002", 1).await;
+    applies_route(&mut api, &mut events).await;
+    let old = expect(
+        &mut api,
+        &mut events,
+        Method::PATCH,
+        &format!("{}/status", revision_path("hello-00001")),
+        revision_status(&first),
+    )
+    .await;
+    assert_eq!(old["status"]["trafficPercent"], 100);
+    let new = expect(
+        &mut api,
+        &mut events,
+        Method::PATCH,
+        &format!("{}/status", revision_path("hello-00002")),
+        revision_status(&created),
+    )
+    .await;
+    assert_eq!(
+        (&new["status"]["routed"], &new["status"]["trafficPercent"]),
+        (&json!(false), &json!(0))
+    );
+    let status = expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    assert_eq!(status["status"]["latestCreatedRevisionName"], "hello-00002");
+    assert_eq!(status["status"]["latestReadyRevisionName"], "hello-00001");
+    assert_eq!(status["status"]["trafficSummary"], "hello-00001=100%");
+    assert_eq!(state(&status, "ConfigurationReady"), pair("Unknown", "Deploying"));
+    assert_eq!(
+        condition(&status, "Ready")["message"],
+        "0 of 1 pods ready; requests go to hello-00001=100%"
+    );
+    assert_eq!(status["status"]["replicaSummary"], "2/3");
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn revisions_past_the_history_limit_are_deleted_once_at_zero_with_an_event() {
+    let revisions: Vec<Revision> = (1..=3)
+        .map(|g| {
+            with_status(
+                revision(&names::revision_name("hello", g), &format!("hello:{g}"), g),
+                "True",
+                0,
+            )
+        })
+        .collect();
+    let mut svc = service_with("hello:3", 3);
+    svc.spec.revision_history_limit = Some(1);
+    let caches = Caches {
+        revisions: revisions.clone(),
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(svc, caches);
+    let mut events = vec![];
+    // hello-00001 still has a pod, hello-00002 is at zero, hello-00003 serves.
+    for (r, pods) in revisions.iter().zip([1, 0, 1]) {
+        applies_workload(&mut api, &mut events, &r.name_any(), &live_deployment(r, pods, pods)).await;
+    }
+    applies_route(&mut api, &mut events).await;
+    for r in &revisions {
+        let path = format!("{}/status", revision_path(&r.name_any()));
+        expect(&mut api, &mut events, Method::PATCH, &path, revision_status(r)).await;
+    }
+    expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    let delete = expect(
+        &mut api,
+        &mut events,
+        Method::DELETE,
+        &revision_path("hello-00002"),
+        ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+    )
+    .await;
+    assert_eq!(delete["preconditions"]["uid"], "uid-hello-00002");
+    remaining_events(&mut api, &mut events).await;
+    task.await.unwrap().unwrap();
+    let deleted = events.iter().find(|e| e["reason"] == "RevisionDeleted").unwrap();
+    assert_eq!(
+        deleted["note"],
+        "deleted revision hello-00002: not routed, not the latest, and older than the 1 most recent (revisionHistoryLimit)"
+    );
+}
+
+#[tokio::test]
+async fn tags_get_route_services_and_removed_tags_lose_theirs() {
+    let r = with_status(revision("hello-00001", "hello:1", 1), "True", 100);
+    let mut svc = service();
+    svc.spec.traffic = Some(vec![TrafficTarget {
+        latest_revision: Some(true),
+        percent: Some(100),
+        tag: Some("canary".into()),
+        ..TrafficTarget::default()
+    }]);
+    let caches = Caches {
+        revisions: vec![r.clone()],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(svc, caches);
+    let mut events = vec![];
+    applies_workload(&mut api, &mut events, "hello-00001", &live_deployment(&r, 1, 1)).await;
+    applies_route(&mut api, &mut events).await;
+    let tag_path = kube_service_path("canary-hello");
+    expect(&mut api, &mut events, Method::GET, &tag_path, |_| not_found()).await;
+    let tag_route = expect(&mut api, &mut events, Method::PATCH, &tag_path, echo).await;
+    assert_eq!(tag_route["metadata"]["labels"][names::TAG_LABEL], "canary");
+    let owned = |name: &str, tag: &str| {
+        json!({"metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
+            "labels": {names::SERVICE_LABEL: "hello", names::TAG_LABEL: tag},
+            "ownerReferences": [{"apiVersion": "serving.runway.dev/v1alpha1", "kind": "Service", "name": "hello",
+                "uid": "uid-1", "controller": true}]}})
+    };
+    let list = json!({"kind": "ServiceList", "apiVersion": "v1", "metadata": {},
+        "items": [owned("canary-hello", "canary"), owned("old-hello", "old")]});
+    expect(
+        &mut api,
+        &mut events,
+        Method::GET,
+        "/api/v1/namespaces/default/services",
+        ok(list),
+    )
+    .await;
+    expect(
+        &mut api,
+        &mut events,
+        Method::DELETE,
+        &kube_service_path("old-hello"),
+        ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+    )
+    .await;
+    let path = format!("{}/status", revision_path("hello-00001"));
+    let revision = expect(&mut api, &mut events, Method::PATCH, &path, revision_status(&r)).await;
+    assert_eq!(revision["status"]["tags"], json!(["canary"]));
+    let status = expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    assert_eq!(
+        status["status"]["traffic"][0]["url"],
+        "http://canary-hello.default.example.com"
+    );
+    task.await.unwrap().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == "Deleted" && e["note"] == "Service old-hello deleted: its tag is no longer routed"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_taken_revision_name_is_refused_and_the_previous_revision_stays() {
+    let first = with_status(revision("hello-00001", "hello:1", 1), "True", 100);
+    let mut svc = service_with("hello:2", 3);
+    svc.spec.template.metadata = Some(TemplateMetadata {
+        name: Some("hello-blue".into()),
+        ..TemplateMetadata::default()
+    });
+    svc.status = Some(ServiceStatus {
+        latest_created_revision_name: Some("hello-00001".into()),
+        latest_ready_revision_name: Some("hello-00001".into()),
+        ..ServiceStatus::default()
+    });
+    let mut foreign = revision("hello-blue", "other:1", 1);
+    foreign.metadata.owner_references = Some(vec![OwnerReference {
+        uid: "someone-else".into(),
+        controller: Some(true),
+        ..OwnerReference::default()
+    }]);
+    let caches = Caches {
+        revisions: vec![first.clone(), foreign],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(svc, caches);
+    let mut events = vec![];
+    applies_workload(&mut api, &mut events, "hello-00001", &live_deployment(&first, 1, 1)).await;
+    applies_route(&mut api, &mut events).await;
+    let path = format!("{}/status", revision_path("hello-00001"));
+    expect(&mut api, &mut events, Method::PATCH, &path, revision_status(&first)).await;
+    let status = expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    assert_eq!(state(&status, "ConfigurationReady"), pair("False", "RevisionNameTaken"));
+    assert_eq!(status["status"]["latestCreatedRevisionName"], "hello-00001");
+    assert_eq!(status["status"]["trafficSummary"], "hello-00001=100%");
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(RETRY));
+    assert_eq!(reasons(&events)[0], "RevisionNameTaken");
+}
+
+/// The Deployment the release before revisions made for the Service, at `replicas`.
+fn legacy_deployment(replicas: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": "hello", "namespace": "default", "uid": "uid-legacy",
+            "labels": {names::SERVICE_LABEL: "hello", names::MANAGED_BY_LABEL: names::MANAGED_BY},
+            "ownerReferences": [{"apiVersion": "serving.runway.dev/v1alpha1", "kind": "Service", "name": "hello",
+                "uid": "uid-1", "controller": true}]},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {names::SERVICE_LABEL: "hello"}},
+            "template": {}}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn on_upgrade_the_first_revision_starts_with_the_previous_releases_pods_and_adopts_them() {
+    let mut svc = service_with("hello:1", 4);
+    svc.status = Some(ServiceStatus::default());
+    let old_pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "hello-7c9d8-abcde", "namespace": "default",
+            "labels": {names::SERVICE_LABEL: "hello", "pod-template-hash": "7c9d8"}}
+    }))
+    .unwrap();
+    let caches = Caches {
+        deployments: vec![legacy_deployment(3)],
+        pods: vec![old_pod],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(svc, caches);
+    let mut events = vec![];
+    let created = expect(&mut api, &mut events, Method::POST, REVISIONS, echo).await;
+    assert_eq!(created["metadata"]["name"], "hello-00004");
+    let created: Revision = serde_json::from_value(created).unwrap();
+    let labelled = expect(
+        &mut api,
+        &mut events,
+        Method::PATCH,
+        "/api/v1/namespaces/default/pods/hello-7c9d8-abcde",
+        echo,
+    )
+    .await;
+    assert_eq!(
+        labelled,
+        json!({"metadata": {"labels": {names::REVISION_LABEL: "hello-00004"}}}),
+        "the old pod serves as the revision's until its own pods are ready"
+    );
+    creates_workload(&mut api, &mut events, "hello-00004", 3).await;
+    applies_route(&mut api, &mut events).await;
+    let path = format!("{}/status", revision_path("hello-00004"));
+    expect(&mut api, &mut events, Method::PATCH, &path, revision_status(&created)).await;
+    expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    // The revision is not ready yet: the previous release's objects stay.
+    remaining_events(&mut api, &mut events).await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn on_upgrade_the_previous_releases_objects_go_once_the_first_revision_is_ready() {
+    let r = with_status(revision("hello-00004", "hello:1", 4), "True", 100);
+    let svc = service_with("hello:1", 4);
+    let caches = Caches {
+        revisions: vec![r.clone()],
+        deployments: vec![legacy_deployment(3)],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(svc, caches);
+    let mut events = vec![];
+    applies_workload(&mut api, &mut events, "hello-00004", &live_deployment(&r, 3, 3)).await;
+    applies_route(&mut api, &mut events).await;
+    let path = format!("{}/status", revision_path("hello-00004"));
+    expect(&mut api, &mut events, Method::PATCH, &path, revision_status(&r)).await;
+    expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    let legacy_pods = json!({"metadata": {"name": "hello-pods", "namespace": "default", "uid": "uid-legacy-pods",
+        "ownerReferences": [{"apiVersion": "serving.runway.dev/v1alpha1", "kind": "Service", "name": "hello",
+            "uid": "uid-1", "controller": true}]}});
+    let success = json!({"kind": "Status", "apiVersion": "v1", "status": "Success"});
+    expect(
+        &mut api,
+        &mut events,
+        Method::GET,
+        &kube_service_path("hello-pods"),
+        ok(legacy_pods),
+    )
+    .await;
+    let delete = expect(
+        &mut api,
+        &mut events,
+        Method::DELETE,
+        &kube_service_path("hello-pods"),
+        ok(success.clone()),
+    )
+    .await;
+    assert_eq!(delete["preconditions"]["uid"], "uid-legacy-pods");
+    let delete = expect(
+        &mut api,
+        &mut events,
+        Method::DELETE,
+        &deployment_path("hello"),
+        ok(success),
+    )
+    .await;
+    assert_eq!(delete["preconditions"]["uid"], "uid-legacy");
+    remaining_events(&mut api, &mut events).await;
+    task.await.unwrap().unwrap();
+    assert!(events.iter().any(|e| e["reason"] == "Upgraded"), "{events:?}");
+}
+
+fn rolling(revision_history: &[&str]) -> Service {
+    let mut svc = service_with("hello:2", 2);
+    svc.spec.rollout = Some(runway_api::Rollout {
+        duration_seconds: 30,
+        max_error_percent: Some(10),
+    });
+    svc.status = Some(ServiceStatus {
+        latest_created_revision_name: revision_history.last().map(|r| (*r).to_owned()),
+        latest_ready_revision_name: Some("hello-00001".into()),
+        ..ServiceStatus::default()
+    });
+    svc
+}
+
+/// Expects the reconcile of revisions 1 (two ready pods) and 2 (`next_pods` ready), up to the Service's status,
+/// which it returns.
+async fn reconciles_two(
+    api: &mut ApiHandle,
+    events: &mut Vec<Value>,
+    first: &Revision,
+    second: &Revision,
+    next_pods: i32,
+) -> Value {
+    applies_workload(api, events, "hello-00001", &live_deployment(first, 2, 2)).await;
+    applies_workload(
+        api,
+        events,
+        "hello-00002",
+        &live_deployment(second, next_pods, next_pods),
+    )
+    .await;
+    applies_route(api, events).await;
+    for r in [first, second] {
+        let path = format!("{}/status", revision_path(&r.name_any()));
+        expect(api, events, Method::PATCH, &path, revision_status(r)).await;
+    }
+    expect(api, events, Method::PATCH, STATUS, service_status).await
+}
+
+#[tokio::test]
+async fn a_new_ready_revision_starts_a_rollout_that_keeps_the_traffic_on_the_previous_one() {
+    let first = with_status(revision("hello-00001", "hello:1", 1), "True", 100);
+    let second = with_status(revision("hello-00002", "hello:2", 2), "True", 0);
+    let caches = Caches {
+        revisions: vec![first.clone(), second.clone()],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(rolling(&["hello-00001", "hello-00002"]), caches);
+    let mut events = vec![];
+    let status = reconciles_two(&mut api, &mut events, &first, &second, 1).await;
+    remaining_events(&mut api, &mut events).await;
+    let rollout = &status["status"]["rollout"];
+    assert_eq!(
+        (
+            &rollout["phase"],
+            &rollout["previousRevisionName"],
+            &rollout["nextRevisionName"],
+            &rollout["nextPercent"]
+        ),
+        (
+            &json!("Progressing"),
+            &json!("hello-00001"),
+            &json!("hello-00002"),
+            &json!(0)
+        )
+    );
+    assert_eq!(status["status"]["latestReadyRevisionName"], "hello-00002");
+    assert_eq!(status["status"]["trafficSummary"], "hello-00001=100%");
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::ZERO),
+        "the first step at once"
+    );
+    assert!(events.iter().any(|e| e["reason"] == "RolloutStarted"), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_rollout_whose_new_revision_answers_5xx_is_rolled_back_with_the_figures() {
+    let first = with_status(revision("hello-00001", "hello:1", 1), "True", 90);
+    let second = with_status(revision("hello-00002", "hello:2", 2), "True", 10);
+    let mut svc = rolling(&["hello-00001", "hello-00002"]);
+    let started = (Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(2)).to_string();
+    svc.status.as_mut().unwrap().latest_ready_revision_name = Some("hello-00002".into());
+    svc.status.as_mut().unwrap().rollout = Some(runway_api::RolloutStatus {
+        phase: RolloutPhase::Progressing,
+        previous_revision_name: "hello-00001".into(),
+        next_revision_name: "hello-00002".into(),
+        next_percent: 10,
+        started_at: started.clone(),
+        last_step_at: started,
+        message: None,
+    });
+    let mut board = Board::default();
+    board.set_known(["10.0.0.1".to_owned()].into());
+    let load = |revision: &str, requests, server_errors| runway_api::stats::ServiceLoad {
+        namespace: "default".into(),
+        name: "hello".into(),
+        revision: revision.into(),
+        concurrency: 1.0,
+        rps: 1.0,
+        queued: 0,
+        in_flight: 0,
+        requests,
+        server_errors,
+    };
+    let report = runway_api::stats::LoadReport {
+        activator: "a".into(),
+        kind: runway_api::stats::ReportKind::Periodic,
+        interval_ms: 1000,
+        services: vec![load("hello-00001", 90, 0), load("hello-00002", 10, 10)],
+    };
+    board.record("10.0.0.1", report, Instant::now());
+    let caches = Caches {
+        revisions: vec![first.clone(), second.clone()],
+        board,
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(svc, caches);
+    let mut events = vec![];
+    let status = reconciles_two(&mut api, &mut events, &first, &second, 1).await;
+    remaining_events(&mut api, &mut events).await;
+    assert_eq!(status["status"]["rollout"]["phase"], "RolledBack");
+    assert_eq!(status["status"]["trafficSummary"], "hello-00001=100%");
+    assert_eq!(state(&status, "ConfigurationReady"), pair("False", "RolloutFailed"));
+    assert_eq!(state(&status, "Ready"), pair("False", "RolloutFailed"));
+    task.await.unwrap().unwrap();
+    let failed = events.iter().find(|e| e["reason"] == "RolloutFailed").unwrap();
+    assert_eq!(failed["type"], "Warning");
+    assert!(
+        failed["note"].as_str().unwrap().starts_with(
+            "hello-00002 answered 10 of 10 requests with 5xx (100.0%), hello-00001 answered 0 of 90 (0.0%)"
+        ),
+        "{failed}"
+    );
+}
