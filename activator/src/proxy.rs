@@ -162,18 +162,14 @@ impl Proxy {
         let pinned = request.headers_mut().remove(REVISION).filter(|_| from_peer);
         let pinned = pinned.as_ref().and_then(|value| value.to_str().ok());
         // A Service with nothing to route to yet (just created, or written by a release without revisions until
-        // the operator resolves its traffic) holds its requests for a while instead of failing them.
-        let wait_until = arrival + NOT_READY_WAIT;
-        let route = loop {
-            let changed = self.registry.routes_changed();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            match self.registry.route(&host, entry, pinned) {
-                Route::NotReady(_) if Instant::now() < wait_until => {
-                    let _ = tokio::time::timeout_at(wait_until, changed).await;
-                }
-                route => break route,
+        // the operator resolves its traffic) holds its requests for a while instead of failing them; only those
+        // requests pay for waiting.
+        let route = match self.registry.route(&host, entry, pinned) {
+            Route::NotReady(_) => {
+                self.wait_for_route(&host, entry, pinned, arrival + NOT_READY_WAIT)
+                    .await
             }
+            route => route,
         };
         let revision = match route {
             Route::Revision(revision) => revision,
@@ -204,6 +200,22 @@ impl Proxy {
         revision.answered(response.status().as_u16(), !by_peer);
         revision.metrics.latency.observe(arrival.elapsed().as_secs_f64());
         Ok(response)
+    }
+
+    /// Routes `host` again each time a routing table or a revision arrives, until it leads somewhere or `until`.
+    async fn wait_for_route(&self, host: &str, entry: Entry, pinned: Option<&str>, until: Instant) -> Route {
+        loop {
+            // Registered before looking, so that a change between the look and the wait is not missed.
+            let changed = self.registry.routes_changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.registry.route(host, entry, pinned) {
+                Route::NotReady(_) if Instant::now() < until => {
+                    let _ = tokio::time::timeout_at(until, changed).await;
+                }
+                route => return route,
+            }
+        }
     }
 
     /// The response, and whether a peer activator took the request (it then counts the response in its own load
