@@ -1,22 +1,35 @@
 //! Upgrade from the release before revisions: a Service it reconciled has a Deployment `{service}` and a headless
 //! Service `{service}-pods`, both controlled by the Service itself, and pods labelled with the Service only. The
-//! reconciler makes the Service's first revision with as many pods as that Deployment runs (so capacity is kept) and
-//! labels the old pods with that revision: the new activators route to them at once (they also appear in the
-//! revision's pods' Service), while the previous activators keep routing through `{service}-pods`, which selects the
-//! revision's pods too (they carry the Service's label). Once the revision is Ready, both old objects are deleted,
-//! and the old pods with them. The old pods are not taken over by the revision's Deployment (the ReplicaSet selects
-//! its own template's hash): they restart as the revision's pods, without a request failing.
+//! reconciler makes the Service's first revision, marks it with [`UPGRADE_ANNOTATION`] and labels the old pods with
+//! it: the new activators route to them at once (they also appear in the revision's pods' Service), while the
+//! previous activators keep routing through `{service}-pods`, which selects them too (they carry the Service's label).
+//!
+//! Then the old pods are handed over without a restart when they run exactly the pod template the revision's
+//! Deployment would (the API server's dry run says so, defaults included): the old Deployment is deleted with its
+//! ReplicaSet orphaned, the ReplicaSet and its template get the revision's label, and the revision's Deployment,
+//! created after that, adopts it as its own current ReplicaSet (its template matches). When the templates differ,
+//! the revision's Deployment starts its own pods with as many replicas, and the old Deployment goes once the
+//! revision is ready, its pods with it. Either way `{service}-pods` goes once the revision is ready, and the mark
+//! with it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service as KubeService};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, ResourceExt};
-use runway_api::{Service, names};
+use kube::{Api, Resource, ResourceExt};
+use runway_api::{Revision, Service, names};
 
 use crate::children::{self, ChildError};
+
+/// Marks the Service's first revision while objects of the release before revisions are left; its value names the
+/// previous release's Deployment. Only the reconciler reads it.
+pub const UPGRADE_ANNOTATION: &str = "serving.runway.dev/upgraded-from";
+
+/// The label the Deployment controller gives each ReplicaSet and its pods: a hash of the template it was made from.
+const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
 /// The previous release's Deployment of the Service, from the watch's cache, while it exists.
 pub fn deployment(deployments: &Store<Deployment>, service: &Service, uid: &str) -> Option<Arc<Deployment>> {
@@ -29,6 +42,110 @@ pub fn deployment(deployments: &Store<Deployment>, service: &Service, uid: &str)
 /// Its replicas: the first revision starts with as many.
 pub fn replicas(deployment: &Deployment) -> i32 {
     deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
+}
+
+/// Whether `revision` carries the upgrade's mark.
+pub fn upgrading(revision: &Revision) -> bool {
+    revision.annotations().contains_key(UPGRADE_ANNOTATION)
+}
+
+/// What the previous release's Deployment allows before the first revision's own Deployment is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handover {
+    /// It is still rolling out, scaling or going away: look again shortly.
+    Wait,
+    /// Its rollout is complete: its pods can be handed over if their template is the revision's.
+    Ready,
+    /// It runs no pod, or its rollout failed: the revision starts pods of its own.
+    Replace,
+}
+
+/// Decides from the Deployment's spec and status. Nobody scales the old Deployment any more, so one that is not yet
+/// settled settles within seconds, unless its rollout failed.
+pub fn handover(deployment: &Deployment) -> Handover {
+    if deployment.metadata.deletion_timestamp.is_some() {
+        return Handover::Wait;
+    }
+    let wanted = replicas(deployment);
+    let status = deployment.status.clone().unwrap_or_default();
+    let failed = status.conditions.iter().flatten().any(|c| {
+        c.type_ == "Progressing" && c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    if wanted == 0 || failed {
+        return Handover::Replace;
+    }
+    let observed = status.observed_generation >= deployment.metadata.generation;
+    let rolled_out = status.replicas == Some(wanted) && status.updated_replicas == Some(wanted);
+    if observed && rolled_out {
+        Handover::Ready
+    } else {
+        Handover::Wait
+    }
+}
+
+/// Whether the previous release's pods run what revision `revision`'s Deployment would run: its template with the
+/// revision's label is the one the API server's dry run of that Deployment returned (defaults included), which is
+/// also how the Deployment controller recognises a ReplicaSet as its current one.
+pub fn same_pods(legacy: &Deployment, revision_deployment: &Deployment, revision: &str) -> bool {
+    let template = |deployment: &Deployment| deployment.spec.as_ref().map(|s| s.template.clone());
+    let relabelled = template(legacy).map(|mut t| {
+        labels_of(&mut t).insert(names::REVISION_LABEL.to_owned(), revision.to_owned());
+        t
+    });
+    let unhashed = |t: Option<PodTemplateSpec>| {
+        t.map(|mut t| {
+            labels_of(&mut t).remove(TEMPLATE_HASH_LABEL);
+            t
+        })
+    };
+    let revision_template = template(revision_deployment);
+    revision_template.is_some() && unhashed(relabelled) == unhashed(revision_template)
+}
+
+fn labels_of(template: &mut PodTemplateSpec) -> &mut BTreeMap<String, String> {
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default)
+}
+
+/// The previous release's ReplicaSets left without a controller once its Deployment was deleted with them orphaned,
+/// sorted by what becomes of them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Orphans {
+    /// The one that runs the pods, not yet labelled with the revision.
+    pub to_label: Option<String>,
+    /// Its replicas once it is labelled: the revision's Deployment, created with as many, adopts it.
+    pub labelled: Option<i32>,
+    /// Earlier templates' ReplicaSets (without pods), and any other that runs pods: deleted.
+    pub stale: Vec<String>,
+}
+
+/// Sorts ReplicaSets of the Service (its label) without a controller, for revision `revision`.
+pub fn orphans(replica_sets: &[ReplicaSet], revision: &str) -> Orphans {
+    let mut sorted = Orphans::default();
+    let mut candidates: Vec<(&ReplicaSet, i32)> = replica_sets
+        .iter()
+        .filter(|rs| !rs.owner_references().iter().any(|o| o.controller == Some(true)))
+        .map(|rs| (rs, rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)))
+        .collect();
+    // The most pods first: with several, the one kept is the one whose loss would cost the most capacity.
+    candidates.sort_by_key(|(_, replicas)| -replicas);
+    for (rs, replicas) in candidates {
+        match rs.labels().get(names::REVISION_LABEL).map(String::as_str) {
+            Some(labelled) if labelled == revision => {
+                sorted.labelled.get_or_insert(replicas);
+            }
+            // Another revision's: not the previous release's.
+            Some(_) => {}
+            None if replicas > 0 && sorted.to_label.is_none() && sorted.labelled.is_none() => {
+                sorted.to_label = Some(rs.name_any());
+            }
+            None => sorted.stale.push(rs.name_any()),
+        }
+    }
+    sorted
 }
 
 /// The previous release's pods of Service `service` not yet labelled with a revision.
@@ -51,24 +168,83 @@ pub async fn adopt(api: &Api<Pod>, name: &str, revision: &str) -> Result<(), kub
     Ok(())
 }
 
-/// Deletes the previous release's pods' Service, then its Deployment `legacy`: each only while it is still the
-/// object the Service controls. True when this call deleted the Deployment.
+/// Labels ReplicaSet `name` and its template with `revision`, so that the revision's Deployment selects it and
+/// finds its own template there (the pods it already runs carry the label).
+pub async fn label_replica_set(api: &Api<ReplicaSet>, name: &str, revision: &str) -> Result<(), kube::Error> {
+    let labels = serde_json::json!({names::REVISION_LABEL: revision});
+    let patch = serde_json::json!({
+        "metadata": {"labels": labels},
+        "spec": {"template": {"metadata": {"labels": labels}}},
+    });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Sets (`Some`) or removes (`None`) the upgrade's mark on revision `name`.
+pub async fn mark(api: &Api<Revision>, name: &str, value: Option<&str>) -> Result<(), kube::Error> {
+    let patch = serde_json::json!({"metadata": {"annotations": {UPGRADE_ANNOTATION: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Deletes the previous release's Deployment `legacy`, while it is still that object, leaving its ReplicaSets and
+/// pods running. True when this call deleted it.
+pub async fn orphan(api: &Api<Deployment>, legacy: &Deployment) -> Result<bool, ChildError> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: legacy.uid(),
+            resource_version: None,
+        }),
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..DeleteParams::default()
+    };
+    match api.delete(&legacy.name_any(), &params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
+        Err(source) => Err(api_error(legacy, source)),
+    }
+}
+
+/// Deletes ReplicaSet `name` and its pods.
+pub async fn delete_replica_set(api: &Api<ReplicaSet>, name: &str) -> Result<(), kube::Error> {
+    match api.delete(name, &DeleteParams::background()).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        result => result.map(drop),
+    }
+}
+
+fn api_error<K: Resource<DynamicType = ()>>(object: &K, source: kube::Error) -> ChildError {
+    ChildError::Api {
+        kind: K::kind(&()).into_owned(),
+        name: object.name_any(),
+        source,
+    }
+}
+
+/// Deletes the previous release's pods' Service `{service}-pods` and, when it is still there, its Deployment
+/// `legacy` (its pods with it): each only while it is still the object the Service (`uid`) controls. True when this
+/// call deleted either.
 pub async fn remove(
     deployments: &Api<Deployment>,
     kube_services: &Api<KubeService>,
-    legacy: &Deployment,
+    service: &str,
+    legacy: Option<&Deployment>,
     uid: &str,
 ) -> Result<bool, ChildError> {
-    let pods = names::pods_service_name(&legacy.name_any());
+    let pods = names::pods_service_name(service);
     let live = kube_services.get_opt(&pods).await.map_err(|source| ChildError::Api {
         kind: "Service".to_owned(),
         name: pods.clone(),
         source,
     })?;
+    let mut deleted = false;
     if let Some(live) = live.filter(|live| children::is_controlled_by(live, uid)) {
-        children::delete(kube_services, &live).await?;
+        deleted |= children::delete(kube_services, &live).await?;
     }
-    children::delete(deployments, legacy).await
+    if let Some(legacy) = legacy {
+        deleted |= children::delete(deployments, legacy).await?;
+    }
+    Ok(deleted)
 }
 
 #[cfg(test)]
@@ -80,6 +256,139 @@ mod tests {
         pod.metadata.namespace = Some(namespace.into());
         pod.metadata.labels = Some(labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect());
         Arc::new(pod)
+    }
+
+    /// A Deployment of the previous release at `generation` wanting `replicas`, with `status` as JSON.
+    fn deployment(replicas: i32, generation: i64, status: serde_json::Value) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "hello", "generation": generation},
+            "spec": {"replicas": replicas, "selector": {}, "template": {}},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_rolled_out_deployment_hands_its_pods_over() {
+        let rolled_out = serde_json::json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3});
+        assert_eq!(handover(&deployment(3, 2, rolled_out.clone())), Handover::Ready);
+        let stale_status = serde_json::json!({"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3});
+        assert_eq!(handover(&deployment(3, 2, stale_status)), Handover::Wait);
+        let rolling = serde_json::json!({"observedGeneration": 2, "replicas": 4, "updatedReplicas": 1});
+        assert_eq!(handover(&deployment(3, 2, rolling)), Handover::Wait);
+        let scaling = serde_json::json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2});
+        assert_eq!(handover(&deployment(3, 2, scaling)), Handover::Wait);
+        assert_eq!(handover(&deployment(3, 2, serde_json::json!({}))), Handover::Wait);
+        let mut going = deployment(3, 2, rolled_out.clone());
+        going.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        assert_eq!(handover(&going), Handover::Wait, "being deleted with its pods orphaned");
+    }
+
+    #[test]
+    fn a_deployment_without_pods_or_with_a_failed_rollout_is_replaced() {
+        let idle = serde_json::json!({"observedGeneration": 2});
+        assert_eq!(handover(&deployment(0, 2, idle)), Handover::Replace);
+        let failed = serde_json::json!({"observedGeneration": 2, "replicas": 4, "updatedReplicas": 1,
+            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]});
+        assert_eq!(handover(&deployment(3, 2, failed)), Handover::Replace);
+    }
+
+    /// A Deployment whose pod template has `labels` and runs `image`.
+    fn with_template(labels: serde_json::Value, image: &str) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "any"},
+            "spec": {"selector": {}, "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": image, "imagePullPolicy": "IfNotPresent"}]},
+            }},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_pods_are_the_revisions_when_only_the_revision_label_differs() {
+        let legacy = with_template(serde_json::json!({names::SERVICE_LABEL: "hello"}), "hello:1");
+        let revision = |image| {
+            with_template(
+                serde_json::json!({names::SERVICE_LABEL: "hello", names::REVISION_LABEL: "hello-00001"}),
+                image,
+            )
+        };
+        assert!(same_pods(&legacy, &revision("hello:1"), "hello-00001"));
+        assert!(
+            !same_pods(&legacy, &revision("hello:2"), "hello-00001"),
+            "another image"
+        );
+        assert!(
+            !same_pods(&legacy, &revision("hello:1"), "hello-00002"),
+            "another revision's label"
+        );
+        let extra = with_template(
+            serde_json::json!({names::SERVICE_LABEL: "hello", names::REVISION_LABEL: "hello-00001", "team": "a"}),
+            "hello:1",
+        );
+        assert!(!same_pods(&legacy, &extra, "hello-00001"), "another label");
+    }
+
+    /// A ReplicaSet `name` with `replicas`, labelled with `revision` when given, controlled by a Deployment or not.
+    fn replica_set(name: &str, replicas: i32, revision: Option<&str>, controlled: bool) -> ReplicaSet {
+        let mut labels = serde_json::json!({names::SERVICE_LABEL: "hello"});
+        if let Some(revision) = revision {
+            labels[names::REVISION_LABEL] = revision.into();
+        }
+        let owners = if controlled {
+            serde_json::json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "x", "uid": "u",
+                "controller": true}])
+        } else {
+            serde_json::json!([])
+        };
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels, "ownerReferences": owners},
+            "spec": {"replicas": replicas, "selector": {}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_orphaned_replica_set_that_runs_the_pods_is_labelled_and_earlier_ones_go() {
+        let listed = [
+            replica_set("hello-old", 0, None, false),
+            replica_set("hello-current", 3, None, false),
+            replica_set("hello-00002-abc", 2, Some("hello-00002"), true),
+            replica_set("other-revision", 1, Some("hello-00009"), false),
+        ];
+        let sorted = orphans(&listed, "hello-00001");
+        assert_eq!(
+            sorted,
+            Orphans {
+                to_label: Some("hello-current".into()),
+                labelled: None,
+                stale: vec!["hello-old".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn a_labelled_orphan_gives_the_revision_its_pod_count() {
+        let listed = [
+            replica_set("hello-current", 3, Some("hello-00001"), false),
+            replica_set("hello-old", 0, None, false),
+        ];
+        let sorted = orphans(&listed, "hello-00001");
+        assert_eq!(sorted.labelled, Some(3));
+        assert_eq!(
+            sorted.to_label, None,
+            "labelled already: the next step creates the Deployment"
+        );
+        assert_eq!(sorted.stale, ["hello-old"]);
+        let adopted = [replica_set("hello-current", 3, Some("hello-00001"), true)];
+        assert_eq!(
+            orphans(&adopted, "hello-00001"),
+            Orphans::default(),
+            "its Deployment owns it"
+        );
     }
 
     #[test]

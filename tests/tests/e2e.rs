@@ -2642,7 +2642,12 @@ async fn upgrade_from_previous(cluster: &Cluster, ns: &str, chart: &str) -> anyh
         &kubeconfig,
     ])
     .await?;
-    let target = deploy(cluster, ns, "legacy", &[], json!({"containerConcurrency": 10})).await?;
+    // Two pods held by the bounds, so that the old Deployment is at rest when the new operator takes over.
+    let spec = json!({"containerConcurrency": 10, "scaling": {"minScale": 2, "maxScale": 2}});
+    let target = deploy(cluster, ns, "legacy", &[], spec).await?;
+    let pods_api: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    let selector = format!("{}=legacy", runway_api::names::SERVICE_LABEL);
+    let old_pods = runway_tests::pods::wait_ready(&pods_api, &selector, 2, Duration::from_secs(120)).await?;
     let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), ns);
     let legacy = deployments
         .get("legacy")
@@ -2675,9 +2680,50 @@ async fn upgrade_from_previous(cluster: &Cluster, ns: &str, chart: &str) -> anyh
         },
     )
     .await?;
-    settled(&target, &revision, 5).await?;
+    // Every activator routes to the revision, which answers from the pods the previous release started.
+    let bodies: Vec<String> = old_pods
+        .iter()
+        .map(|p| format!("hello from {}", kube::ResourceExt::name_any(p)))
+        .collect();
+    wait_until(
+        format!("{} answered by {revision} from the pods it took over", target.host),
+        READY,
+        || async {
+            for _ in 0..5 {
+                let outcome = load::get(&load::client(), &target, "/", REQUEST).await;
+                let from_old_pod = bodies.iter().any(|b| outcome.body.starts_with(b.as_str()));
+                if !(outcome.ok() && outcome.revision.as_deref() == Some(revision.as_str()) && from_old_pod) {
+                    return Err(format!("{} from {:?}", seen(&outcome), outcome.revision));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await?;
     let outcomes = load.finish().await;
     eprintln!("through the upgrade: {:?}", load::tally(&outcomes));
     print_failures(started_ms, &outcomes);
-    ensure_all_ok("requests during the upgrade", &outcomes)
+    ensure_all_ok("requests during the upgrade", &outcomes)?;
+    // The template did not change: the revision's Deployment runs the very pods the previous release started.
+    let now = runway_tests::pods::wait_ready(&pods_api, &selector, 2, Duration::from_secs(30)).await?;
+    let uids = |pods: &[Pod]| -> std::collections::BTreeSet<String> {
+        pods.iter().filter_map(|p| p.metadata.uid.clone()).collect()
+    };
+    ensure!(
+        uids(&now) == uids(&old_pods),
+        "pods restarted on upgrade: before {:?}, after {:?}",
+        old_pods.iter().map(kube::ResourceExt::name_any).collect::<Vec<_>>(),
+        now.iter().map(runway_tests::pods::summary).collect::<Vec<_>>()
+    );
+    let own = deployments.get(&revision).await?;
+    let ready = own.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    ensure!(
+        ready == 2,
+        "Deployment {revision} has {ready} ready pods, not the 2 it took over"
+    );
+    let events = runway::events(cluster, ns).await?;
+    let upgrading = events.iter().find(|e| e.reason == "Upgrading");
+    ensure!(upgrading.is_some(), "no Upgrading event: {events:?}");
+    eprintln!("{:?}", upgrading);
+    Ok(())
 }

@@ -36,6 +36,7 @@ use crate::metrics::{Metrics, ReasonLabels, ResultLabels};
 use crate::revision_status;
 use crate::revisions::{self, Readiness};
 use crate::status::{self, CONFIGURATION_READY, ChildProblem, State};
+use upgrade::Upgrade;
 
 /// Reconcile again this often even without changes, to repair drift.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -169,11 +170,28 @@ async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Err
 
     let (owned, latest_created) = run.latest_created(&mut problems).await?;
     let legacy = legacy::deployment(&ctx.deployments, service, &run.uid);
+    let latest_revision = owned
+        .iter()
+        .find(|r| latest_created.as_deref() == r.metadata.name.as_deref())
+        .cloned();
     let mut retry = false;
-    if let Some(revision) = latest_created.as_deref().filter(|_| legacy.is_some()) {
-        retry |= !run.adopt_legacy_pods(revision).await;
+    let upgrade = match &latest_revision {
+        Some(revision) => {
+            let (upgrade, ok) = run.upgrade(revision, legacy.as_deref()).await;
+            retry |= !ok;
+            upgrade
+        }
+        None => Upgrade::Done,
+    };
+    if upgrade == Upgrade::Pending {
+        // The first revision's Deployment waits for the old pods' hand-over; the rest follows once it exists.
+        return Ok(Action::requeue(if retry { RETRY } else { upgrade::HANDOVER_RECHECK }));
     }
-    let (seen, recheck) = run.observe(owned, latest_created.as_deref(), legacy.as_deref()).await?;
+    let taken_over = match upgrade {
+        Upgrade::Proceed { initial } => initial,
+        Upgrade::Done | Upgrade::Pending => None,
+    };
+    let (seen, recheck) = run.observe(owned, latest_created.as_deref(), taken_over).await?;
     let readiness: Vec<Readiness> = seen
         .iter()
         .map(|s| Readiness {
@@ -211,8 +229,8 @@ async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Err
     run.write_status(&observed).await?;
     run.rollout_effects(&rollout).await;
 
-    if let Some(legacy) = legacy.filter(|_| latest_is_ready) {
-        retry |= !run.remove_legacy(&legacy, latest.created).await;
+    if let Some(created) = latest.created.filter(|_| latest_is_ready && upgrade != Upgrade::Done) {
+        retry |= !run.finish_upgrade(created, legacy.as_deref()).await;
     }
     let mut keep: BTreeSet<&str> = observed.traffic.iter().map(|t| t.revision_name.as_str()).collect();
     keep.extend(latest.created);

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use runway_api::{Revision, RevisionKey, TrafficTargetStatus};
 
@@ -11,7 +10,7 @@ use super::{Error, Run, Seen};
 use crate::autoscaler::policy::Policy;
 use crate::children::{self, FIELD_MANAGER};
 use crate::status::{READY, Replicas, State};
-use crate::{failure, legacy, revision_status, traffic, workloads};
+use crate::{failure, revision_status, traffic, workloads};
 
 impl Run<'_> {
     /// Applies every revision's workload and observes it; also says when a starting pod reaches its deadline.
@@ -19,14 +18,14 @@ impl Run<'_> {
         &self,
         owned: Vec<Arc<Revision>>,
         latest_created: Option<&str>,
-        legacy: Option<&Deployment>,
+        taken_over: Option<i32>,
     ) -> Result<(Vec<Seen>, Option<Duration>), Error> {
         let mut seen = vec![];
         let mut recheck: Option<Duration> = None;
         for revision in owned {
             let latest = latest_created == revision.metadata.name.as_deref();
             let (observed, recheck_in) = self
-                .observe_one(&revision, self.initial_scale(&revision, latest, legacy))
+                .observe_one(&revision, self.initial_scale(&revision, latest, taken_over))
                 .await?;
             recheck = recheck.into_iter().chain(recheck_in).min();
             let ready = revision_status::readiness(&revision, &observed);
@@ -39,13 +38,14 @@ impl Run<'_> {
         Ok((seen, recheck))
     }
 
-    /// Pods a revision's Deployment starts with when it is created: on upgrade, the previous release's count for the
-    /// Service's first revision, so that capacity is kept; the Service's initial scale for the latest revision and
-    /// for routed ones; none for an old unrouted revision whose Deployment went missing.
-    fn initial_scale(&self, revision: &Revision, latest: bool, legacy: Option<&Deployment>) -> i32 {
+    /// Pods a revision's Deployment starts with when it is created: on upgrade, the count of the previous release's
+    /// pods it takes over (`taken_over`) for the Service's first revision, so that capacity is kept; the Service's
+    /// initial scale for the latest revision and for routed ones; none for an old unrouted revision whose Deployment
+    /// went missing.
+    fn initial_scale(&self, revision: &Revision, latest: bool, taken_over: Option<i32>) -> i32 {
         let routed = revision.status.as_ref().is_some_and(|s| s.routed);
-        match legacy {
-            Some(legacy) if latest => legacy::replicas(legacy),
+        match taken_over {
+            Some(pods) if latest => pods,
             _ if latest || routed => {
                 let defaults = &self.ctx.settings.defaults;
                 Policy::new(&self.service.spec.scaling, &revision.spec, true, defaults).initial_scale

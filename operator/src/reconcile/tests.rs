@@ -760,51 +760,181 @@ async fn a_taken_revision_name_is_refused_and_the_previous_revision_stays() {
     assert_eq!(reasons(&events)[0], "RevisionNameTaken");
 }
 
-/// The Deployment the release before revisions made for the Service, at `replicas`.
-fn legacy_deployment(replicas: i32) -> Deployment {
+/// The Deployment the release before revisions made for the Service: rolled out at `replicas`, running the pods
+/// revision `hello-00004` would run at `image` (the release's labels, without the revision's).
+fn legacy_deployment(replicas: i32, image: &str) -> Deployment {
+    let mut template = desired::deployment("hello", &revision("hello-00004", image, 4), None)
+        .spec
+        .unwrap()
+        .template;
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(names::REVISION_LABEL);
+    }
     serde_json::from_value(json!({
-        "metadata": {"name": "hello", "namespace": "default", "uid": "uid-legacy",
+        "metadata": {"name": "hello", "namespace": "default", "uid": "uid-legacy", "generation": 2,
             "labels": {names::SERVICE_LABEL: "hello", names::MANAGED_BY_LABEL: names::MANAGED_BY},
             "ownerReferences": [{"apiVersion": "serving.runway.dev/v1alpha1", "kind": "Service", "name": "hello",
                 "uid": "uid-1", "controller": true}]},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {names::SERVICE_LABEL: "hello"}},
-            "template": {}}
+            "template": template},
+        "status": {"observedGeneration": 2, "replicas": replicas, "updatedReplicas": replicas},
     }))
     .unwrap()
 }
 
-#[tokio::test]
-async fn on_upgrade_the_first_revision_starts_with_the_previous_releases_pods_and_adopts_them() {
-    let mut svc = service_with("hello:1", 4);
-    svc.status = Some(ServiceStatus::default());
-    let old_pod: Pod = serde_json::from_value(json!({
+/// Revision `hello-00004` at hello:1 with the upgrade's mark.
+fn marked_revision() -> Revision {
+    let mut r = revision("hello-00004", "hello:1", 4);
+    r.metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(legacy::UPGRADE_ANNOTATION.into(), "hello".into());
+    r
+}
+
+/// A pod the release before revisions started: labelled with the Service only.
+fn old_pod() -> Pod {
+    serde_json::from_value(json!({
         "metadata": {"name": "hello-7c9d8-abcde", "namespace": "default",
             "labels": {names::SERVICE_LABEL: "hello", "pod-template-hash": "7c9d8"}}
     }))
-    .unwrap();
-    let caches = Caches {
-        deployments: vec![legacy_deployment(3)],
-        pods: vec![old_pod],
-        ..Caches::default()
-    };
-    let (task, mut api) = run_reconcile(svc, caches);
-    let mut events = vec![];
-    let created = expect(&mut api, &mut events, Method::POST, REVISIONS, echo).await;
+    .unwrap()
+}
+
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
+const REPLICA_SETS: &str = "/apis/apps/v1/namespaces/default/replicasets";
+
+/// Expects the first steps of every upgrade's first reconcile: revision `hello-00004` created and marked, the old
+/// pod labelled with it; returns the revision.
+async fn creates_the_marked_revision(api: &mut ApiHandle, events: &mut Vec<Value>) -> Revision {
+    let created = expect(api, events, Method::POST, REVISIONS, echo).await;
     assert_eq!(created["metadata"]["name"], "hello-00004");
     let created: Revision = serde_json::from_value(created).unwrap();
-    let labelled = expect(
-        &mut api,
-        &mut events,
-        Method::PATCH,
-        "/api/v1/namespaces/default/pods/hello-7c9d8-abcde",
-        echo,
-    )
-    .await;
+    let marked = serde_json::to_value(marked_revision()).unwrap();
+    let mark = expect(api, events, Method::PATCH, &revision_path("hello-00004"), ok(marked)).await;
+    assert_eq!(mark["metadata"]["annotations"][legacy::UPGRADE_ANNOTATION], "hello");
+    let pod = "/api/v1/namespaces/default/pods/hello-7c9d8-abcde";
+    let labelled = expect(api, events, Method::PATCH, pod, echo).await;
     assert_eq!(
         labelled,
         json!({"metadata": {"labels": {names::REVISION_LABEL: "hello-00004"}}}),
-        "the old pod serves as the revision's until its own pods are ready"
+        "the old pod serves as the revision's at once"
     );
+    created
+}
+
+fn upgrading_service() -> Service {
+    let mut svc = service_with("hello:1", 4);
+    // As the release before revisions wrote it: no revision names.
+    svc.status = Some(ServiceStatus::default());
+    svc
+}
+
+#[tokio::test]
+async fn on_upgrade_pods_that_run_the_revisions_template_are_orphaned_for_it_not_restarted() {
+    let caches = Caches {
+        deployments: vec![legacy_deployment(3, "hello:1")],
+        pods: vec![old_pod()],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(upgrading_service(), caches);
+    let mut events = vec![];
+    creates_the_marked_revision(&mut api, &mut events).await;
+    // The dry run answers with the template the revision's Deployment would have: the old one plus the label.
+    let probe = expect(&mut api, &mut events, Method::POST, DEPLOYMENTS, echo).await;
+    assert_eq!(probe["metadata"]["name"], "hello-00004");
+    let success = json!({"kind": "Status", "apiVersion": "v1", "status": "Success"});
+    let delete = expect(
+        &mut api,
+        &mut events,
+        Method::DELETE,
+        &deployment_path("hello"),
+        ok(success),
+    )
+    .await;
+    assert_eq!(delete["propagationPolicy"], "Orphan", "its ReplicaSet and pods stay");
+    assert_eq!(delete["preconditions"]["uid"], "uid-legacy");
+    // The revision's Deployment waits until the ReplicaSet is free to adopt.
+    remaining_events(&mut api, &mut events).await;
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(upgrade::HANDOVER_RECHECK));
+    assert_eq!(reasons(&events), ["Created", "Upgrading"]);
+}
+
+/// A ReplicaSet of the old Deployment, orphaned, at `replicas`, labelled with `revision` when given.
+fn orphaned_replica_set(name: &str, replicas: i32, revision: Option<&str>) -> Value {
+    let mut labels = json!({names::SERVICE_LABEL: "hello", "pod-template-hash": "7c9d8"});
+    if let Some(revision) = revision {
+        labels[names::REVISION_LABEL] = revision.into();
+    }
+    json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {names::SERVICE_LABEL: "hello"}}}})
+}
+
+fn replica_set_list(items: Vec<Value>) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {}, "items": items})
+}
+
+#[tokio::test]
+async fn once_the_old_deployment_is_gone_its_replica_set_gets_the_revisions_label_and_earlier_ones_go() {
+    let caches = Caches {
+        revisions: vec![marked_revision()],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(upgrading_service(), caches);
+    let mut events = vec![];
+    let listed = replica_set_list(vec![
+        orphaned_replica_set("hello-old", 0, None),
+        orphaned_replica_set("hello-7c9d8", 3, None),
+    ]);
+    expect(&mut api, &mut events, Method::GET, REPLICA_SETS, ok(listed)).await;
+    let success = json!({"kind": "Status", "apiVersion": "v1", "status": "Success"});
+    let stale = format!("{REPLICA_SETS}/hello-old");
+    expect(&mut api, &mut events, Method::DELETE, &stale, ok(success)).await;
+    let current = format!("{REPLICA_SETS}/hello-7c9d8");
+    let replica_set = orphaned_replica_set("hello-7c9d8", 3, Some("hello-00004"));
+    let patch = expect(&mut api, &mut events, Method::PATCH, &current, ok(replica_set)).await;
+    let label = json!({names::REVISION_LABEL: "hello-00004"});
+    assert_eq!(patch["metadata"]["labels"], label);
+    assert_eq!(
+        patch["spec"]["template"]["metadata"]["labels"], label,
+        "its template becomes the revision's"
+    );
+    remaining_events(&mut api, &mut events).await;
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(upgrade::HANDOVER_RECHECK));
+}
+
+#[tokio::test]
+async fn the_revisions_deployment_is_created_with_as_many_pods_as_the_replica_set_it_adopts() {
+    let r = marked_revision();
+    let caches = Caches {
+        revisions: vec![r.clone()],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(upgrading_service(), caches);
+    let mut events = vec![];
+    let listed = replica_set_list(vec![orphaned_replica_set("hello-7c9d8", 3, Some("hello-00004"))]);
+    expect(&mut api, &mut events, Method::GET, REPLICA_SETS, ok(listed)).await;
+    creates_workload(&mut api, &mut events, "hello-00004", 3).await;
+    applies_route(&mut api, &mut events).await;
+    let path = format!("{}/status", revision_path("hello-00004"));
+    expect(&mut api, &mut events, Method::PATCH, &path, revision_status(&r)).await;
+    expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    remaining_events(&mut api, &mut events).await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn on_upgrade_pods_of_another_template_are_replaced_once_with_as_many() {
+    let caches = Caches {
+        deployments: vec![legacy_deployment(3, "hello:0")],
+        pods: vec![old_pod()],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(upgrading_service(), caches);
+    let mut events = vec![];
+    let created = creates_the_marked_revision(&mut api, &mut events).await;
+    expect(&mut api, &mut events, Method::POST, DEPLOYMENTS, echo).await;
     creates_workload(&mut api, &mut events, "hello-00004", 3).await;
     applies_route(&mut api, &mut events).await;
     let path = format!("{}/status", revision_path("hello-00004"));
@@ -816,12 +946,15 @@ async fn on_upgrade_the_first_revision_starts_with_the_previous_releases_pods_an
 }
 
 #[tokio::test]
-async fn on_upgrade_the_previous_releases_objects_go_once_the_first_revision_is_ready() {
-    let r = with_status(revision("hello-00004", "hello:1", 4), "True", 100);
+async fn on_upgrade_the_previous_releases_objects_and_the_mark_go_once_the_first_revision_is_ready() {
+    let r = with_status(marked_revision(), "True", 100);
     let svc = service_with("hello:1", 4);
     let caches = Caches {
         revisions: vec![r.clone()],
-        deployments: vec![legacy_deployment(3)],
+        deployments: vec![
+            legacy_deployment(3, "hello:0"),
+            serde_json::from_value(live_deployment(&r, 3, 3)).unwrap(),
+        ],
         ..Caches::default()
     };
     let (task, mut api) = run_reconcile(svc, caches);
@@ -835,19 +968,13 @@ async fn on_upgrade_the_previous_releases_objects_go_once_the_first_revision_is_
         "ownerReferences": [{"apiVersion": "serving.runway.dev/v1alpha1", "kind": "Service", "name": "hello",
             "uid": "uid-1", "controller": true}]}});
     let success = json!({"kind": "Status", "apiVersion": "v1", "status": "Success"});
-    expect(
-        &mut api,
-        &mut events,
-        Method::GET,
-        &kube_service_path("hello-pods"),
-        ok(legacy_pods),
-    )
-    .await;
+    let pods_service = kube_service_path("hello-pods");
+    expect(&mut api, &mut events, Method::GET, &pods_service, ok(legacy_pods)).await;
     let delete = expect(
         &mut api,
         &mut events,
         Method::DELETE,
-        &kube_service_path("hello-pods"),
+        &pods_service,
         ok(success.clone()),
     )
     .await;
@@ -861,6 +988,18 @@ async fn on_upgrade_the_previous_releases_objects_go_once_the_first_revision_is_
     )
     .await;
     assert_eq!(delete["preconditions"]["uid"], "uid-legacy");
+    let unmark = expect(
+        &mut api,
+        &mut events,
+        Method::PATCH,
+        &revision_path("hello-00004"),
+        ok(serde_json::to_value(&r).unwrap()),
+    )
+    .await;
+    assert_eq!(
+        unmark["metadata"]["annotations"][legacy::UPGRADE_ANNOTATION],
+        Value::Null
+    );
     remaining_events(&mut api, &mut events).await;
     task.await.unwrap().unwrap();
     assert!(events.iter().any(|e| e["reason"] == "Upgraded"), "{events:?}");
