@@ -5,7 +5,7 @@ CLUSTER := hack/cluster
 # The workspace version tags Runway's own images: runway.local/<name>:$(VERSION).
 VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/ s/^version = "\(.*\)"/\1/p' Cargo.toml)
 
-.PHONY: help images up down logs status lint crds manifests test unit-test cluster-test kind-test
+.PHONY: help images binaries up down logs status lint crds manifests test unit-test cluster-test kind-test
 
 help:
 	@echo "make up            the local cluster with Runway and the sample app; prints the curl to try"
@@ -27,8 +27,15 @@ images:
 	$(CLUSTER)/oci-image.sh runway.local/operator:$(VERSION) target/release/runway-operator
 	$(CLUSTER)/oci-image.sh runway.local/activator:$(VERSION) target/release/runway-activator
 
-# The cluster, Runway installed with Helm, and the sample app; prints the curl to try.
-up: images
+# The cluster's Go binaries (cached after the first build; see hack/cluster/build.sh).
+binaries:
+	$(CLUSTER)/build.sh >/dev/null
+
+# The cluster, Runway installed with Helm, and the sample app; prints the curl to try. The Go builds and the cargo
+# build of the images run side by side: each leaves cores idle (module downloads, links, LTO) that the other fills.
+up:
+	$(CLUSTER)/deps.sh
+	$(MAKE) --no-print-directory -j2 binaries images
 	$(CLUSTER)/up.sh
 	hack/install-runway.sh
 

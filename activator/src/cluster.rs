@@ -14,9 +14,9 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use parking_lot::Mutex;
-use runway_api::Revision;
 use runway_api::domain_mapping::DomainMapping;
 use runway_api::names::{REVISION_LABEL, SERVICE_LABEL};
+use runway_api::{Revision, slim};
 use tokio::sync::mpsc;
 
 use crate::endpoints::{
@@ -79,7 +79,7 @@ async fn reflect<K, F>(
     F: FnMut(&Store<K>, Option<&K>),
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff().modify(slim::strip));
     let mut stream: std::pin::Pin<Box<dyn Stream<Item = _> + Send>> = Box::pin(stream);
     while let Some(event) = stream.next().await {
         match event {
@@ -104,6 +104,7 @@ async fn mirror_services(client: Client, registry: Arc<Registry>, listed: mpsc::
         "services",
         listed,
         service_of,
+        ServiceTraffic::keep_only_routing,
         |key, services| {
             registry.set_service(key, services.first().map(|s| ServiceTraffic::from_service(s)));
         },
@@ -120,6 +121,7 @@ async fn mirror_revisions(client: Client, registry: Arc<Registry>, listed: mpsc:
         "revisions",
         listed,
         revision_id,
+        slim::strip,
         |id, revisions| {
             registry.set_revision(id, revisions.first().map(|r| RevisionSettings::from_revision(r)));
         },
@@ -129,12 +131,15 @@ async fn mirror_revisions(client: Client, registry: Arc<Registry>, listed: mpsc:
 
 /// Watches `api` and calls `changed` with every object of a group (a Service's or a revision's) each time one of
 /// them changes (all groups after a relist); only that group is looked at, whatever the number of objects watched.
+/// `keep` drops from an object all that `changed` does not read before it is kept (most of an object's memory is
+/// bookkeeping).
 async fn mirror_grouped<K, G, F>(
     api: Api<K>,
     config: watcher::Config,
     what: &'static str,
     listed: mpsc::Sender<&'static str>,
     group_of: fn(&K) -> Option<G>,
+    keep: fn(&mut K),
     mut changed: F,
 ) where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -144,7 +149,7 @@ async fn mirror_grouped<K, G, F>(
     let mut groups = Groups::new(group_of);
     // Objects of a relist in progress: they replace the groups once it is done.
     let mut relisted = Vec::new();
-    let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
+    let mut stream = std::pin::pin!(watcher(api, config).default_backoff().modify(keep));
     while let Some(event) = stream.next().await {
         let (keys, done_listing) = match event {
             Ok(watcher::Event::Apply(object)) => (groups.apply(object), false),
@@ -308,12 +313,20 @@ async fn mirror_endpoints<K>(
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     let config = watcher::Config::default().labels(selector);
-    mirror_grouped(api, config, mirror.what, listed, mirror.revision_of, |key, objects| {
-        let merged = sources
-            .lock()
-            .update(mirror.source, key, (mirror.endpoints_of)(objects));
-        registry.set_endpoints(key, &merged);
-    })
+    mirror_grouped(
+        api,
+        config,
+        mirror.what,
+        listed,
+        mirror.revision_of,
+        slim::strip,
+        |key, objects| {
+            let merged = sources
+                .lock()
+                .update(mirror.source, key, (mirror.endpoints_of)(objects));
+            registry.set_endpoints(key, &merged);
+        },
+    )
     .await;
 }
 

@@ -12,6 +12,7 @@ pub mod names;
 pub mod revision;
 pub mod service;
 pub mod serving;
+pub mod slim;
 pub mod stats;
 
 pub use conditions::revision_failure;

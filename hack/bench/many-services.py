@@ -105,11 +105,12 @@ def tick_duration():
             continue
         values = {}
         for line in text.splitlines():
-            for key in ("autoscaler_tick_duration_seconds_sum", "autoscaler_tick_duration_seconds_count"):
-                if line.startswith(key + " "):
+            for key in ("sum", "count"):
+                if line.startswith(f"runway_operator_autoscaler_tick_duration_seconds_{key} "):
                     values[key] = float(line.split()[1])
-        if values.get("autoscaler_tick_duration_seconds_count"):
-            return 1000 * values["autoscaler_tick_duration_seconds_sum"] / values["autoscaler_tick_duration_seconds_count"]
+        # Only the leader ticks; the standby's histogram is empty.
+        if values.get("count"):
+            return round(1000 * values["sum"] / values["count"], 2)
     return None
 
 
@@ -168,20 +169,35 @@ def main():
     start = time.time()
     ready_at = {}
     samples = []
-    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(create, name) for name in names]
-        while not all(f.done() for f in futures):
-            time.sleep(1)
-        for future in futures:
-            future.result()
-    last_create = max(created.values())
-    deadline = last_create + 600
-    while len(ready_at) < args.count and time.time() < deadline:
+    memory = []  # (seconds since start, leading operator RSS MiB, largest activator RSS MiB)
+    sampling = threading.Event()
+
+    def sample_memory():
+        while not sampling.wait(1):
+            rss = {name: max((r for _, r, _ in process_stats(f"/usr/local/bin/runway-{name}")), default=0)
+                   for name in ("operator", "activator")}
+            memory.append((time.time() - start, rss["operator"] / 2**20, rss["activator"] / 2**20))
+
+    def poll_ready():
         now = time.time()
         for name, ready in ready_times(MANY_NS).items():
             if ready and name not in ready_at:
                 ready_at[name] = now
         samples.append((now - start, len(ready_at)))
+
+    sampler = threading.Thread(target=sample_memory, daemon=True)
+    sampler.start()
+    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+        futures = [pool.submit(create, name) for name in names]
+        while not all(f.done() for f in futures):
+            poll_ready()
+            time.sleep(0.5)
+        for future in futures:
+            future.result()
+    last_create = max(created.values())
+    deadline = last_create + 600
+    while len(ready_at) < args.count and time.time() < deadline:
+        poll_ready()
         time.sleep(0.5)
     if len(ready_at) < args.count:
         raise SystemExit(f"only {len(ready_at)} of {args.count} Services Ready 600 s after the last create")
@@ -196,6 +212,7 @@ def main():
     print(json.dumps(result), file=sys.stderr)
 
     result["idle"] = idle_usage(args.idle_seconds)
+    sampling.set()
     result["autoscaler_tick_ms"] = tick_duration()
     print(json.dumps(result["idle"]), file=sys.stderr)
 
@@ -215,19 +232,32 @@ def main():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(7, 3.5))
+        fig, (ax, mem) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
         ax.plot([t for t, _ in samples], [n for _, n in samples], label="Services Ready")
         ax.axvline(last_create - start, color="grey", linestyle="--", label="last create")
-        ax.set_xlabel("seconds since the first create")
         ax.set_ylabel("Services Ready")
         ax.set_title(f"{args.count} Services on one node (2 cores)")
         ax.legend(loc="lower right")
+        mem.plot([t for t, _, _ in memory], [o for _, o, _ in memory], label="leading operator")
+        mem.plot([t for t, _, _ in memory], [a for _, _, a in memory], label="largest activator")
+        mem.axhline(60, color="tab:blue", linestyle=":", label="operator goal (60 MiB)")
+        mem.axhline(40, color="tab:orange", linestyle=":", label="activator goal (40 MiB)")
+        mem.axvline(last_create - start, color="grey", linestyle="--")
+        mem.set_xlabel("seconds since the first create")
+        mem.set_ylabel("RSS (MiB)")
+        mem.legend(loc="lower right", fontsize="small")
         fig.tight_layout()
         fig.savefig(args.plot, dpi=110)
 
+
+def clean_up():
     for namespace in (MANY_NS, SOLO_NS):
         subprocess.run(KUBECTL + ["delete", "namespace", namespace, "--wait=false"], capture_output=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        # Also when a step failed: 1,000 Services left behind would skew whatever runs next.
+        clean_up()

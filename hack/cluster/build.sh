@@ -11,8 +11,16 @@ source "$here/versions.env"
 cache=${RUNWAY_CACHE:-$HOME/.cache/runway}
 gover=$(go env GOVERSION)
 export GOFLAGS=-buildvcs=false CGO_ENABLED=0
-# One package at a time with two compile jobs: a Kubernetes link can take ~2 GiB.
-build_flags=(-p 2 -trimpath)
+# Go runs one job per core by default, and a job may be a Kubernetes link of ~2 GiB: no more jobs than cores or
+# than 2 GiB pieces of the memory available now.
+jobs=$(nproc)
+mem_jobs=$(($(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) / (2 * 1024 * 1024)))
+[ "$mem_jobs" -lt "$jobs" ] && jobs=$mem_jobs
+[ "$jobs" -ge 1 ] || jobs=1
+# -dwarf=false: the compiler skips debug info that the link (-w) drops anyway (~15% of compile CPU). The binaries
+# record it among their build settings, so they are not byte-identical to earlier builds, but they do the same:
+# cache keys stay, and folders built before are used as they are.
+build_flags=(-p "$jobs" -trimpath -gcflags=all=-dwarf=false)
 
 log() { echo "build: $*" >&2; }
 
@@ -34,7 +42,8 @@ module_dir() {
   jq -er .Dir <<<"$json"
 }
 
-# build_set NAME VERSION MODULE_DIR LDFLAGS PKG...: builds every PKG into $cache/bin/NAME-VERSION-GOVERSION.
+# build_set NAME VERSION MODULE_DIR LDFLAGS PKG...: builds every PKG into $cache/bin/NAME-VERSION-GOVERSION, in one
+# `go build` so that packages they share are loaded and compiled once and links overlap other work.
 build_set() {
   local name=$1 version=$2 moddir=$3 ldflags=$4
   shift 4
@@ -44,16 +53,27 @@ build_set() {
     return
   fi
   mkdir -p "$out"
-  local start=$SECONDS pkg
+  local start=$SECONDS pkg bin tmp pkgs=() bins=() dest
   for pkg in "$@"; do
-    local bin=${pkg##*/}
+    bin=${pkg##*/}
     [ "$bin" = v3 ] && bin=etcd # go.etcd.io/etcd/server/v3 is etcd's main package
-    if [ ! -x "$out/$bin" ]; then
-      log "$name $version: $bin"
-      (cd "$here/gomod/$moddir" && go build "${build_flags[@]}" -ldflags "-s -w $ldflags" -o "$out/$bin.tmp" "$pkg")
-      mv "$out/$bin.tmp" "$out/$bin"
-    fi
+    [ -x "$out/$bin" ] && continue
+    pkgs+=("$pkg")
+    bins+=("$bin")
   done
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    log "$name $version: ${bins[*]}"
+    # Into a folder next to $out, so the binaries appear there whole (mv on one file system).
+    tmp=$(mktemp -d "$out/.build.XXXXXX")
+    scratch+=("$tmp")
+    dest=$tmp/ # several: each named after its package's last element
+    [ ${#pkgs[@]} = 1 ] && dest=$tmp/${bins[0]}
+    (cd "$here/gomod/$moddir" && go build "${build_flags[@]}" -ldflags "-s -w $ldflags" -o "$dest" "${pkgs[@]}")
+    for bin in "${bins[@]}"; do
+      mv "$tmp/$bin" "$out/$bin"
+    done
+    rm -rf "$tmp"
+  fi
   touch "$out/.complete"
   log "$name $version built in $((SECONDS - start)) s"
   echo "$name=$out"
@@ -116,7 +136,8 @@ build_set kubernetes "$K8S_VERSION" kubernetes "$k8s_ldflags" \
   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy \
   k8s.io/kubernetes/cmd/kubectl
 build_set etcd "$ETCD_VERSION" etcd "" go.etcd.io/etcd/server/v3
-build_set coredns "$COREDNS_VERSION" coredns "" github.com/coredns/coredns
+# Only the plugins gomod/coredns/main.go names; the "-slim" key keeps it apart from caches of the full build.
+build_set coredns "$COREDNS_VERSION-slim" coredns "" runway.dev/testbed/coredns
 build_set helm "$HELM_VERSION" helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 # The web UI is embedded from webui/static, which the published module ships with a placeholder only: no Node build,
 # and Traefik serves an empty dashboard (we do not enable it).

@@ -86,6 +86,9 @@ start_apiserver() {
     --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key"
 }
 
+# The API client limit is raised from its default (20 requests/s per controller): at that rate a cold start's scale-up
+# waited tens of seconds in the Deployment controller's queue behind the ReplicaSets and status writes of a few
+# hundred new Deployments (docs/benchmarks.md, 1,000 Services).
 start_controller_manager() {
   local kc=$STATE/kubeconfig/controller-manager.kubeconfig
   start kube-controller-manager --kubeconfig="$kc" --authentication-kubeconfig="$kc" \
@@ -93,7 +96,7 @@ start_controller_manager() {
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --use-service-account-credentials=true --service-cluster-ip-range="$SERVICE_CIDR" \
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-    --allocate-node-cidrs=false --profiling=false --v=1
+    --allocate-node-cidrs=false --profiling=false --v=1 --kube-api-qps=200 --kube-api-burst=400
 }
 
 start_scheduler() {

@@ -61,7 +61,7 @@ bin_dirs() {
   gover=$(go env GOVERSION)
   K8S_BIN=$RUNWAY_CACHE/bin/kubernetes-$K8S_VERSION-$gover
   ETCD_BIN=$RUNWAY_CACHE/bin/etcd-$ETCD_VERSION-$gover
-  COREDNS_BIN=$RUNWAY_CACHE/bin/coredns-$COREDNS_VERSION-$gover
+  COREDNS_BIN=$RUNWAY_CACHE/bin/coredns-$COREDNS_VERSION-slim-$gover
   HELM_BIN=$RUNWAY_CACHE/bin/helm-$HELM_VERSION-$gover
   TRAEFIK_BIN=$RUNWAY_CACHE/bin/traefik-$TRAEFIK_VERSION-$gover
   GATEWAY_API_CRDS=$RUNWAY_CACHE/crds/gateway-api-$GATEWAY_API_VERSION

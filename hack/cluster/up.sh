@@ -20,7 +20,7 @@ source "$here/images.sh"
 source "$here/ingress.sh"
 
 build_binaries() {
-  log "building (or reusing) the cluster binaries; first time ~20 min, see docs/local-cluster.md"
+  log "building (or reusing) the cluster binaries; first time ~20 min on 2 cores, see docs/benchmarks.md"
   "$here/build.sh" >/dev/null
   bin_dirs
   mkdir -p "$CLIENT_DIR/bin"

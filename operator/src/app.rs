@@ -8,11 +8,12 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
+use kube::runtime::{Controller, WatchStreamExt, controller, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use runway_api::{Revision, Service, names};
+use runway_api::{Revision, Service, names, slim};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -27,6 +28,9 @@ use crate::failure;
 use crate::leader::{self, ElectionConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Context, Settings};
+
+/// Services reconciled at once.
+const RECONCILE_CONCURRENCY: u16 = 32;
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -116,35 +120,52 @@ async fn lead(
         .touched_objects()
         .predicate_filter(failure::fingerprint, Default::default());
     // Likewise one watch of Revisions and one of Runway's Deployments: each fills the cache both loops read and
-    // reconciles the Service the object belongs to.
+    // reconciles the Service the object belongs to. Every cache keeps its objects without the API server's
+    // bookkeeping: with 1,000 Services that is most of the operator's memory.
     let (revisions, revision_writer) = reflector::store();
     let revision_changes = watcher(Api::<Revision>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .modify(slim::strip)
         .reflect(revision_writer)
         .touched_objects();
     let (deployments, deployment_writer) = reflector::store();
     let deployment_changes = watcher(Api::<Deployment>::all(client.clone()), managed.clone())
         .default_backoff()
+        .modify(slim::strip)
         .reflect(deployment_writer)
         .touched_objects();
-
-    let service_specs = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
+    let (services, service_writer) = reflector::store();
+    let service_changes = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .touched_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .modify(slim::strip)
+        .reflect(service_writer)
+        .applied_objects();
+
+    // Of the route and pods' Services, and of the Services whose spec changed, only names, labels and generations
+    // are read: metadata-only watches spare decoding (and, while listing, holding) thousands of whole objects.
+    let kube_service_changes = watcher(Api::<PartialObjectMeta<KubeService>>::all(client.clone()), managed)
+        .default_backoff()
+        .touched_objects();
+    let service_specs = watcher(
+        Api::<PartialObjectMeta<Service>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(predicates::generation, Default::default());
 
     let board = Arc::new(Mutex::new(Board::default()));
-    let controller = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
-    let services = controller.store();
     let tag_holders = services.clone();
-    let controller = controller
+    // Reconciles at once: unbounded, a resync of 1,000 Services ran them all together, each future holding the
+    // children it had fetched and each its own API connection and read buffer (heaptrack: most of the leading
+    // operator's memory); a few in flight keep the API server just as busy.
+    let controller = Controller::for_stream(service_changes, services.clone())
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .watches_stream(pod_changes, |pod| service_ref(&pod))
         .watches_stream(revision_changes, |revision| service_ref(&revision))
         .watches_stream(deployment_changes, |deployment| service_ref(&deployment))
         // Route Services (the Service's own and its tags') and the revisions' pods' Services.
-        .watches(Api::<KubeService>::all(client.clone()), managed, |kube_service| {
-            service_ref(&kube_service)
-        })
+        .watches_stream(kube_service_changes, |kube_service| service_ref(&kube_service))
         // A new Service, or one whose spec changed, may take the host of another Service's tag (status writes do not
         // count; a tag freed by a deletion is found by the colliding Service's retries).
         .watches_stream(service_specs, move |changed| {
@@ -209,7 +230,7 @@ fn service_ref<K: Resource>(object: &K) -> Option<ObjectRef<Service>> {
 }
 
 /// The other Services of `changed`'s namespace that have tags: whether their tags' hosts are free may have changed.
-fn tagged_neighbours(services: &[Arc<Service>], changed: &Service) -> Vec<ObjectRef<Service>> {
+fn tagged_neighbours(services: &[Arc<Service>], changed: &impl ResourceExt) -> Vec<ObjectRef<Service>> {
     let namespace = changed.namespace();
     services
         .iter()

@@ -104,11 +104,15 @@ where
 }
 
 /// Applies `desired`, forcing ownership of the fields it sets (they are Runway's), and says what changed compared
-/// with `live`, the object `fetch_owned` returned.
+/// with `live`, the object `fetch_owned` returned. A live object that already has everything `desired` sets is
+/// left alone: with many Services, the periodic resync would otherwise patch every child each time.
 pub async fn apply<K>(api: &Api<K>, desired: &K, live: Option<&K>) -> Result<(K, Outcome), ChildError>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
+    if let Some(live) = live.filter(|live| has_applied(*live, desired)) {
+        return Ok((live.clone(), Outcome::Unchanged));
+    }
     let name = desired.name_any();
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let applied = api
@@ -134,6 +138,42 @@ fn differs<K: Resource + Serialize>(before: &K, after: &K) -> bool {
     spec(before) != spec(after)
         || before.labels() != after.labels()
         || before.owner_references() != after.owner_references()
+}
+
+/// Whether `live` already has every field `desired` sets, with the same value. Fields only `live` has (the API
+/// server's defaults, status, other managers' fields) do not count; a field `desired` no longer sets is not
+/// noticed, which is fine for children whose desired form only changes when a revision is made.
+fn has_applied<K: Serialize>(live: &K, desired: &K) -> bool {
+    match (serde_json::to_value(live), serde_json::to_value(desired)) {
+        (Ok(live), Ok(desired)) => covers(&live, &desired),
+        _ => false,
+    }
+}
+
+/// Whether JSON `live` contains `desired`: every member of an object (an empty list or object also matches a
+/// missing member, as Go's omitempty drops them), every item of a list of the same length, equal scalars.
+fn covers(live: &serde_json::Value, desired: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (live, desired) {
+        (Value::Object(live), Value::Object(desired)) => desired.iter().all(|(key, wanted)| match live.get(key) {
+            Some(have) => covers(have, wanted),
+            None => is_empty(wanted),
+        }),
+        (Value::Array(live), Value::Array(desired)) => {
+            live.len() == desired.len() && live.iter().zip(desired).all(|(have, wanted)| covers(have, wanted))
+        }
+        (live, desired) => live == desired || (live.is_null() && is_empty(desired)),
+    }
+}
+
+/// What the API server leaves out when it serializes: null, an empty list or object.
+fn is_empty(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::Array(items) => items.is_empty(),
+        serde_json::Value::Object(members) => members.is_empty(),
+        _ => false,
+    }
 }
 
 /// Deletes `object` while it is still the same object (its uid), letting garbage collection remove what it owns in
@@ -211,6 +251,7 @@ where
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, OwnerReference};
+    use serde_json::{Value, json};
 
     fn managed(manager: &str, operation: &str, fields: serde_json::Value) -> ManagedFieldsEntry {
         ManagedFieldsEntry {
@@ -248,6 +289,72 @@ mod tests {
         assert!(!differs(&before, &after));
         after.spec = Some(Default::default());
         assert!(differs(&before, &after));
+    }
+
+    #[test]
+    fn what_runway_sets_is_compared_and_what_the_api_server_adds_is_not() {
+        let desired = json!({
+            "metadata": {"name": "hello-00001", "labels": {"app": "hello"}, "ownerReferences": [{"uid": "r1", "controller": true}]},
+            "spec": {
+                "template": {"spec": {"containers": [{"name": "app", "image": "hello:1", "env": []}]}},
+                "strategy": {"rollingUpdate": {"maxUnavailable": 0}},
+            },
+        });
+        let mut live = desired.clone();
+        live["metadata"]["resourceVersion"] = json!("7");
+        live["metadata"]["labels"]["added-by-someone"] = json!("x");
+        live["metadata"]["managedFields"] = json!([{"manager": "runway-operator"}]);
+        live["spec"]["replicas"] = json!(3);
+        live["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
+        live["spec"]["template"]["spec"]["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("env");
+        live["status"] = json!({"readyReplicas": 3});
+        assert!(
+            covers(&live, &desired),
+            "defaults, status and bookkeeping are not Runway's"
+        );
+
+        let drifted = |change: fn(&mut Value)| {
+            let mut drifted = live.clone();
+            change(&mut drifted);
+            covers(&drifted, &desired)
+        };
+        assert!(!drifted(
+            |d| d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("hello:2")
+        ));
+        assert!(!drifted(|d| d["metadata"]["labels"]["app"] = json!("other")));
+        assert!(!drifted(|d| {
+            d["metadata"]["labels"].as_object_mut().unwrap().remove("app");
+        }));
+        assert!(!drifted(
+            |d| d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] = json!("25%")
+        ));
+        assert!(!drifted(|d| d["metadata"]["ownerReferences"][0]["uid"] = json!("r2")));
+        assert!(
+            !drifted(|d| d["spec"]["template"]["spec"]["containers"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "sidecar"}))),
+            "a container someone added"
+        );
+        assert!(!drifted(|d| {
+            d["spec"]["strategy"].as_object_mut().unwrap().remove("rollingUpdate");
+        }));
+    }
+
+    #[test]
+    fn a_child_created_from_the_same_desired_object_is_already_applied() {
+        let mut live = Deployment::default();
+        live.metadata.name = Some("hello-00001".into());
+        live.metadata.labels = Some([("app".to_owned(), "hello".to_owned())].into());
+        let desired = live.clone();
+        live.metadata.uid = Some("u".into());
+        live.status = Some(Default::default());
+        assert!(has_applied(&live, &desired));
+        live.metadata.labels = None;
+        assert!(!has_applied(&live, &desired));
     }
 
     #[test]

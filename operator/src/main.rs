@@ -4,6 +4,12 @@
 use clap::Parser;
 use runway_operator::{app, cli::Args};
 
+// The operator's memory is its caches, filled by lists of thousands of objects whose JSON and bookkeeping are freed
+// again at once; glibc's per-thread arenas keep much of that freed memory (with 1,000 Services' caches, 69 MiB RSS
+// for 21 MiB in use, against 55 MiB with mimalloc, measured with the objects as the API server returns them).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();

@@ -152,20 +152,29 @@ fn split_share(percent: i32, next_percent: i32) -> i32 {
     (percent * next_percent.clamp(0, 100) + 50) / 100
 }
 
-/// The first labels of the hosts that Services of the namespace other than `service` hold, and that a tag of
-/// `service` therefore cannot have: every other Service's name (exact Service hosts win), and the tag hosts of the
-/// Services created before it (the first to claim a tag host keeps it).
+/// The first labels of `service`'s tag hosts (`{tag}-{service}`) that Services of the namespace other than `service`
+/// hold, and that its tags therefore cannot have: another Service's name (exact Service hosts win), or a tag host of a
+/// Service created before it (the first to claim a tag host keeps it). Only `service`'s own tag hosts are looked
+/// for: a Service without tags costs nothing, whatever the number of its neighbours.
 pub fn taken<'a>(service: &Service, namespace_services: impl IntoIterator<Item = &'a Service>) -> BTreeSet<String> {
     let name = service.name_any();
+    let tag_hosts = |s: &Service| -> Vec<String> {
+        let tags = s.spec.traffic.iter().flatten().filter_map(|t| t.tag.as_deref());
+        tags.map(|tag| names::tag_route_name(tag, &s.name_any())).collect()
+    };
+    let own: BTreeSet<String> = tag_hosts(service).into_iter().collect();
+    if own.is_empty() {
+        return BTreeSet::new();
+    }
     let age = |s: &Service| (s.metadata.creation_timestamp.as_ref().map(|t| t.0), s.name_any());
     let own_age: (Option<Timestamp>, String) = age(service);
     let mut taken = BTreeSet::new();
     for other in namespace_services.into_iter().filter(|s| s.name_any() != name) {
-        taken.insert(names::route_service_name(&other.name_any()));
+        let mut held = vec![names::route_service_name(&other.name_any())];
         if age(other) < own_age {
-            let tags = other.spec.traffic.iter().flatten().filter_map(|t| t.tag.as_deref());
-            taken.extend(tags.map(|tag| names::tag_route_name(tag, &other.name_any())));
+            held.extend(tag_hosts(other));
         }
+        taken.extend(held.into_iter().filter(|host| own.contains(host)));
     }
     taken
 }
@@ -477,22 +486,30 @@ mod tests {
     }
 
     #[test]
-    fn service_names_and_the_tags_of_older_services_are_taken() {
-        let me = svc("hello", 100, &["canary"]);
+    fn a_tag_host_is_taken_by_a_service_of_that_name_or_an_older_services_tag() {
+        let me = svc("a-b", 100, &["x", "y"]);
         let others = [
             me.clone(),
-            svc("canary-hello", 200, &[]),
-            svc("world", 50, &["x"]),
-            svc("late", 300, &["y"]),
-            svc("lo", 10, &["b-hel"]),
+            svc("x-a-b", 200, &[]),
+            svc("b", 50, &["y-a"]),
+            svc("world", 50, &["q"]),
         ];
         assert_eq!(
             taken(&me, &others),
-            ["canary-hello", "world", "x-world", "late", "lo", "b-hel-lo"]
-                .into_iter()
-                .map(str::to_owned)
-                .collect()
+            ["x-a-b", "y-a-b"].into_iter().map(str::to_owned).collect()
         );
+        let younger = [svc("b", 300, &["y-a"])];
+        assert!(
+            taken(&me, &younger).is_empty(),
+            "the first to claim a tag host keeps it"
+        );
+    }
+
+    #[test]
+    fn a_service_without_tags_has_nothing_taken() {
+        let me = svc("hello", 100, &[]);
+        let others = [svc("canary-hello", 200, &[]), svc("world", 50, &["hello"])];
+        assert!(taken(&me, &others).is_empty());
     }
 
     #[test]

@@ -266,15 +266,11 @@ async fn creates_workload(api: &mut ApiHandle, events: &mut Vec<Value>, revision
     expect(api, events, Method::PATCH, &pods, echo).await;
 }
 
-/// Expects the apply of an existing revision's workload, answering with `deployment`.
+/// Expects an existing revision's workload to be read, answering with `deployment`: it already has everything
+/// Runway sets, so it is not patched.
 async fn applies_workload(api: &mut ApiHandle, events: &mut Vec<Value>, revision: &str, deployment: &Value) {
     let path = deployment_path(revision);
     expect(api, events, Method::GET, &path, ok(deployment.clone())).await;
-    let applied = expect(api, events, Method::PATCH, &path, ok(deployment.clone())).await;
-    assert!(
-        applied["spec"].get("replicas").is_none(),
-        "replicas are the autoscaler's"
-    );
     let pods = kube_service_path(&format!("{revision}-pods"));
     expect(api, events, Method::GET, &pods, |_| not_found()).await;
     expect(api, events, Method::PATCH, &pods, echo).await;
@@ -471,7 +467,9 @@ async fn an_unfinished_replicas_hand_over_is_completed_before_the_apply() {
         fields_v1: Some(FieldsV1(json!({"f:spec": {"f:replicas": {}}}))),
         ..ManagedFieldsEntry::default()
     }]);
-    let live = serde_json::to_value(&live).unwrap();
+    let mut live = serde_json::to_value(&live).unwrap();
+    // Edited by hand meanwhile, so that the apply is sent.
+    live["spec"]["revisionHistoryLimit"] = json!(10);
     let caches = Caches {
         revisions: vec![with_status(r.clone(), "Unknown", 100)],
         ..Caches::default()
@@ -500,6 +498,52 @@ async fn an_unfinished_replicas_hand_over_is_completed_before_the_apply() {
         ["Created", "Created"],
         "the unchanged Deployment has no event"
     );
+}
+
+#[tokio::test]
+async fn a_child_that_drifted_is_patched_back_and_one_that_did_not_is_left_alone() {
+    let r = with_status(revision("hello-00001", "hello:1", 1), "True", 100);
+    let caches = Caches {
+        revisions: vec![r.clone()],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile(service(), caches);
+    let mut events = vec![];
+    let path = deployment_path("hello-00001");
+    let repaired = live_deployment(&r, 2, 2);
+    let mut drifted = repaired.clone();
+    drifted["spec"]["template"]["spec"]["containers"][0]["image"] = json!("hello:edited");
+    expect(&mut api, &mut events, Method::GET, &path, ok(drifted)).await;
+    let applied = expect(&mut api, &mut events, Method::PATCH, &path, ok(repaired)).await;
+    assert_eq!(applied["spec"]["template"]["spec"]["containers"][0]["image"], "hello:1");
+    assert!(
+        applied["spec"].get("replicas").is_none(),
+        "replicas are the autoscaler's"
+    );
+    // The pods' Service and the route Service already have what Runway sets: read, not patched.
+    let pods = kube_service_path("hello-00001-pods");
+    let mut live_pods = serde_json::to_value(desired::pods_service("hello", &r)).unwrap();
+    live_pods["metadata"]["resourceVersion"] = json!("3");
+    live_pods["spec"]["clusterIPs"] = json!(["None"]);
+    expect(&mut api, &mut events, Method::GET, &pods, ok(live_pods)).await;
+    let activator = ActivatorRef {
+        namespace: "runway-system".into(),
+        name: "runway-activator".into(),
+    };
+    let route = serde_json::to_value(desired::route_service(&service(), &activator)).unwrap();
+    expect(&mut api, &mut events, Method::GET, ROUTE_SERVICE, ok(route)).await;
+    expect(
+        &mut api,
+        &mut events,
+        Method::PATCH,
+        &format!("{}/status", revision_path("hello-00001")),
+        revision_status(&r),
+    )
+    .await;
+    expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    task.await.unwrap().unwrap();
+    remaining_events(&mut api, &mut events).await;
+    assert_eq!(reasons(&events), ["Updated"], "only the Deployment changed");
 }
 
 fn crashing_pod(revision: &str, namespace: &str) -> Pod {
