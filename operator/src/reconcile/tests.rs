@@ -874,6 +874,17 @@ fn upgrading_service() -> Service {
     svc
 }
 
+/// Expects the rest of an upgrade's reconcile once revision `hello-00004` may have its Deployment: created with the
+/// old pods' count (3), the route, both statuses, and nothing else but events.
+async fn creates_the_first_workload(api: &mut ApiHandle, events: &mut Vec<Value>, r: &Revision) {
+    creates_workload(api, events, "hello-00004", 3).await;
+    applies_route(api, events).await;
+    let path = format!("{}/status", revision_path("hello-00004"));
+    expect(api, events, Method::PATCH, &path, revision_status(r)).await;
+    expect(api, events, Method::PATCH, STATUS, service_status).await;
+    remaining_events(api, events).await;
+}
+
 #[tokio::test]
 async fn on_upgrade_pods_that_run_the_revisions_template_are_orphaned_for_it_not_restarted() {
     let caches = Caches {
@@ -959,12 +970,7 @@ async fn the_revisions_deployment_is_created_with_as_many_pods_as_the_replica_se
     let mut events = vec![];
     let listed = replica_set_list(vec![orphaned_replica_set("hello-7c9d8", 3, Some("hello-00004"))]);
     expect(&mut api, &mut events, Method::GET, REPLICA_SETS, ok(listed)).await;
-    creates_workload(&mut api, &mut events, "hello-00004", 3).await;
-    applies_route(&mut api, &mut events).await;
-    let path = format!("{}/status", revision_path("hello-00004"));
-    expect(&mut api, &mut events, Method::PATCH, &path, revision_status(&r)).await;
-    expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
-    remaining_events(&mut api, &mut events).await;
+    creates_the_first_workload(&mut api, &mut events, &r).await;
     task.await.unwrap().unwrap();
 }
 
@@ -979,13 +985,8 @@ async fn on_upgrade_pods_of_another_template_are_replaced_once_with_as_many() {
     let mut events = vec![];
     let created = creates_the_marked_revision(&mut api, &mut events).await;
     expect(&mut api, &mut events, Method::POST, DEPLOYMENTS, echo).await;
-    creates_workload(&mut api, &mut events, "hello-00004", 3).await;
-    applies_route(&mut api, &mut events).await;
-    let path = format!("{}/status", revision_path("hello-00004"));
-    expect(&mut api, &mut events, Method::PATCH, &path, revision_status(&created)).await;
-    expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
     // The revision is not ready yet: the previous release's objects stay.
-    remaining_events(&mut api, &mut events).await;
+    creates_the_first_workload(&mut api, &mut events, &created).await;
     task.await.unwrap().unwrap();
 }
 
