@@ -97,6 +97,13 @@ impl Error {
 
 /// Brings the Service's revisions, routes and status in line with its spec.
 pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The caches fill from watches of their own, which a new leader starts together with the Services' watch: a
+    // reconcile before the revisions are listed takes the Service for one without revisions and makes another (a
+    // restarted operator created revision 3 of a Service whose minScale had changed, at 1 pod). A cache whose watch
+    // ended never becomes ready, and the reconcile goes on without it.
+    let _ = ctx.revisions.wait_until_ready().await;
+    let _ = ctx.deployments.wait_until_ready().await;
+    let _ = ctx.pods.wait_until_ready().await;
     let started = Instant::now();
     let result = match reconcile_inner(&service, &ctx).await {
         Err(Error::NamespaceTerminating) => Ok(Action::await_change()),

@@ -112,9 +112,12 @@ where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
     let (store, mut writer) = kube::runtime::reflector::store();
+    // As a watch's first list fills it: the store is ready once the list is done.
+    writer.apply_watcher_event(&Event::Init);
     for object in objects {
-        writer.apply_watcher_event(&Event::Apply(object));
+        writer.apply_watcher_event(&Event::InitApply(object));
     }
+    writer.apply_watcher_event(&Event::InitDone);
     store
 }
 
@@ -1184,4 +1187,25 @@ async fn a_rollout_whose_new_revision_answers_5xx_is_rolled_back_with_the_figure
         ),
         "{failed}"
     );
+}
+
+#[tokio::test]
+async fn a_reconcile_waits_until_the_revisions_are_listed() {
+    let (mock, mut api) = mock::pair::<Request<Body>, Response<Body>>();
+    let mut ctx = Arc::into_inner(context(Client::new(mock, "default"), Caches::default())).unwrap();
+    let (revisions, mut writer) = kube::runtime::reflector::store();
+    ctx.revisions = revisions;
+    // Only scaling changed since revision 1: the revision is reused, once the cache shows it.
+    let task = tokio::spawn(reconcile(Arc::new(service_with("hello:1", 2)), Arc::new(ctx)));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    writer.apply_watcher_event(&Event::Init);
+    writer.apply_watcher_event(&Event::InitApply(revision("hello-00001", "hello:1", 1)));
+    writer.apply_watcher_event(&Event::InitDone);
+    let mut events = vec![];
+    let path = deployment_path("hello-00001");
+    expect(&mut api, &mut events, Method::GET, &path, |_| not_found()).await;
+    drop(api);
+    let _ = task.await;
 }
