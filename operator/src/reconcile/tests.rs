@@ -888,14 +888,20 @@ async fn creates_the_first_workload(api: &mut ApiHandle, events: &mut Vec<Value>
     remaining_events(api, events).await;
 }
 
-#[tokio::test]
-async fn on_upgrade_pods_that_run_the_revisions_template_are_orphaned_for_it_not_restarted() {
+/// The first reconcile after the upgrade, with the previous release's Deployment (3 pods at `image`) and one of
+/// its pods.
+fn upgrade_from(image: &str) -> (tokio::task::JoinHandle<Result<Action, Error>>, ApiHandle) {
     let caches = Caches {
-        deployments: vec![legacy_deployment(3, "hello:1")],
+        deployments: vec![legacy_deployment(3, image)],
         pods: vec![old_pod()],
         ..Caches::default()
     };
-    let (task, mut api) = run_reconcile(upgrading_service(), caches);
+    run_reconcile(upgrading_service(), caches)
+}
+
+#[tokio::test]
+async fn on_upgrade_pods_that_run_the_revisions_template_are_orphaned_for_it_not_restarted() {
+    let (task, mut api) = upgrade_from("hello:1");
     let mut events = vec![];
     creates_the_marked_revision(&mut api, &mut events).await;
     // The dry run answers with the template the revision's Deployment would have: the old one plus the label.
@@ -979,12 +985,7 @@ async fn the_revisions_deployment_is_created_with_as_many_pods_as_the_replica_se
 
 #[tokio::test]
 async fn on_upgrade_pods_of_another_template_are_replaced_once_with_as_many() {
-    let caches = Caches {
-        deployments: vec![legacy_deployment(3, "hello:0")],
-        pods: vec![old_pod()],
-        ..Caches::default()
-    };
-    let (task, mut api) = run_reconcile(upgrading_service(), caches);
+    let (task, mut api) = upgrade_from("hello:0");
     let mut events = vec![];
     let created = creates_the_marked_revision(&mut api, &mut events).await;
     expect(&mut api, &mut events, Method::POST, DEPLOYMENTS, echo).await;
