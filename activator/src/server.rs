@@ -24,8 +24,10 @@ use crate::proxy::Proxy;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Connections over the limit answered 503 at the same time; past that they are closed at once.
 const MAX_REJECTING: usize = 256;
-/// How long a rejected connection may take to read its 503 before it is closed.
-const REJECT_LINGER: Duration = Duration::from_millis(200);
+/// How long a closing connection keeps reading (and dropping) what its client still sends, waiting for the client's
+/// own close: closing a socket with unread bytes resets it, which throws away the answer still in the send buffer
+/// and leaves an HTTP/2 client unable to tell which of its streams were served.
+const LINGER: Duration = Duration::from_millis(200);
 
 /// Limits applied to client connections.
 #[derive(Clone, Debug)]
@@ -196,10 +198,9 @@ fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
 async fn reject(mut stream: TcpStream) {
     const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: text/plain\r\n\
 connection: close\r\ncontent-length: 29\r\n\r\ntoo many connections, retry\r\n";
-    let _ = tokio::time::timeout(REJECT_LINGER, async {
+    let _ = tokio::time::timeout(LINGER, async {
         if stream.write_all(ANSWER).await.is_ok() && stream.shutdown().await.is_ok() {
-            let mut sink = [0u8; 4096];
-            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            std::future::poll_fn(|cx| poll_discard_until_closed(&mut stream, cx)).await;
         }
     })
     .await;
@@ -247,6 +248,7 @@ impl Connection {
             opening,
             read: 0,
             stream,
+            lingering: None,
             _permit: permit,
         });
         let connection = self.builder.serve_connection_with_upgrades(io, service);
@@ -347,11 +349,26 @@ impl Drop for Busy {
     }
 }
 
-/// A client stream whose opening bytes were already read; they are replayed to hyper first.
+/// Reads and drops what the client sends until it closes its side (or the read fails).
+fn poll_discard_until_closed(stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<()> {
+    let mut sink = [0u8; 4096];
+    loop {
+        let mut buf = ReadBuf::new(&mut sink);
+        match std::task::ready!(Pin::new(&mut *stream).poll_read(cx, &mut buf)) {
+            Ok(()) if !buf.filled().is_empty() => {}
+            Ok(()) | Err(_) => return Poll::Ready(()),
+        }
+    }
+}
+
+/// A client stream whose opening bytes were already read; they are replayed to hyper first. Its shutdown lingers
+/// (see [`LINGER`]).
 struct Opened {
     opening: Vec<u8>,
     read: usize,
     stream: TcpStream,
+    /// Set once the write side is shut: the end of the linger.
+    lingering: Option<Pin<Box<tokio::time::Sleep>>>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -390,8 +407,20 @@ impl AsyncWrite for Opened {
         Pin::new(&mut self.get_mut().stream).poll_flush(cx)
     }
 
+    /// The answer's end (FIN) first, then the client's bytes are read until it closes too, or for [`LINGER`].
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        let this = self.get_mut();
+        let deadline = match &mut this.lingering {
+            Some(deadline) => deadline,
+            None => {
+                std::task::ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
+                this.lingering.insert(Box::pin(tokio::time::sleep(LINGER)))
+            }
+        };
+        if deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        poll_discard_until_closed(&mut this.stream, cx).map(Ok)
     }
 }
 

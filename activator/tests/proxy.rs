@@ -546,6 +546,38 @@ async fn slow_clients_are_disconnected_after_the_header_read_timeout() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
+/// A client may still be sending when the activator closes its connection (the rest of a body nobody reads, the
+/// next pipelined request, HTTP/2 frames crossing a GOAWAY). Closing a socket with unread bytes resets it, and the
+/// reset throws away the part of the answer still in the activator's send buffer; the close must be orderly.
+#[tokio::test]
+async fn a_connection_closed_while_the_client_still_sends_keeps_its_whole_answer() {
+    const ANSWER_BYTES: usize = 16 << 20;
+    let activator = activator().await;
+    let pod = backend(|_| async { Response::new(Full::new(Bytes::from(vec![b'a'; ANSWER_BYTES]))) }).await;
+    route(&activator, 0, LONG, &[pod]);
+    let (mut reading, mut writing) = TcpStream::connect(activator.proxy_addr).await.unwrap().into_split();
+    let mut sent = format!("GET / HTTP/1.1\r\nhost: {HOST}\r\nconnection: close\r\n\r\n").into_bytes();
+    sent.extend(std::iter::repeat_n(b'x', 1 << 20));
+    // Whether the activator reads all of it is its choice; the whole answer must arrive either way.
+    tokio::spawn(async move { writing.write_all(&sent).await });
+    let mut received = Vec::new();
+    let ending = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut reading, &mut received),
+    )
+    .await
+    .expect("the activator closed the connection");
+    let head = String::from_utf8_lossy(&received[..received.len().min(17)]).into_owned();
+    assert!(
+        ending.is_ok()
+            && head == "HTTP/1.1 200 OK\r\n"
+            && received.ends_with(&[b'a'; 1024])
+            && received.len() > ANSWER_BYTES,
+        "ended with {ending:?} after {} bytes starting {head:?}",
+        received.len()
+    );
+}
+
 /// HTTP/2 clients that keep sending while the activator drains, as a gRPC channel does (a new connection when the
 /// last one takes no more streams): every request the activator
 /// did not take is one the client may send again (canceled, never sent, or refused by GOAWAY). None may end in a
