@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service as KubeService};
 use k8s_openapi::jiff::Timestamp;
@@ -44,6 +45,8 @@ const RESYNC: Duration = Duration::from_secs(300);
 const RETRY: Duration = Duration::from_secs(15);
 /// Look at a starting pod again this long after it reaches the progress deadline (clocks differ a little).
 const RECHECK_MARGIN: Duration = Duration::from_secs(1);
+/// How soon a reconcile that found the caches still listing runs again.
+const CACHES_RETRY: Duration = Duration::from_millis(200);
 
 /// Operator-wide settings the reconciler needs.
 #[derive(Clone, Debug)]
@@ -95,15 +98,22 @@ impl Error {
     }
 }
 
+/// Whether the caches a reconcile reads have been listed. They fill from watches of their own, which a new leader
+/// starts together with the Services' watch: a reconcile before the revisions are listed takes the Service for one
+/// without revisions and makes another (a restarted operator created revision 3 of a Service whose minScale had
+/// changed, at 1 pod). Looked at, never waited for: a store wakes only the last of the futures waiting for it, and
+/// a reconcile left waiting also holds up the leader's shutdown. A cache whose watch ended counts as listed.
+fn caches_listed(ctx: &Context) -> bool {
+    ctx.revisions.wait_until_ready().now_or_never().is_some()
+        && ctx.deployments.wait_until_ready().now_or_never().is_some()
+        && ctx.pods.wait_until_ready().now_or_never().is_some()
+}
+
 /// Brings the Service's revisions, routes and status in line with its spec.
 pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
-    // The caches fill from watches of their own, which a new leader starts together with the Services' watch: a
-    // reconcile before the revisions are listed takes the Service for one without revisions and makes another (a
-    // restarted operator created revision 3 of a Service whose minScale had changed, at 1 pod). A cache whose watch
-    // ended never becomes ready, and the reconcile goes on without it.
-    let _ = ctx.revisions.wait_until_ready().await;
-    let _ = ctx.deployments.wait_until_ready().await;
-    let _ = ctx.pods.wait_until_ready().await;
+    if !caches_listed(&ctx) {
+        return Ok(Action::requeue(CACHES_RETRY));
+    }
     let started = Instant::now();
     let result = match reconcile_inner(&service, &ctx).await {
         Err(Error::NamespaceTerminating) => Ok(Action::await_change()),

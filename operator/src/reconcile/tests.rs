@@ -1191,22 +1191,51 @@ async fn a_rollout_whose_new_revision_answers_5xx_is_rolled_back_with_the_figure
 }
 
 #[tokio::test]
-async fn a_reconcile_waits_until_the_revisions_are_listed() {
+async fn a_reconcile_before_the_revisions_are_listed_changes_nothing_and_runs_again() {
     let (mock, mut api) = mock::pair::<Request<Body>, Response<Body>>();
     let mut ctx = Arc::into_inner(context(Client::new(mock, "default"), Caches::default())).unwrap();
     let (revisions, mut writer) = kube::runtime::reflector::store();
     ctx.revisions = revisions;
+    let ctx = Arc::new(ctx);
     // Only scaling changed since revision 1: the revision is reused, once the cache shows it.
-    let task = tokio::spawn(reconcile(Arc::new(service_with("hello:1", 2)), Arc::new(ctx)));
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
+    let service = Arc::new(service_with("hello:1", 2));
+    let action = reconcile(service.clone(), ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(CACHES_RETRY));
     writer.apply_watcher_event(&Event::Init);
     writer.apply_watcher_event(&Event::InitApply(revision("hello-00001", "hello:1", 1)));
     writer.apply_watcher_event(&Event::InitDone);
+    let task = tokio::spawn(reconcile(service, ctx));
     let mut events = vec![];
     let path = deployment_path("hello-00001");
     expect(&mut api, &mut events, Method::GET, &path, |_| not_found()).await;
     drop(api);
     let _ = task.await;
+}
+
+/// A new leader reconciles many Services while its caches still list (CI: a Service was never reconciled after a
+/// `helm upgrade`, and the old leader's shutdown hung until it was killed). A store wakes only the last of the
+/// futures waiting for it, so no reconcile may wait for one.
+#[tokio::test]
+async fn reconciles_that_start_before_the_caches_are_listed_all_finish() {
+    let (mock, api) = mock::pair::<Request<Body>, Response<Body>>();
+    drop(api); // an API call fails at once: only whether each reconcile returns matters
+    let mut ctx = Arc::into_inner(context(Client::new(mock, "default"), Caches::default())).unwrap();
+    let (revisions, mut writer) = kube::runtime::reflector::store();
+    ctx.revisions = revisions;
+    let ctx = Arc::new(ctx);
+    let reconciles: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(reconcile(Arc::new(service_with("hello:1", 2)), ctx.clone())))
+        .collect();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    writer.apply_watcher_event(&Event::Init);
+    writer.apply_watcher_event(&Event::InitDone);
+    for (index, reconcile) in reconciles.into_iter().enumerate() {
+        tokio::time::timeout(Duration::from_secs(5), reconcile)
+            .await
+            .unwrap_or_else(|_| panic!("reconcile {index} still waits after the caches were listed"))
+            .unwrap()
+            .ok();
+    }
 }
