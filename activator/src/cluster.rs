@@ -121,7 +121,7 @@ async fn mirror_revisions(client: Client, registry: Arc<Registry>, listed: mpsc:
         "revisions",
         listed,
         revision_id,
-        slim::strip,
+        RevisionSettings::keep_only_settings,
         |id, revisions| {
             registry.set_revision(id, revisions.first().map(|r| RevisionSettings::from_revision(r)));
         },

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
@@ -101,6 +101,30 @@ pub enum FastProbe {
 }
 
 impl RevisionSettings {
+    /// Drops from a watched Revision all that `from_revision` does not read (the pod template but for each
+    /// container's name, ports and readiness probe and the readiness gates; bookkeeping) before the mirror keeps it.
+    pub fn keep_only_settings(revision: &mut Revision) {
+        runway_api::slim::strip(revision);
+        let pod = std::mem::take(&mut revision.spec.template.spec);
+        revision.spec.template = ServiceTemplate {
+            metadata: None,
+            spec: PodSpec {
+                containers: pod
+                    .containers
+                    .into_iter()
+                    .map(|container| Container {
+                        name: container.name,
+                        ports: container.ports,
+                        readiness_probe: container.readiness_probe,
+                        ..Container::default()
+                    })
+                    .collect(),
+                readiness_gates: pod.readiness_gates,
+                ..PodSpec::default()
+            },
+        };
+    }
+
     /// The settings of a Revision object, with the failure its status reports (the rule lives in runway-api, so
     /// that the operator that writes the status and the activator agree).
     pub fn from_revision(revision: &Revision) -> Self {
@@ -665,6 +689,44 @@ mod tests {
             condition_type: "example.com/warm".into(),
         }]);
         assert_eq!(RevisionSettings::from_spec(&spec).fast_probe, FastProbe::KubernetesOnly);
+    }
+
+    #[test]
+    fn a_revision_kept_only_for_its_settings_gives_the_same_settings() {
+        let revision: Revision = serde_json::from_value(serde_json::json!({
+            "apiVersion": "serving.runway.dev/v1alpha1", "kind": "Revision",
+            "metadata": {"name": "hello-00001", "namespace": "default", "managedFields": [{"manager": "runway"}]},
+            "spec": {
+                "template": {
+                    "metadata": {"labels": {"team": "a"}},
+                    "spec": {
+                        "containers": [
+                            {"name": "sidecar", "image": "proxy", "env": [{"name": "A", "value": "b"}]},
+                            {"name": "app", "image": "app", "args": ["--serve"],
+                             "ports": [{"containerPort": 9000, "name": "web"}],
+                             "readinessProbe": {"httpGet": {"path": "/ready", "port": "web"}}},
+                        ],
+                        "volumes": [{"name": "data", "emptyDir": {}}],
+                    },
+                },
+                "containerConcurrency": 4, "timeoutSeconds": 30, "progressDeadlineSeconds": 600,
+            },
+            "status": {
+                "conditions": [{"type": "Ready", "status": "False", "reason": "ContainerExits",
+                    "message": "container exits with code 1", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                "desiredReplicas": 1,
+            },
+        }))
+        .unwrap();
+        let mut kept = revision.clone();
+        RevisionSettings::keep_only_settings(&mut kept);
+        let settings = RevisionSettings::from_revision(&kept);
+        assert_eq!(settings, RevisionSettings::from_revision(&revision));
+        assert_eq!(settings.fast_probe, FastProbe::Http("/ready".into()));
+        assert!(settings.failure.is_some());
+        let pod = &kept.spec.template.spec;
+        assert_eq!((pod.volumes.as_ref(), pod.containers[1].image.as_ref()), (None, None));
+        assert_eq!(kept.metadata.managed_fields, None);
     }
 
     #[test]
