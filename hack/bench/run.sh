@@ -3,7 +3,11 @@
 # loopback in one run. Writes a Markdown report to stdout (and JSON details to $OUT_DIR).
 #
 #   hack/bench/run.sh            # needs nginx and oha; installs nginx with apt and oha with cargo if missing
-#   DURATION=5 ROUNDS=3 hack/bench/run.sh   (seconds per run, interleaved rounds; these are the defaults)
+#   DURATION=5 ROUNDS=3 WORKERS=1 hack/bench/run.sh   (seconds per run, interleaved rounds, workers per proxy:
+#                                                      1 or 2; these are the defaults)
+#   SCENARIOS=uncapped COMPARE=path/to/other/runway-activator hack/bench/run.sh   (a subset of fixed,slow,uncapped;
+#                                                      an A/B run against another activator build)
+# OUT_DIR/summary.json holds every round; hack/bench/plot-proxy.py draws docs/img/proxy.png from it.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -22,5 +26,6 @@ target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import j
 exec python3 "$repo/hack/bench/bench.py" \
   --activator "$target_dir/release/runway-activator" \
   --backend "$target_dir/release/examples/bench_backend" \
-  --duration "${DURATION:-5}" --rounds "${ROUNDS:-3}" \
+  --duration "${DURATION:-5}" --rounds "${ROUNDS:-3}" --workers "${WORKERS:-1}" \
+  --scenarios "${SCENARIOS:-fixed,slow,uncapped}" ${COMPARE:+--compare "$COMPARE"} \
   --out-dir "${OUT_DIR:-$(mktemp -d)}"
