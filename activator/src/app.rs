@@ -4,11 +4,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::admin::{self, Admin, AdminServer, Health};
+use crate::budget::RequestBudget;
 use crate::handoff;
 use crate::metrics::Metrics;
 use crate::probe::ProbeConfig;
@@ -47,6 +48,8 @@ pub struct Options {
     /// Networks whose forwarded headers are kept (`--trusted-proxies`).
     pub trusted_proxies: crate::headers::TrustedProxies,
     pub probe: ProbeConfig,
+    /// Threads serving requests, each with its own listeners, backend pools and single-threaded scheduler.
+    pub workers: usize,
 }
 
 /// A running activator.
@@ -60,7 +63,8 @@ pub struct Activator {
     pub admin_addr: SocketAddr,
     drain_delay: Duration,
     phase: watch::Sender<Phase>,
-    server: JoinHandle<()>,
+    /// One per serving thread; each completes when its thread has stopped.
+    workers: Vec<oneshot::Receiver<()>>,
     /// Serves until the activator is dropped or shut down.
     _admin: AdminServer,
     background: Vec<JoinHandle<()>>,
@@ -80,24 +84,32 @@ impl Activator {
             options.pod_ip,
         ));
         let health = Arc::new(Health::default());
-        let listeners = server::Listeners {
-            external: server::bind(options.listen).await?,
-            internal: server::bind(options.internal_listen).await?,
-        };
+        let count = options.workers.max(1);
+        let external = server::bind_each(options.listen, count)?;
+        let internal = server::bind_each(options.internal_listen, count)?;
         let admin_listener = server::bind(options.admin_listen).await?;
-        let proxy_addr = listeners.external.local_addr()?;
-        let internal_addr = listeners.internal.local_addr()?;
+        let proxy_addr = external[0].local_addr()?;
+        let internal_addr = internal[0].local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
         let (phase, phase_receiver) = watch::channel(Phase::Serving);
-        let proxy = Arc::new(Proxy::new(registry.clone(), &options));
-        let server = tokio::spawn(server::serve(
-            listeners,
-            proxy,
-            options.limits.clone(),
-            phase_receiver,
-            options.shutdown_timeout,
-        ));
+        let gate = server::Gate::new(options.limits.max_connections);
+        let budget = RequestBudget::new(options.request_budget_bytes);
+        let mut workers = Vec::with_capacity(count);
+        for (index, (external, internal)) in external.into_iter().zip(internal).enumerate() {
+            let worker = server::Worker {
+                external,
+                internal,
+                proxy: Arc::new(Proxy::new(registry.clone(), &options, budget.clone())),
+                limits: options.limits.clone(),
+                gate: gate.clone(),
+                phase: phase_receiver.clone(),
+                drain: options.shutdown_timeout,
+            };
+            // The first serves beside the watches and reports; the others get threads of their own.
+            let own_thread = (index > 0).then(|| format!("serve-{index}"));
+            workers.push(worker.start(own_thread)?);
+        }
         let admin = Admin {
             registry: registry.clone(),
             hub: hub.clone(),
@@ -123,7 +135,7 @@ impl Activator {
             admin_addr,
             drain_delay: options.drain_delay,
             phase,
-            server,
+            workers,
             _admin: admin,
             background,
         })
@@ -139,7 +151,9 @@ impl Activator {
         tracing::info!(delay = ?self.drain_delay, "draining");
         tokio::time::sleep(self.drain_delay).await;
         self.phase.send_replace(Phase::Stopped);
-        let _ = self.server.await;
+        for worker in self.workers {
+            let _ = worker.await;
+        }
         for task in self.background {
             task.abort();
         }

@@ -69,8 +69,8 @@ pub fn request_cost(parts: &Parts) -> usize {
     REQUEST_OVERHEAD_BYTES + headers + parts.uri.path_and_query().map_or(0, |p| p.as_str().len())
 }
 
-/// The shared count of request bytes held, against its bound.
-#[derive(Debug)]
+/// The shared count of request bytes held, against its bound; clones share it.
+#[derive(Clone, Debug)]
 pub struct RequestBudget {
     limit: usize,
     used: Arc<AtomicUsize>,

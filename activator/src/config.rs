@@ -101,7 +101,8 @@ pub struct Args {
     /// appended to; from any other client they are replaced, since they could be forged.
     #[arg(long, env = "RUNWAY_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<TrustedProxies>,
-    /// Threads serving requests; defaults to the CPUs this process may use. 1 runs a single-threaded scheduler.
+    /// Threads serving requests, each with its own listeners (SO_REUSEPORT), backend connection pools and
+    /// single-threaded scheduler; defaults to the CPUs this process may use.
     #[arg(long, env = "RUNWAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: Option<u16>,
     #[command(flatten)]
@@ -174,6 +175,7 @@ impl Args {
                 interval: self.probe_interval,
                 timeout: self.probe_timeout,
             },
+            workers: self.worker_threads(),
         })
     }
 }

@@ -15,16 +15,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.logs.init();
-    let workers = args.worker_threads();
-    // With one core the single-threaded scheduler is cheaper: no work stealing, no cross-thread wake-ups.
-    let runtime = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()?
-    };
+    // The watches, reports and the first serving worker share this thread; further workers get threads of their
+    // own (`Options::workers`), each with a single-threaded scheduler: no work stealing, no cross-thread wake-ups.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(run(args))
 }
 

@@ -123,13 +123,14 @@ struct Waited {
 }
 
 impl Proxy {
-    pub fn new(registry: Arc<Registry>, options: &Options) -> Self {
+    /// `budget` is shared by the serving threads' proxies.
+    pub fn new(registry: Arc<Registry>, options: &Options, budget: RequestBudget) -> Self {
         let me = registry.peers().me();
         Proxy {
             registry,
             clients: Clients::new(options.connect_timeout, me),
             trusted_proxies: options.trusted_proxies.clone(),
-            budget: RequestBudget::new(options.request_budget_bytes),
+            budget,
             tunnel_idle_timeout: options.tunnel_idle_timeout,
         }
     }

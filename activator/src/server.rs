@@ -13,8 +13,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::host::Entry;
@@ -22,6 +22,8 @@ use crate::proxy::Proxy;
 
 /// The HTTP/2 connection preface; a connection that starts with anything else speaks HTTP/1.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Connections the kernel may hold for a listener before they are accepted (tokio's own default for `bind`).
+const LISTEN_BACKLOG: u32 = 1024;
 /// Connections over the limit answered 503 at the same time; past that they are closed at once.
 const MAX_REJECTING: usize = 256;
 /// How long a closing connection keeps reading (and dropping) what its client still sends, waiting for the client's
@@ -70,19 +72,94 @@ pub struct Listeners {
     pub internal: TcpListener,
 }
 
+/// The connection limit, shared by every serving thread.
+#[derive(Clone)]
+pub struct Gate {
+    permits: Arc<Semaphore>,
+    rejecting: Arc<Semaphore>,
+    max_connections: usize,
+}
+
+impl Gate {
+    pub fn new(max_connections: usize) -> Self {
+        Gate {
+            permits: Arc::new(Semaphore::new(max_connections)),
+            rejecting: Arc::new(Semaphore::new(MAX_REJECTING)),
+            max_connections,
+        }
+    }
+
+    /// Completes once no connection is open on any serving thread.
+    async fn everyone_gone(&self) {
+        let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
+        let _ = self.permits.acquire_many(all).await;
+    }
+}
+
+/// One serving thread's share: its own listener on each entry point (the kernel spreads new connections over the
+/// threads' listeners) and its own proxy, so its own backend connection pools. Like an nginx worker, a thread keeps
+/// its connections, their backend connections and their timers to itself: nothing moves between threads on the
+/// request path.
+pub struct Worker {
+    pub external: std::net::TcpListener,
+    pub internal: std::net::TcpListener,
+    pub proxy: Arc<Proxy>,
+    pub limits: ConnectionLimits,
+    pub gate: Gate,
+    pub phase: watch::Receiver<Phase>,
+    /// Bound on waiting for open connections after the stop.
+    pub drain: Duration,
+}
+
+impl Worker {
+    /// Serves on the current runtime, or on a new thread with a single-threaded scheduler of its own. The receiver
+    /// completes when the worker has stopped.
+    pub fn start(self, own_thread: Option<String>) -> anyhow::Result<oneshot::Receiver<()>> {
+        let (stopped, receiver) = oneshot::channel();
+        let Some(name) = own_thread else {
+            tokio::spawn(async move {
+                self.run().await;
+                let _ = stopped.send(());
+            });
+            return Ok(receiver);
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name(name).spawn(move || {
+            runtime.block_on(self.run());
+            let _ = stopped.send(());
+        })?;
+        Ok(receiver)
+    }
+
+    async fn run(self) {
+        // A listener is registered with the runtime that polls it, so it is converted here.
+        let listeners = match (
+            TcpListener::from_std(self.external),
+            TcpListener::from_std(self.internal),
+        ) {
+            (Ok(external), Ok(internal)) => Listeners { external, internal },
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "cannot serve on the listeners");
+                return;
+            }
+        };
+        serve(listeners, self.proxy, self.limits, self.gate, self.phase, self.drain).await;
+    }
+}
+
 /// Accepts connections on both entry points until `phase` is `Stopped`, then waits up to `drain` for open
-/// connections to finish. Both share one connection limit.
+/// connections to finish. Both share one connection limit, `gate`, with the other serving threads.
 pub async fn serve(
     listeners: Listeners,
     proxy: Arc<Proxy>,
     limits: ConnectionLimits,
+    gate: Gate,
     mut phase: watch::Receiver<Phase>,
     drain: Duration,
 ) {
     let admission = Admission {
         builder: Arc::new(builder(&limits)),
-        permits: Arc::new(Semaphore::new(limits.max_connections)),
-        rejecting: Arc::new(Semaphore::new(MAX_REJECTING)),
+        gate,
         limits: Arc::new(limits),
         proxy,
         phase: phase.clone(),
@@ -117,10 +194,10 @@ pub async fn serve(
             admission.admit(stream, remote, entry);
         }
     }
-    let everyone_gone = admission
-        .permits
-        .acquire_many(u32::try_from(admission.limits.max_connections).unwrap_or(u32::MAX));
-    if tokio::time::timeout(drain, everyone_gone).await.is_err() {
+    if tokio::time::timeout(drain, admission.gate.everyone_gone())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests still running after the shutdown bound; exiting anyway");
     }
 }
@@ -141,8 +218,7 @@ fn backlog(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
 /// What every accepted connection shares: the connection limit and how connections are served.
 struct Admission {
     builder: Arc<auto::Builder<TokioExecutor>>,
-    permits: Arc<Semaphore>,
-    rejecting: Arc<Semaphore>,
+    gate: Gate,
     limits: Arc<ConnectionLimits>,
     proxy: Arc<Proxy>,
     phase: watch::Receiver<Phase>,
@@ -151,8 +227,8 @@ struct Admission {
 impl Admission {
     /// Serves an accepted connection, or answers 503 and closes it when the limit is reached.
     fn admit(&self, stream: TcpStream, remote: SocketAddr, entry: Entry) {
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            if let Ok(rejection) = self.rejecting.clone().try_acquire_owned() {
+        let Ok(permit) = self.gate.permits.clone().try_acquire_owned() else {
+            if let Ok(rejection) = self.gate.rejecting.clone().try_acquire_owned() {
                 tokio::spawn(async move {
                     reject(stream).await;
                     drop(rejection);
@@ -422,6 +498,32 @@ impl AsyncWrite for Opened {
         }
         poll_discard_until_closed(&mut this.stream, cx).map(Ok)
     }
+}
+
+/// Binds `count` listeners to one address for as many serving threads: with more than one, `SO_REUSEPORT` lets
+/// them share it (port 0 is resolved by the first). They are returned unregistered, for the runtime that will poll
+/// each.
+pub fn bind_each(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let mut listeners = Vec::with_capacity(count);
+    let mut resolved = addr;
+    for _ in 0..count.max(1) {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }?;
+        socket.set_reuseaddr(true)?;
+        if count > 1 {
+            socket.set_reuseport(true)?;
+        }
+        socket
+            .bind(resolved)
+            .map_err(|error| anyhow::anyhow!("cannot listen on {addr}: {error}"))?;
+        let listener = socket.listen(LISTEN_BACKLOG)?;
+        resolved = listener.local_addr()?;
+        listeners.push(listener.into_std()?);
+    }
+    Ok(listeners)
 }
 
 /// Binds a listener, with a clear error naming the address.

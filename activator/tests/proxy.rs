@@ -523,6 +523,18 @@ async fn a_new_pod_is_routable_once_its_http_readiness_probe_passes() {
     assert_eq!(headers.get(COLD_START_HEADER).unwrap(), "true");
 }
 
+/// Everything read until the activator closed the connection (within `bound`), and how the reading ended.
+async fn read_until_closed<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+    bound: Duration,
+) -> (Vec<u8>, std::io::Result<usize>) {
+    let mut received = Vec::new();
+    let ending = tokio::time::timeout(bound, tokio::io::AsyncReadExt::read_to_end(stream, &mut received))
+        .await
+        .expect("the activator closed the connection");
+    (received, ending)
+}
+
 #[tokio::test]
 async fn slow_clients_are_disconnected_after_the_header_read_timeout() {
     let mut options = options([127, 0, 0, 1].into());
@@ -534,14 +546,8 @@ async fn slow_clients_are_disconnected_after_the_header_read_timeout() {
         .await
         .unwrap();
     let started = Instant::now();
-    let mut buffer = Vec::new();
     // End of stream or a reset: either way the connection is gone, with no request served.
-    let _closed = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut buffer),
-    )
-    .await
-    .expect("the activator closed the connection");
+    let (buffer, _closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert!(!String::from_utf8_lossy(&buffer).contains("200 OK"));
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -560,13 +566,7 @@ async fn a_connection_closed_while_the_client_still_sends_keeps_its_whole_answer
     sent.extend(std::iter::repeat_n(b'x', 1 << 20));
     // Whether the activator reads all of it is its choice; the whole answer must arrive either way.
     tokio::spawn(async move { writing.write_all(&sent).await });
-    let mut received = Vec::new();
-    let ending = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::io::AsyncReadExt::read_to_end(&mut reading, &mut received),
-    )
-    .await
-    .expect("the activator closed the connection");
+    let (received, ending) = read_until_closed(&mut reading, Duration::from_secs(10)).await;
     let head = String::from_utf8_lossy(&received[..received.len().min(17)]).into_owned();
     assert!(
         ending.is_ok()

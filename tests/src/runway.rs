@@ -413,19 +413,8 @@ pub async fn revision_scale(cluster: &Cluster, ns: &str, revision: &str) -> anyh
 
 /// Waits until the Deployment of Service `name`'s serving revision asks for `want` pods.
 pub async fn wait_scale(cluster: &Cluster, ns: &str, name: &str, want: i32, timeout: Duration) -> anyhow::Result<()> {
-    wait_until(
-        format!("the Deployment of Service {ns}/{name} at {want} replicas"),
-        timeout,
-        || async {
-            match scale(cluster, ns, name).await {
-                Ok(n) if n == want => Ok(()),
-                Ok(n) => Err(format!("{n} replicas")),
-                Err(e) => Err(format!("{e:#}")),
-            }
-        },
-    )
-    .await?;
-    Ok(())
+    let what = format!("the Deployment of Service {ns}/{name}");
+    wait_replicas(what, want, timeout, || scale(cluster, ns, name)).await
 }
 
 /// Waits until the Deployment of `revision` asks for `want` pods.
@@ -436,17 +425,23 @@ pub async fn wait_revision_scale(
     want: i32,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    wait_until(
-        format!("the Deployment of revision {ns}/{revision} at {want} replicas"),
-        timeout,
-        || async {
-            match revision_scale(cluster, ns, revision).await {
-                Ok(n) if n == want => Ok(()),
-                Ok(n) => Err(format!("{n} replicas")),
-                Err(e) => Err(format!("{e:#}")),
-            }
-        },
-    )
+    let what = format!("the Deployment of revision {ns}/{revision}");
+    wait_replicas(what, want, timeout, || revision_scale(cluster, ns, revision)).await
+}
+
+/// Waits until `replicas` (a Deployment's `spec.replicas`, read again each time) gives `want`.
+async fn wait_replicas<F, Fut>(what: String, want: i32, timeout: Duration, replicas: F) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<i32>>,
+{
+    wait_until(format!("{what} at {want} replicas"), timeout, || async {
+        match replicas().await {
+            Ok(n) if n == want => Ok(()),
+            Ok(n) => Err(format!("{n} replicas")),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    })
     .await?;
     Ok(())
 }

@@ -77,6 +77,7 @@ pub fn options(ip: IpAddr) -> Options {
         connect_timeout: Duration::from_secs(1),
         trusted_proxies: Default::default(),
         probe: ProbeConfig::default(),
+        workers: 1,
     }
 }
 
