@@ -67,9 +67,9 @@ pub enum Phase {
 }
 
 /// The listeners of both entry points.
-pub struct Listeners {
-    pub external: TcpListener,
-    pub internal: TcpListener,
+struct Listeners {
+    external: TcpListener,
+    internal: TcpListener,
 }
 
 /// The connection limit, shared by every serving thread.
@@ -149,7 +149,7 @@ impl Worker {
 
 /// Accepts connections on both entry points until `phase` is `Stopped`, then waits up to `drain` for open
 /// connections to finish. Both share one connection limit, `gate`, with the other serving threads.
-pub async fn serve(
+async fn serve(
     listeners: Listeners,
     proxy: Arc<Proxy>,
     limits: ConnectionLimits,
