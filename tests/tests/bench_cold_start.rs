@@ -3,7 +3,8 @@
 //! until the pod answers on its IP. Both use the same image and the same pod defaults Runway applies.
 //!
 //! `cargo test -p runway-tests --features cluster --test bench_cold_start -- --ignored --nocapture`
-//! (ROUNDS=N, default 5). Prints a Markdown table for docs/benchmarks.md.
+//! (ROUNDS=N, default 5). Each measured start waits a random time of up to a second first, so that rounds sample
+//! every phase of the kubelet's once-a-second relist. Prints a Markdown table for docs/benchmarks.md.
 #![forbid(unsafe_code)]
 
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,8 @@ use runway_tests::wait::wait_until;
 use serde_json::json;
 
 const NAME: &str = "cold";
+/// Time given to the kubelet to finish with the previous pod before a measured start.
+const SETTLE: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 #[ignore = "a benchmark: run it with --ignored"]
@@ -162,7 +165,12 @@ async fn runway_cold_start(
     target: &Target,
 ) -> anyhow::Result<(Duration, Hops)> {
     runway::wait_zero(cluster, ns, NAME, Duration::from_secs(60)).await?;
+    // The kubelet still tears the last pod down (sandbox, network, cgroups) after its object is gone, and a new pod
+    // started meanwhile waits behind that; the floor's last pod went a whole round earlier. Both start on a settled
+    // node, as a real request after an idle period does.
+    tokio::time::sleep(SETTLE).await;
     let watching = HopWatch::start(cluster, ns, revision).await?;
+    random_phase().await;
     let sent = SystemTime::now();
     let outcome = load::get(&load::client(), target, "/", Duration::from_secs(60)).await;
     let head = sent + outcome.time_to_headers;
@@ -384,12 +392,23 @@ where
     })
 }
 
+/// Waits a random time of up to a second. The kubelet publishes a new pod's IP at its next relist, once a second;
+/// rounds that start at the same phase of that period (each waits for the last one's pods, polled at a fixed
+/// cadence) all wait alike, and the floor and Runway can sit at different phases for a whole run.
+async fn random_phase() {
+    use std::hash::{BuildHasher, Hasher};
+    // Each RandomState has new keys, so the hash of nothing is a fresh random number; no RNG crate needed.
+    let random = std::hash::RandomState::new().build_hasher().finish();
+    tokio::time::sleep(Duration::from_millis(random % 1_000)).await;
+}
+
 /// Scales the floor Deployment from 0 to 1 and times until its pod answers on its IP; then back to 0.
 async fn floor_cold_start(cluster: &Cluster, ns: &str) -> anyhow::Result<Duration> {
     let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
     let selector = ListParams::default().labels("app=floor");
     let scale = |n: i32| Patch::Merge(json!({"spec": {"replicas": n}}));
+    random_phase().await;
     let started = Instant::now();
     deployments
         .patch_scale("floor", &PatchParams::default(), &scale(1))
