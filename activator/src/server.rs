@@ -28,8 +28,9 @@ const LISTEN_BACKLOG: u32 = 1024;
 const MAX_REJECTING: usize = 256;
 /// How long a closing connection keeps reading (and dropping) what its client still sends, waiting for the client's
 /// own close: closing a socket with unread bytes resets it, which throws away the answer still in the send buffer
-/// and leaves an HTTP/2 client unable to tell which of its streams were served.
-const LINGER: Duration = Duration::from_millis(200);
+/// and leaves an HTTP/2 client unable to tell which of its streams were served. Long enough for a client on a busy
+/// machine to read the close (200 ms was not, in CI); nginx lingers longer still (`lingering_timeout` 5 s).
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Limits applied to client connections.
 #[derive(Clone, Debug)]

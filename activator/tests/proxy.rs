@@ -578,6 +578,36 @@ async fn a_connection_closed_while_the_client_still_sends_keeps_its_whole_answer
     );
 }
 
+/// A client slowed down (a busy machine) may write again after the activator closed its connection: its next
+/// request, sent before it read the answer's end, or HTTP/2 frames sent before it read a GOAWAY. The activator must
+/// still be reading and dropping such bytes then; a closed socket answers them with a reset, and the reset throws
+/// away what the client has not read yet (here the answer, for HTTP/2 the GOAWAY that says what may be sent again).
+#[tokio::test]
+async fn a_client_that_writes_again_after_a_pause_still_gets_its_whole_answer() {
+    let activator = activator().await;
+    route(&activator, 0, LONG, &[hello_backend(Duration::ZERO).await]);
+    let mut stream = TcpStream::connect(activator.proxy_addr).await.unwrap();
+    let request = format!("GET / HTTP/1.1\r\nhost: {HOST}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // The slow client: it reads nothing for a while, so the answer and the activator's FIN wait in its buffer.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let late = stream.write_all(request.as_bytes()).await;
+    // Time for a reset, if one comes, to arrive; after it every write fails (the broken pipe an HTTP/2 client
+    // reports for all its open streams, without reading the GOAWAY waiting in its buffer).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let later = stream.write_all(request.as_bytes()).await;
+    let (received, ending) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        late.is_ok() && later.is_ok(),
+        "writes after the pause: {late:?}, then {later:?}"
+    );
+    assert!(
+        ending.is_ok() && text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("hello"),
+        "ended with {ending:?} after {text:?}"
+    );
+}
+
 /// HTTP/2 clients that keep sending while the activator drains, as a gRPC channel does (a new connection when the
 /// last one takes no more streams): every request the activator
 /// did not take is one the client may send again (canceled, never sent, or refused by GOAWAY). None may end in a
