@@ -78,19 +78,16 @@ impl Drop for AdminServer {
 /// Starts serving the admin endpoints on `listener` (bound, not yet registered with a runtime).
 pub fn spawn(listener: std::net::TcpListener, admin: Admin) -> anyhow::Result<AdminServer> {
     listener.set_nonblocking(true)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (stop, stopped) = oneshot::channel();
-    std::thread::Builder::new().name("admin".into()).spawn(move || {
-        runtime.block_on(async move {
-            let Ok(listener) = TcpListener::from_std(listener) else {
-                tracing::error!("admin listener unusable");
-                return;
-            };
-            tokio::select! {
-                () = serve(listener, admin) => {}
-                _ = stopped => {}
-            }
-        });
+    crate::threads::run_on_own_thread("admin", move || async move {
+        let Ok(listener) = TcpListener::from_std(listener) else {
+            tracing::error!("admin listener unusable");
+            return;
+        };
+        tokio::select! {
+            () = serve(listener, admin) => {}
+            _ = stopped => {}
+        }
     })?;
     Ok(AdminServer { stop: Some(stop) })
 }

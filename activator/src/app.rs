@@ -87,7 +87,7 @@ impl Activator {
         let count = options.workers.max(1);
         let external = server::bind_each(options.listen, count)?;
         let internal = server::bind_each(options.internal_listen, count)?;
-        let admin_listener = server::bind(options.admin_listen).await?;
+        let admin_listener = server::bind(options.admin_listen, false)?;
         let proxy_addr = external[0].local_addr()?;
         let internal_addr = internal[0].local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
@@ -116,7 +116,7 @@ impl Activator {
             metrics,
             health: health.clone(),
         };
-        let admin = admin::spawn(admin_listener.into_std()?, admin)?;
+        let admin = admin::spawn(admin_listener, admin)?;
         let background = vec![
             tokio::spawn(report_periodically(registry.clone(), hub)),
             tokio::spawn(handoff::settle_views(registry.clone())),

@@ -31,4 +31,5 @@ pub mod server;
 pub mod slots;
 pub mod split;
 pub mod standalone;
+pub mod threads;
 pub mod tunnel;

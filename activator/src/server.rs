@@ -116,19 +116,14 @@ impl Worker {
     /// Serves on the current runtime, or on a new thread with a single-threaded scheduler of its own. The receiver
     /// completes when the worker has stopped.
     pub fn start(self, own_thread: Option<String>) -> anyhow::Result<oneshot::Receiver<()>> {
+        if let Some(name) = own_thread {
+            return crate::threads::run_on_own_thread(&name, move || self.run());
+        }
         let (stopped, receiver) = oneshot::channel();
-        let Some(name) = own_thread else {
-            tokio::spawn(async move {
-                self.run().await;
-                let _ = stopped.send(());
-            });
-            return Ok(receiver);
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        std::thread::Builder::new().name(name).spawn(move || {
-            runtime.block_on(self.run());
+        tokio::spawn(async move {
+            self.run().await;
             let _ = stopped.send(());
-        })?;
+        });
         Ok(receiver)
     }
 
@@ -502,34 +497,30 @@ impl AsyncWrite for Opened {
 }
 
 /// Binds `count` listeners to one address for as many serving threads: with more than one, `SO_REUSEPORT` lets
-/// them share it (port 0 is resolved by the first). They are returned unregistered, for the runtime that will poll
-/// each.
+/// them share it (port 0 is resolved by the first).
 pub fn bind_each(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
-    let mut listeners = Vec::with_capacity(count);
-    let mut resolved = addr;
-    for _ in 0..count.max(1) {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }?;
-        socket.set_reuseaddr(true)?;
-        if count > 1 {
-            socket.set_reuseport(true)?;
-        }
-        socket
-            .bind(resolved)
-            .map_err(|error| anyhow::anyhow!("cannot listen on {addr}: {error}"))?;
-        let listener = socket.listen(LISTEN_BACKLOG)?;
-        resolved = listener.local_addr()?;
-        listeners.push(listener.into_std()?);
+    let shared = count > 1;
+    let first = bind(addr, shared)?;
+    let resolved = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..count {
+        listeners.push(bind(resolved, shared)?);
     }
     Ok(listeners)
 }
 
-/// Binds a listener, with a clear error naming the address.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot listen on {addr}: {error}"))
+/// Binds a listener, with a clear error naming the address; `shared` lets further listeners bind the same address
+/// (`SO_REUSEPORT`). It is returned unregistered, for the runtime that will poll it.
+pub fn bind(addr: SocketAddr, shared: bool) -> anyhow::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }?;
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(shared)?;
+    socket
+        .bind(addr)
+        .map_err(|error| anyhow::anyhow!("cannot listen on {addr}: {error}"))?;
+    Ok(socket.listen(LISTEN_BACKLOG)?.into_std()?)
 }
