@@ -64,15 +64,16 @@ crds:
 	cargo run -q -p runway-api --bin crdgen -- domainmappings > crds/serving.runway.dev_domainmappings.yaml
 	cp crds/serving.runway.dev_services.yaml crds/serving.runway.dev_revisions.yaml crds/serving.runway.dev_domainmappings.yaml deploy/runway/crds/
 
-# The chart rendered with its defaults, for users without Helm (checked by the e2e suite).
+# The chart rendered with its defaults, for users without Helm (checked by e2e test t00, tests/tests/e2e_chart.rs).
 manifests:
 	.cluster/bin/helm template runway deploy/runway --namespace runway-system --include-crds > deploy/manifests/runway.yaml
 
 unit-test:
 	cargo test --workspace
 
-# The suites in tests/tests (smoke, e2e) against the cluster of .cluster/kubeconfig: every suite runs even if one
-# fails, and tests one at a time (e2e measures pod counts and latencies).
+# The suites in tests/tests (smoke, and the e2e suite's files e2e_*.rs; bench_cold_start is #[ignore]d) against the
+# cluster of .cluster/kubeconfig, each file a process of its own, in name order: every file runs even if one fails,
+# and tests one at a time (e2e measures pod counts and latencies).
 cluster-test:
 	cargo test -p runway-tests --features cluster --no-fail-fast -- --test-threads=1
 

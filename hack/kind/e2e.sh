@@ -5,6 +5,7 @@
 #   hack/kind/e2e.sh            create (or reuse) the kind cluster "runway", install Runway, run the suite
 #   KEEP=1 hack/kind/e2e.sh     leave the cluster running afterwards
 #   KIND_CLUSTER=NAME           another cluster name
+#   E2E_ARGS="t02 --exact"      arguments for each test binary before --test-threads=1 (a filter)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 name=${KIND_CLUSTER:-runway}
@@ -44,6 +45,9 @@ trap cleanup EXIT
 kind get kubeconfig --name "$name" > "$kubeconfig"
 
 kind load docker-image --name "$name" "${images[@]}"
+# The previous release's images for the upgrade test (t31), which imports them only into the local cluster.
+mapfile -t previous < <(hack/upgrade/previous-release.sh --archives)
+kind load image-archive --name "$name" "${previous[@]}"
 helm --kubeconfig "$kubeconfig" upgrade --install runway deploy/runway --namespace runway-system \
   --create-namespace --wait --timeout 180s
 
@@ -55,5 +59,8 @@ for _ in $(seq 50); do
   (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null && break
   sleep 0.2
 done
+# The suite is one test binary per file, tests/tests/e2e_*.rs, run in name order; --no-fail-fast runs every file
+# even when one fails.
+# shellcheck disable=SC2086 # E2E_ARGS is a list of arguments
 KUBECONFIG="$kubeconfig" HELM=helm RUNWAY_ACTIVATOR_ADDRESS=127.0.0.1:18080 \
-  cargo test -p runway-tests --features cluster --test e2e -- --test-threads=1
+  cargo test -p runway-tests --features cluster --no-fail-fast --test 'e2e_*' -- ${E2E_ARGS:-} --test-threads=1

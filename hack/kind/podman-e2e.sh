@@ -6,7 +6,7 @@
 #   hack/kind/podman-e2e.sh           create (or reuse) the kind cluster "runway", install, run e2e, delete it
 #   KEEP=1 hack/kind/podman-e2e.sh    leave the cluster running (its kubeconfig: target/kind/kubeconfig)
 #   KIND_CLUSTER=NAME                 another cluster name
-#   E2E_ARGS="t02 --exact"            arguments for the test binary before --test-threads=1 (a filter)
+#   E2E_ARGS="t02 --exact"            arguments for each test binary before --test-threads=1 (a filter)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../cluster/lib.sh
@@ -41,6 +41,9 @@ for component in hello operator activator; do
     "target/release/runway-$component")")
 done
 archives+=("$("$REPO/hack/cluster/oci-image.sh" --no-import --out "$images" "$TRAEFIK_IMAGE" "$TRAEFIK_BIN/traefik")")
+# The previous release's images for the upgrade test (t31), which imports them only into the local cluster.
+mapfile -t previous < <("$REPO/hack/upgrade/previous-release.sh" --archives)
+archives+=("${previous[@]}")
 
 export KIND_EXPERIMENTAL_PROVIDER=podman KIND_EXPERIMENTAL_PODMAN_NETWORK=$KIND_NETWORK
 kubeconfig=$REPO/target/kind/kubeconfig
@@ -92,7 +95,9 @@ sed -e "s|@TRAEFIK_IMAGE@|$TRAEFIK_IMAGE|g" -e "s|@INGRESS_SERVICE_IP@|$KIND_ING
   --wait --timeout 180s >/dev/null
 log "kind cluster $name ready with Runway after $((SECONDS - start)) s; running the e2e suite"
 
+# The suite is one test binary per file, tests/tests/e2e_*.rs, run in name order; --no-fail-fast runs every file
+# even when one fails. No local-cluster state dir: the suite's diagnostics must not show the local cluster's
+# component logs.
 # shellcheck disable=SC2086 # E2E_ARGS is a list of arguments
-# No local-cluster state dir: the suite's diagnostics must not show the local cluster's component logs.
 RUNWAY_CLUSTER_DIR=$REPO/target/kind HELM=$helm KUBECTL=$kubectl \
-  cargo test -p runway-tests --features cluster --test e2e -- ${E2E_ARGS:-} --test-threads=1
+  cargo test -p runway-tests --features cluster --no-fail-fast --test 'e2e_*' -- ${E2E_ARGS:-} --test-threads=1

@@ -3,7 +3,16 @@
 # its operator and activator images, imported into the local cluster as runway.local/{operator,activator}:previous,
 # and its Helm chart. The build is cached under $RUNWAY_CACHE/previous/<commit>. Prints the chart's directory.
 # The e2e upgrade test (t31) installs that chart, then upgrades to this tree's.
+#   previous-release.sh              build (once), import the images into the local cluster, print the chart's dir
+#   previous-release.sh --archives   build (once), pack the images without importing them, print their tarballs
+#                                    (the kind scripts load them into the kind nodes, which the import never reaches)
 set -euo pipefail
+mode=import
+case ${1:-} in
+  "") ;;
+  --archives) mode=archives ;;
+  *) echo "previous-release: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
+esac
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=previous.env
 source "$repo/hack/upgrade/previous.env"
@@ -27,6 +36,13 @@ if [ ! -f "$cache/.complete" ]; then
   rm -rf "$cache.target"
   touch "$cache/.complete"
   log "built in $((SECONDS - start)) s"
+fi
+if [ $mode = archives ]; then
+  for component in operator activator; do
+    "$repo/hack/cluster/oci-image.sh" --no-import --out "$cache/images" "runway.local/$component:previous" \
+      "$cache/bin/runway-$component"
+  done
+  exit 0
 fi
 for component in operator activator; do
   "$repo/hack/cluster/oci-image.sh" --out "$cache/images" "runway.local/$component:previous" \

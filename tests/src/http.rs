@@ -1,4 +1,5 @@
-//! HTTP requests from the test process (the host) to pod IPs, ClusterIPs or anything else on this machine.
+//! HTTP requests from the test process (the host) to pod IPs, ClusterIPs or anything else on this machine; and
+//! [`get_from_a_pod`], from a pod of the sample app inside the cluster (by cluster DNS names).
 
 use std::time::Duration;
 
@@ -8,6 +9,12 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+
+use crate::cluster::Cluster;
+use crate::runway::READY;
+use crate::wait::wait_until;
 
 /// A response read to the end.
 #[derive(Debug, Clone)]
@@ -45,4 +52,34 @@ pub async fn get(url: &str, timeout: Duration) -> anyhow::Result<Response> {
         .body(Full::new(Bytes::new()))
         .with_context(|| format!("{url} is not a valid URL"))?;
     send(request, timeout).await
+}
+
+/// GETs `url` from a pod of the sample app in `ns` (started on first use, named `client`) until the body starts
+/// with `want`.
+pub async fn get_from_a_pod(cluster: &Cluster, ns: &str, url: &str, want: &str) -> anyhow::Result<String> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    if pods.get_opt("client").await?.is_none() {
+        pods.create(&Default::default(), &crate::workloads::hello_pod("client", &[]))
+            .await?;
+    }
+    crate::pods::wait_ready(&pods, "app=client", 1, READY).await?;
+    let body = wait_until(format!("GET {url} from a pod"), Duration::from_secs(30), || async {
+        cluster
+            .kubectl()
+            .run(&[
+                "-n",
+                ns,
+                "exec",
+                "client",
+                "--",
+                "/usr/local/bin/runway-hello",
+                "get",
+                url,
+            ])
+            .await
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|body| if body.starts_with(want) { Ok(body) } else { Err(body) })
+    })
+    .await?;
+    Ok(body)
 }

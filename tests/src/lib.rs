@@ -3,15 +3,24 @@
 //!
 //! - [`cluster::Cluster`]: a kube client and a [`kubectl::Kubectl`] for the same kubeconfig.
 //! - [`wait::wait_until`]: polls a condition until a deadline and reports what it saw last.
-//! - [`scenario::run_scenario`]: runs a test body in a fresh namespace and prints diagnostics if it fails.
+//! - [`scenario::run_scenario`]: runs a test body in a fresh namespace and prints diagnostics if it fails;
+//!   [`scenario::runway_scenario`] does so once [`install::ensure_installed`] has found (or made) Runway ready.
+//! - [`install`]: Runway's Helm release; [`command`]: helm, openssl, curl and the repository's scripts.
+//! - [`runway`]: Runway's components and Services, and where requests go; [`load`]: the requests themselves;
+//!   [`answers`]: checks of what they got.
 //! - [`diagnostics`]: events, pod descriptions, container logs and the cluster components' logs.
 //! - [`workloads`], [`pods`]: the sample app's manifests and pod readiness checks.
-//! - [`http`]: a plain HTTP client for requests from the host.
+//! - [`http`]: a plain HTTP client for requests from the host, and requests from a pod.
+//! - [`domains`]: DomainMappings and the routes the operator makes for them.
 #![forbid(unsafe_code)]
 
+pub mod answers;
 pub mod cluster;
+pub mod command;
 pub mod diagnostics;
+pub mod domains;
 pub mod http;
+pub mod install;
 pub mod kubectl;
 pub mod load;
 pub mod pods;

@@ -1,4 +1,5 @@
-//! Runway on the cluster: its installation, Services, and requests through the activator.
+//! Runway on the cluster: its components, Services and Revisions, and where requests through the activator go
+//! (its installation: [`crate::install`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,8 +16,9 @@ use runway_api::names::{REVISION_LABEL, SERVICE_LABEL, deployment_name};
 use runway_api::{Revision, Service};
 use serde_json::{Value, json};
 
-use crate::cluster::{Cluster, repo_root};
+use crate::cluster::Cluster;
 use crate::kubectl::Kubectl;
+use crate::load::Target;
 use crate::wait::wait_until;
 use crate::workloads::hello_image;
 
@@ -28,11 +30,8 @@ pub const DOMAIN: &str = "example.com";
 pub const MANIFESTS: &str = "deploy/manifests/runway.yaml";
 /// A Service goes Ready within this time when its pod starts normally.
 pub const READY: Duration = Duration::from_secs(90);
-
-/// The helm binary: `$HELM`, else the one the local cluster built.
-pub fn helm() -> String {
-    std::env::var("HELM").unwrap_or_else(|_| repo_root().join(".cluster/bin/helm").display().to_string())
-}
+/// How long a test request through the activator may take, its whole answer read.
+pub const REQUEST: Duration = Duration::from_secs(30);
 
 /// Overrides where the suite sends requests, e.g. a `kubectl port-forward` on kind, whose ClusterIPs the host
 /// cannot reach.
@@ -101,9 +100,61 @@ pub async fn activator_pods(cluster: &Cluster) -> anyhow::Result<Vec<ActivatorPo
     Ok(found)
 }
 
+/// Sets the activator Deployment's replicas and waits until exactly that many are ready.
+pub async fn set_activators(cluster: &Cluster, replicas: i32) -> anyhow::Result<()> {
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    api.patch_scale(
+        "runway-activator",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+    )
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    wait_until(format!("{replicas} activator pods, all ready"), READY, || async {
+        let list = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/name=runway-activator"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let ready = list.items.iter().filter(|p| crate::pods::is_ready(p)).count();
+        if list.items.len() == replicas as usize && ready == replicas as usize {
+            Ok(())
+        } else {
+            Err(format!("{ready} ready of {}", list.items.len()))
+        }
+    })
+    .await?;
+    Ok(())
+}
+
 /// The Host header that routes to Service `name` in `ns`.
 pub fn host(name: &str, ns: &str) -> String {
     format!("{name}.{ns}.{DOMAIN}")
+}
+
+/// Where requests to Service `name` in `ns` go: [`activator_address`] with the Service's [`host`].
+pub async fn target(cluster: &Cluster, ns: &str, name: &str) -> anyhow::Result<Target> {
+    Ok(Target {
+        address: activator_address(cluster).await?,
+        host: host(name, ns),
+    })
+}
+
+/// Creates the sample app as Service `name` ([`hello_service`]) and waits until it is Ready.
+pub async fn deploy(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    env: &[(&str, &str)],
+    spec: Value,
+) -> anyhow::Result<Target> {
+    create(cluster, ns, &hello_service(name, env, spec)?).await?;
+    wait_ready(cluster, ns, name, READY).await?;
+    target(cluster, ns, name).await
+}
+
+/// Settings that let a Service reach zero within seconds: a 6 s stable window and no grace period.
+pub fn quick_zero() -> Value {
+    json!({"scaling": {"stableWindowSeconds": 6, "scaleToZeroGracePeriodSeconds": 0}})
 }
 
 /// A Service manifest of the sample app with `spec` merged over the defaults (image, pull policy) and `env` set.

@@ -1,4 +1,5 @@
-//! Running a test body in its own namespace, with diagnostics on failure.
+//! Running a test body in its own namespace, with diagnostics on failure; for Runway's suites, once Runway is
+//! installed and ready.
 
 use std::future::Future;
 
@@ -9,7 +10,7 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 
 use crate::cluster::Cluster;
-use crate::diagnostics;
+use crate::{diagnostics, install, runway};
 
 /// Set to keep the namespaces of failed scenarios for inspection.
 pub const KEEP_ENV: &str = "RUNWAY_KEEP_NAMESPACES";
@@ -48,6 +49,27 @@ where
     if let Err(err) = outcome {
         panic!("scenario {prefix} in namespace {ns} failed: {err}");
     }
+}
+
+/// [`run_scenario`] for a test of Runway: first [`install::ensure_installed`], then `body`. A failure also prints
+/// Runway's Services and component logs ([`runway::report`]), before the namespace diagnostics and the error itself.
+pub async fn runway_scenario<F, Fut>(prefix: &str, body: F)
+where
+    F: FnOnce(Cluster, String) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    run_scenario(prefix, |cluster, ns| async move {
+        let kubectl = cluster.kubectl();
+        let outcome = match install::ensure_installed(&cluster).await {
+            Ok(()) => body(cluster, ns.clone()).await,
+            Err(e) => Err(e),
+        };
+        if outcome.is_err() {
+            eprintln!("{}", runway::report(&kubectl, &ns).await);
+        }
+        outcome
+    })
+    .await;
 }
 
 /// Creates a namespace named `<prefix>-<5 random characters>` and returns its name.
