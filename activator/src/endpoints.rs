@@ -6,12 +6,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Probe};
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use runway_api::names::{REVISION_LABEL, SERVICE_LABEL, pods_service_name};
-use runway_api::serving::{serving_port, speaks_h2c};
+use runway_api::serving::{ServingPort, serving_port, speaks_h2c};
 use runway_api::{Revision, RevisionSpec, Service, ServiceStatus, ServiceTemplate, Visibility};
 
 use crate::revision::RevisionId;
@@ -86,23 +86,24 @@ pub struct RevisionSettings {
     pub failure: Option<Arc<str>>,
 }
 
-/// How the activator's own probe may bring a new pod forward: only by proving what the kubelet's readiness check
-/// would prove.
+/// How the activator's own probe may bring a new pod forward: only by proving what the kubelet's startup and
+/// readiness checks would prove.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FastProbe {
-    /// The serving container's readiness probe is an HTTP GET of this path on the serving port.
-    Http(String),
-    /// No readiness check beyond a running container (or a TCP probe of the serving port): a TCP connect to the
+    /// The serving container's startup and readiness probes are HTTP GETs of these paths on the serving port (or
+    /// one of them is a TCP check of it), in the order the kubelet passes them: each must answer 2xx or 3xx.
+    Http(Vec<String>),
+    /// No check beyond a running container (or TCP probes of the serving port): a TCP connect to the
     /// serving port proves at least as much.
     Tcp,
     /// The pod's readiness rests on something this activator cannot check (exec, gRPC, another port or scheme,
-    /// another container's probe, readiness gates): wait for Kubernetes.
+    /// an initial delay, another container's probe, readiness gates): wait for Kubernetes.
     KubernetesOnly,
 }
 
 impl RevisionSettings {
     /// Drops from a watched Revision all that `from_revision` does not read (the pod template but for each
-    /// container's name, ports and readiness probe and the readiness gates; bookkeeping) before the mirror keeps it.
+    /// container's name, ports, startup and readiness probes and the readiness gates; bookkeeping) before the mirror keeps it.
     pub fn keep_only_settings(revision: &mut Revision) {
         runway_api::slim::strip(revision);
         let pod = std::mem::take(&mut revision.spec.template.spec);
@@ -116,6 +117,7 @@ impl RevisionSettings {
                         name: container.name,
                         ports: container.ports,
                         readiness_probe: container.readiness_probe,
+                        startup_probe: container.startup_probe,
                         ..Container::default()
                     })
                     .collect(),
@@ -150,39 +152,67 @@ impl RevisionSettings {
     }
 }
 
-/// What the serving container's readiness probe lets the activator check by itself. The serving container and port
-/// are the ones the operator writes into the Deployment (runway-api's rules), so a probe of the port the operator
-/// declared for a container without one (8080, named `http`) counts as one of the serving port.
+/// What the serving container's probes let the activator check by itself, following the kubelet's rule: a container
+/// is ready once its startup probe has passed and then its readiness probe passes (or at once without one). The
+/// serving container and port are the ones the operator writes into the Deployment (runway-api's rules), so a probe
+/// of the port the operator declared for a container without one (8080, named `http`) counts as one of the serving
+/// port.
 fn fast_probe(containers: &[Container]) -> FastProbe {
     let serving = serving_port(containers);
     let Some(container) = serving.container(containers) else {
         return FastProbe::KubernetesOnly;
     };
-    let others_probed = containers
-        .iter()
-        .enumerate()
-        .any(|(index, c)| index != serving.container_index && c.readiness_probe.is_some());
+    let others_probed = containers.iter().enumerate().any(|(index, c)| {
+        index != serving.container_index && (c.readiness_probe.is_some() || c.startup_probe.is_some())
+    });
     if others_probed {
         return FastProbe::KubernetesOnly;
     }
-    let Some(probe) = container.readiness_probe.as_ref() else {
-        return FastProbe::Tcp;
-    };
+    let mut paths = Vec::new();
+    // The startup probe first: the kubelet runs the readiness probe only once it has passed.
+    for probe in [&container.startup_probe, &container.readiness_probe]
+        .into_iter()
+        .flatten()
+    {
+        match check(probe, &serving) {
+            Some(Check::Http(path)) => paths.push(path),
+            Some(Check::Tcp) => {}
+            None => return FastProbe::KubernetesOnly,
+        }
+    }
+    // An HTTP answer also proves the TCP connect a TCP probe asks for.
+    if paths.is_empty() {
+        FastProbe::Tcp
+    } else {
+        FastProbe::Http(paths)
+    }
+}
+
+/// One kubelet probe as the activator can repeat it.
+enum Check {
+    Http(String),
+    Tcp,
+}
+
+/// How the activator repeats `probe`, or `None` when it cannot prove what the kubelet would: a check it cannot run
+/// (exec, gRPC, another port or scheme or host), an initial delay (counted from the container's start, which the
+/// activator does not see), or more than one success asked for.
+fn check(probe: &Probe, serving: &ServingPort) -> Option<Check> {
+    let delayed = probe.initial_delay_seconds.is_some_and(|seconds| seconds > 0);
+    let repeated = probe.success_threshold.is_some_and(|times| times > 1);
+    if delayed || repeated {
+        return None;
+    }
     if let Some(http_get) = &probe.http_get {
         let plain_http = http_get
             .scheme
             .as_deref()
             .is_none_or(|s| s.eq_ignore_ascii_case("http"));
-        if serving.is_port(&http_get.port) && plain_http && http_get.host.is_none() {
-            return FastProbe::Http(http_get.path.clone().unwrap_or_else(|| "/".to_owned()));
-        }
-    } else if let Some(tcp) = &probe.tcp_socket
-        && serving.is_port(&tcp.port)
-        && tcp.host.is_none()
-    {
-        return FastProbe::Tcp;
+        return (serving.is_port(&http_get.port) && plain_http && http_get.host.is_none())
+            .then(|| Check::Http(http_get.path.clone().unwrap_or_else(|| "/".to_owned())));
     }
-    FastProbe::KubernetesOnly
+    let tcp = probe.tcp_socket.as_ref()?;
+    (serving.is_port(&tcp.port) && tcp.host.is_none()).then_some(Check::Tcp)
 }
 
 /// One pod endpoint as seen in the EndpointSlices (or in a static route).
@@ -609,14 +639,14 @@ mod tests {
     #[test]
     fn an_http_readiness_probe_on_the_serving_port_is_probed_the_same_way() {
         let by_name = container(named_port(), http_probe(IntOrString::String("http".into()), "/ready"));
-        assert_eq!(fast_probe(&[by_name]), FastProbe::Http("/ready".into()));
+        assert_eq!(fast_probe(&[by_name]), FastProbe::Http(vec!["/ready".into()]));
         let by_number = container(named_port(), http_probe(IntOrString::Int(9000), "/ready"));
-        assert_eq!(fast_probe(&[by_number]), FastProbe::Http("/ready".into()));
+        assert_eq!(fast_probe(&[by_number]), FastProbe::Http(vec!["/ready".into()]));
         // No declared port: the operator declares 8080 named `http`, so either names the serving port.
         let default_port = container(None, http_probe(IntOrString::Int(8080), "/healthz"));
-        assert_eq!(fast_probe(&[default_port]), FastProbe::Http("/healthz".into()));
+        assert_eq!(fast_probe(&[default_port]), FastProbe::Http(vec!["/healthz".into()]));
         let default_name = container(None, http_probe(IntOrString::String("http".into()), "/healthz"));
-        assert_eq!(fast_probe(&[default_name]), FastProbe::Http("/healthz".into()));
+        assert_eq!(fast_probe(&[default_name]), FastProbe::Http(vec!["/healthz".into()]));
     }
 
     #[test]
@@ -670,6 +700,83 @@ mod tests {
         );
     }
 
+    fn with_startup(container: Container, startup: Option<Probe>) -> Container {
+        Container {
+            startup_probe: startup,
+            ..container
+        }
+    }
+
+    #[test]
+    fn a_startup_probe_must_pass_before_the_readiness_probe_counts() {
+        // The operator's default readiness probe is a TCP one: the app's own startup check is what counts.
+        let tcp = Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(8080),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let warming = with_startup(container(None, tcp), http_probe(IntOrString::Int(8080), "/started"));
+        assert_eq!(fast_probe(&[warming]), FastProbe::Http(vec!["/started".into()]));
+        let both = with_startup(
+            container(None, http_probe(IntOrString::Int(8080), "/ready")),
+            http_probe(IntOrString::Int(8080), "/started"),
+        );
+        assert_eq!(
+            fast_probe(&[both]),
+            FastProbe::Http(vec!["/started".into(), "/ready".into()])
+        );
+        let exec_startup = Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(vec!["true".into()]),
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            fast_probe(&[with_startup(container(None, None), exec_startup)]),
+            FastProbe::KubernetesOnly
+        );
+        let sidecar = Container {
+            name: "sidecar".into(),
+            ..with_startup(container(None, None), http_probe(IntOrString::Int(15000), "/started"))
+        };
+        assert_eq!(
+            fast_probe(&[container(named_port(), None), sidecar]),
+            FastProbe::KubernetesOnly
+        );
+    }
+
+    #[test]
+    fn an_initial_delay_or_several_successes_wait_for_kubernetes() {
+        let delayed = |probe: Option<Probe>| {
+            probe.map(|p| Probe {
+                initial_delay_seconds: Some(5),
+                ..p
+            })
+        };
+        let ready = container(None, delayed(http_probe(IntOrString::Int(8080), "/ready")));
+        assert_eq!(fast_probe(&[ready]), FastProbe::KubernetesOnly);
+        let startup = with_startup(
+            container(None, None),
+            delayed(http_probe(IntOrString::Int(8080), "/started")),
+        );
+        assert_eq!(fast_probe(&[startup]), FastProbe::KubernetesOnly);
+        let twice = http_probe(IntOrString::Int(8080), "/ready").map(|p| Probe {
+            success_threshold: Some(2),
+            ..p
+        });
+        assert_eq!(fast_probe(&[container(None, twice)]), FastProbe::KubernetesOnly);
+        let no_delay = http_probe(IntOrString::Int(8080), "/ready").map(|p| Probe {
+            initial_delay_seconds: Some(0),
+            ..p
+        });
+        assert_eq!(
+            fast_probe(&[container(None, no_delay)]),
+            FastProbe::Http(vec!["/ready".into()])
+        );
+    }
+
     fn revision_spec() -> RevisionSpec {
         RevisionSpec::from_service_spec(
             &serde_json::from_value(serde_json::json!({
@@ -704,6 +811,7 @@ mod tests {
                             {"name": "sidecar", "image": "proxy", "env": [{"name": "A", "value": "b"}]},
                             {"name": "app", "image": "app", "args": ["--serve"],
                              "ports": [{"containerPort": 9000, "name": "web"}],
+                             "startupProbe": {"httpGet": {"path": "/started", "port": "web"}},
                              "readinessProbe": {"httpGet": {"path": "/ready", "port": "web"}}},
                         ],
                         "volumes": [{"name": "data", "emptyDir": {}}],
@@ -722,7 +830,10 @@ mod tests {
         RevisionSettings::keep_only_settings(&mut kept);
         let settings = RevisionSettings::from_revision(&kept);
         assert_eq!(settings, RevisionSettings::from_revision(&revision));
-        assert_eq!(settings.fast_probe, FastProbe::Http("/ready".into()));
+        assert_eq!(
+            settings.fast_probe,
+            FastProbe::Http(vec!["/started".into(), "/ready".into()])
+        );
         assert!(settings.failure.is_some());
         let pod = &kept.spec.template.spec;
         assert_eq!((pod.volumes.as_ref(), pod.containers[1].image.as_ref()), (None, None));

@@ -50,10 +50,10 @@ enum Found {
     Refused,
 }
 
-/// How to probe a pod: an HTTP GET of a path (2xx or 3xx), or a TCP connect.
+/// How to probe a pod: HTTP GETs of paths in order (each 2xx or 3xx), or a TCP connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeKind {
-    Http(String),
+    Http(Vec<String>),
     Tcp,
 }
 
@@ -118,11 +118,11 @@ impl Pod {
     pub fn probe_needed(&self, policy: &FastProbe) -> Option<ProbeKind> {
         match (self.listed, self.found) {
             (Listed::Ready, Found::Refused) => Some(match policy {
-                FastProbe::Http(path) => ProbeKind::Http(path.clone()),
+                FastProbe::Http(paths) => ProbeKind::Http(paths.clone()),
                 FastProbe::Tcp | FastProbe::KubernetesOnly => ProbeKind::Tcp,
             }),
             (Listed::Starting, Found::Nothing | Found::Refused) => match policy {
-                FastProbe::Http(path) => Some(ProbeKind::Http(path.clone())),
+                FastProbe::Http(paths) => Some(ProbeKind::Http(paths.clone())),
                 FastProbe::Tcp => Some(ProbeKind::Tcp),
                 FastProbe::KubernetesOnly => None,
             },
@@ -160,13 +160,13 @@ mod tests {
         }
     }
 
-    const HTTP: fn() -> FastProbe = || FastProbe::Http("/ready".into());
+    const HTTP: fn() -> FastProbe = || FastProbe::Http(vec!["/ready".into()]);
 
     #[test]
     fn a_starting_pod_is_brought_forward_only_by_a_probe_kubernetes_would_agree_with() {
         let mut pod = Pod::new(1, &endpoint(false, false));
         assert!(!pod.routable());
-        assert_eq!(pod.probe_needed(&HTTP()), Some(ProbeKind::Http("/ready".into())));
+        assert_eq!(pod.probe_needed(&HTTP()), Some(ProbeKind::Http(vec!["/ready".into()])));
         assert_eq!(pod.probe_needed(&FastProbe::Tcp), Some(ProbeKind::Tcp));
         assert_eq!(pod.probe_needed(&FastProbe::KubernetesOnly), None);
         pod.answered();

@@ -66,17 +66,21 @@ pub fn spawn(revision: Arc<RevisionHandle>, request: ProbeRequest, config: Probe
     });
 }
 
-/// One attempt: a TCP connect, or an HTTP GET that must answer 2xx or 3xx.
+/// One attempt: a TCP connect, or HTTP GETs (one connection each, as the kubelet's) that must all answer 2xx or 3xx.
 async fn probe_once(addr: SocketAddr, kind: &ProbeKind) -> bool {
-    let Ok(stream) = TcpStream::connect(addr).await else {
-        return false;
+    let ProbeKind::Http(paths) = kind else {
+        return TcpStream::connect(addr).await.is_ok();
     };
-    let ProbeKind::Http(path) = kind else {
-        return true;
-    };
-    get_status(stream, addr, path, "runway-activator-probe")
-        .await
-        .is_some_and(|status| status.is_success() || status.is_redirection())
+    for path in paths {
+        let Ok(stream) = TcpStream::connect(addr).await else {
+            return false;
+        };
+        let answer = get_status(stream, addr, path, "runway-activator-probe").await;
+        if !answer.is_some_and(|status| status.is_success() || status.is_redirection()) {
+            return false;
+        }
+    }
+    true
 }
 
 /// The status of one HTTP/1.1 GET of `path` on a connected `stream` to `addr`; `None` when there is no answer.

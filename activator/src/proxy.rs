@@ -308,6 +308,14 @@ impl Proxy {
                     tracing::debug!(revision = %revision.id.key, backend = %destination.target.addr, error = %error_chain(&error), "reset before the request was read, retrying");
                     drop(lease);
                 }
+                Ok((Err(error), lease))
+                    if body.is_untouched() && closed_unanswered(&error) && idempotent(&parts.method) =>
+                {
+                    // Most often the app closed an idle keep-alive connection as this request went out on it (see
+                    // `closed_unanswered`); an idempotent request may be sent again whatever happened to it.
+                    tracing::debug!(revision = %revision.id.key, backend = %destination.target.addr, error = %error_chain(&error), "closed before any answer, retrying an idempotent request");
+                    drop(lease);
+                }
                 Ok((Err(error), _lease)) => {
                     tracing::debug!(revision = %revision.id.key, backend = %destination.target.addr, error = %error_chain(&error), "backend failed");
                     let response = local(StatusCode::BAD_GATEWAY, "the backend failed to answer\n");
@@ -486,6 +494,36 @@ fn reset_unread(error: &(dyn std::error::Error + 'static)) -> bool {
         source = cause.source();
     }
     false
+}
+
+/// Whether the backend closed the connection, with FIN, before any byte of its response. Almost always the keep-alive
+/// race: the app closed a pooled connection it found idle (Node's `keepAliveTimeout` of 5 s, gunicorn's 2 s) while
+/// this request was on its way, and the close reached us before the reset that the app's kernel sends for the
+/// request; less often the app read the request and closed without answering. The two cannot be told apart, so only
+/// an idempotent request is sent again.
+fn closed_unanswered(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
+            return hyper_error.is_incomplete_message();
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// RFC 9110 §9.2.2: a method whose request, sent twice, has the effect of sending it once, which a proxy may retry.
+fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
 }
 
 /// An error with its causes, for logs: hyper-util's own message ("client error (SendRequest)") names none.

@@ -24,7 +24,9 @@ use crate::proxy::Proxy;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Connections the kernel may hold for a listener before they are accepted (tokio's own default for `bind`).
 const LISTEN_BACKLOG: u32 = 1024;
-/// Connections over the limit answered 503 at the same time; past that they are closed at once.
+/// Connections over the limit answered 503 at the same time. Past that the accept loop waits for one of them to end
+/// (each ends within [`LINGER`]), and new connections wait in the kernel's accept backlog ([`LISTEN_BACKLOG`]) to be
+/// answered in turn: only a connection the kernel cannot queue either gets no answer.
 const MAX_REJECTING: usize = 256;
 /// How long a closing connection keeps reading (and dropping) what its client still sends, waiting for the client's
 /// own close: closing a socket with unread bytes resets it, which throws away the answer still in the send buffer
@@ -171,7 +173,7 @@ async fn serve(
             () = &mut stop => break,
         };
         match accepted {
-            Ok((stream, remote)) => admission.admit(stream, remote, entry),
+            Ok((stream, remote)) => admission.admit(stream, remote, entry).await,
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(%error, "accept failed");
@@ -187,7 +189,7 @@ async fn serve(
         (listeners.internal, Entry::Internal),
     ] {
         for (stream, remote) in backlog(listener) {
-            admission.admit(stream, remote, entry);
+            admission.admit(stream, remote, entry).await;
         }
     }
     if tokio::time::timeout(drain, admission.gate.everyone_gone())
@@ -221,10 +223,12 @@ struct Admission {
 }
 
 impl Admission {
-    /// Serves an accepted connection, or answers 503 and closes it when the limit is reached.
-    fn admit(&self, stream: TcpStream, remote: SocketAddr, entry: Entry) {
+    /// Serves an accepted connection, or answers 503 and closes it when the limit is reached. With
+    /// [`MAX_REJECTING`] answers already under way, it waits for one to end rather than drop the connection
+    /// unanswered (a reset, or a close the client cannot tell from a crash).
+    async fn admit(&self, stream: TcpStream, remote: SocketAddr, entry: Entry) {
         let Ok(permit) = self.gate.permits.clone().try_acquire_owned() else {
-            if let Ok(rejection) = self.gate.rejecting.clone().try_acquire_owned() {
+            if let Ok(rejection) = self.gate.rejecting.clone().acquire_owned().await {
                 tokio::spawn(async move {
                     reject(stream).await;
                     drop(rejection);

@@ -506,7 +506,7 @@ async fn a_new_pod_is_routable_once_its_http_readiness_probe_passes() {
         Some(runway_activator::endpoints::RevisionSettings {
             container_concurrency: 0,
             timeout: LONG,
-            fast_probe: FastProbe::Http("/ready".into()),
+            fast_probe: FastProbe::Http(vec!["/ready".into()]),
             failure: None,
         }),
     );
@@ -521,6 +521,55 @@ async fn a_new_pod_is_routable_once_its_http_readiness_probe_passes() {
     assert_eq!((status, body.as_str()), (StatusCode::OK, "/work"));
     assert!(Instant::now() >= ready_after, "served only after the probe passed");
     assert_eq!(headers.get(COLD_START_HEADER).unwrap(), "true");
+}
+
+#[tokio::test]
+async fn a_new_pod_with_a_startup_probe_gets_no_request_before_the_probe_passes() {
+    let activator = activator().await;
+    // The app answers 503 everywhere while it warms, as an app loading a model does; it declares only a startup
+    // probe, so the operator gives it its default TCP readiness probe.
+    let warm_after = Instant::now() + Duration::from_millis(300);
+    let pod = backend(move |request: Request<hyper::body::Incoming>| async move {
+        let mut response = Response::new(Full::new(Bytes::from(request.uri().path().to_owned())));
+        if Instant::now() < warm_after {
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        response
+    })
+    .await;
+    let spec = runway_api::RevisionSpec::from_service_spec(&serde_json::from_value(serde_json::json!({
+        "template": {"spec": {"containers": [{
+            "image": "app",
+            "ports": [{"containerPort": pod.port(), "name": "http"}],
+            "startupProbe": {"httpGet": {"path": "/", "port": pod.port()}, "periodSeconds": 1, "failureThreshold": 60},
+            "readinessProbe": {"tcpSocket": {"port": pod.port()}, "periodSeconds": 1},
+        }]}},
+        "timeoutSeconds": 30,
+    }))
+    .unwrap());
+    set_settings(
+        &activator,
+        Some(runway_activator::endpoints::RevisionSettings::from_spec(&spec)),
+    );
+    activator.registry.set_endpoints(
+        &revision(),
+        &[EndpointState {
+            ready: false,
+            ..ready(pod)
+        }],
+    );
+    let requests = (0..10).map(|_| send_owned(client(), get(activator.proxy_addr, HOST, "/work")));
+    for (status, _, body) in futures::future::join_all(requests).await {
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "/work"),
+            "a request reached the warming app"
+        );
+    }
+    assert!(
+        Instant::now() >= warm_after,
+        "served only after the startup probe passed"
+    );
 }
 
 /// Everything read until the activator closed the connection (within `bound`), and how the reading ended.

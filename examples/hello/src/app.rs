@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
+use tokio::time::Instant;
 
 use crate::websocket;
 
@@ -24,6 +25,8 @@ struct Inner {
     pod_name: String,
     reject_overlap: bool,
     fail_status: Option<StatusCode>,
+    /// Until then every request gets 503 "warming up".
+    warm_at: Option<Instant>,
     /// Requests of `/` and `/sleep` being handled now.
     in_flight: AtomicUsize,
     /// Bumped by every request that found another in flight; a request that sees it change while it runs was
@@ -43,8 +46,20 @@ impl App {
                 pod_name: pod_name.into(),
                 reject_overlap,
                 fail_status,
+                warm_at: None,
                 in_flight: AtomicUsize::new(0),
                 overlaps: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The same app, answering every request 503 "warming up" for `warmup` from now.
+    pub fn warming_for(self, warmup: Duration) -> Self {
+        let inner = Arc::try_unwrap(self.inner).expect("set before the app is shared");
+        App {
+            inner: Arc::new(Inner {
+                warm_at: (!warmup.is_zero()).then(|| Instant::now() + warmup),
+                ..inner
             }),
         }
     }
@@ -62,6 +77,9 @@ impl App {
     /// Answers one request. The request body is never read.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
         tracing::debug!(method = %req.method(), uri = %req.uri(), "request");
+        if self.inner.warm_at.is_some_and(|at| Instant::now() < at) {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "warming up\n".into());
+        }
         match (req.method(), req.uri().path()) {
             // Probes stay out of the overlap accounting: the kubelet sends them besides any traffic.
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
@@ -191,6 +209,18 @@ mod tests {
         assert_eq!(get(&app, "/").await.0, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(get(&app, "/sleep?ms=1").await.0, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(get(&app, "/healthz").await.0, StatusCode::OK, "probes still pass");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_warming_app_answers_503_everywhere_until_warm() {
+        let app = App::new("p", false).warming_for(Duration::from_secs(4));
+        assert_eq!(
+            get(&app, "/").await,
+            (StatusCode::SERVICE_UNAVAILABLE, "warming up\n".into())
+        );
+        assert_eq!(get(&app, "/healthz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(get(&app, "/").await.0, StatusCode::OK);
     }
 
     #[tokio::test]

@@ -9,6 +9,9 @@ pub struct Config {
     pub port: u16,
     /// `STARTUP_DELAY_MS`: how long to wait before listening, default 0.
     pub startup_delay: Duration,
+    /// `WARMUP_MS`: how long after listening every request (`/healthz` too) gets 503 "warming up", as an app that
+    /// loads a model or warms a cache after binding its port; default 0.
+    pub warmup: Duration,
     /// `REJECT_OVERLAP`: answer 500 to requests that overlap in time.
     pub reject_overlap: bool,
     /// `FAIL_STATUS`: answer `/` and `/sleep` with this 4xx or 5xx status, to try out how failures are handled
@@ -46,6 +49,13 @@ impl Config {
             ),
             None => Duration::ZERO,
         };
+        let warmup = match get("WARMUP_MS") {
+            Some(v) => Duration::from_millis(
+                v.parse()
+                    .map_err(|_| invalid("WARMUP_MS", &v, "expected milliseconds"))?,
+            ),
+            None => Duration::ZERO,
+        };
         let reject_overlap = match get("REJECT_OVERLAP").as_deref() {
             None | Some("" | "false" | "0") => false,
             Some("true" | "1") => true,
@@ -62,6 +72,7 @@ impl Config {
         Ok(Config {
             port,
             startup_delay,
+            warmup,
             reject_overlap,
             fail_status,
             pod_name,
@@ -95,6 +106,7 @@ mod tests {
             Config {
                 port: 8080,
                 startup_delay: Duration::ZERO,
+                warmup: Duration::ZERO,
                 reject_overlap: false,
                 fail_status: None,
                 pod_name: "unknown".into()
@@ -107,6 +119,7 @@ mod tests {
         let config = parse(&[
             ("PORT", "9000"),
             ("STARTUP_DELAY_MS", "250"),
+            ("WARMUP_MS", "4000"),
             ("REJECT_OVERLAP", "true"),
             ("FAIL_STATUS", "500"),
             ("HOSTNAME", "hello-abc"),
@@ -115,6 +128,7 @@ mod tests {
         assert_eq!(config.fail_status, Some(500));
         assert_eq!(config.port, 9000);
         assert_eq!(config.startup_delay, Duration::from_millis(250));
+        assert_eq!(config.warmup, Duration::from_secs(4));
         assert!(config.reject_overlap);
         assert_eq!(config.pod_name, "hello-abc");
     }
@@ -123,6 +137,7 @@ mod tests {
     fn rejects_bad_values() {
         assert!(parse(&[("PORT", "80000")]).is_err());
         assert!(parse(&[("STARTUP_DELAY_MS", "-1")]).is_err());
+        assert!(parse(&[("WARMUP_MS", "soon")]).is_err());
         assert!(parse(&[("FAIL_STATUS", "200")]).is_err());
         let err = parse(&[("REJECT_OVERLAP", "yes")]).unwrap_err();
         assert_eq!(

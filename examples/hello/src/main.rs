@@ -42,7 +42,7 @@ async fn run_server() -> anyhow::Result<ExitCode> {
     let fail_status = config
         .fail_status
         .and_then(|code| hyper::StatusCode::from_u16(code).ok());
-    let app = App::failing_with(config.pod_name, config.reject_overlap, fail_status);
+    let app = App::failing_with(config.pod_name, config.reject_overlap, fail_status).warming_for(config.warmup);
     let mut sigterm = signal(SignalKind::terminate())?;
     let stop = async move {
         tokio::select! {

@@ -1,5 +1,6 @@
 //! The disruptions of a soak, one after another on a fixed cycle while the load runs: scaling out and in through
-//! minScale/maxScale, scale to zero and back, rollouts of the activator and of the operator, deleting an app pod.
+//! minScale/maxScale, scale to zero and back, rollouts of the activator and of the operator, scaling the activators
+//! in and out (one joining while app pods start), deleting an app pod.
 
 use std::fmt;
 use std::time::Duration;
@@ -30,21 +31,30 @@ enum Step {
     ToZeroAndBack,
     RestartOperator,
     ScaleBack,
+    /// The activator Deployment scaled in to one replica.
+    ActivatorsIn,
+    /// The activator Deployment scaled back to two while app pods start (minScale raised at the same moment).
+    ActivatorJoinsAsPodsStart,
 }
 
 /// The order of the disruptions; a long run goes round it again. Scaling in right after an activator rollout and
 /// before a scale to zero keeps the activators' views changing while queues are long.
-const CYCLE: [Step; 9] = [
+const CYCLE: [Step; 11] = [
     Step::ScaleOut,
     Step::DeletePod(CC1.name),
     Step::RestartActivator,
     Step::ScaleIn,
+    Step::ActivatorsIn,
     Step::ToZeroAndBack,
     Step::DeletePod(H2C.name),
+    Step::ActivatorJoinsAsPodsStart,
     Step::RestartOperator,
     Step::ScaleBack,
     Step::DeletePod(WS.name),
 ];
+
+/// Activator replicas the chart runs, which the soak scales in from and back to.
+const ACTIVATORS: u32 = 2;
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -56,6 +66,12 @@ impl fmt::Display for Step {
             Step::ToZeroAndBack => write!(f, "scale {} to zero (its clients pause) and back", CC0.name),
             Step::RestartOperator => write!(f, "kubectl rollout restart deployment/runway-operator"),
             Step::ScaleBack => write!(f, "scale {} back (minScale 1, maxScale 4)", CC10.name),
+            Step::ActivatorsIn => write!(f, "kubectl scale deployment/runway-activator --replicas=1"),
+            Step::ActivatorJoinsAsPodsStart => write!(
+                f,
+                "kubectl scale deployment/runway-activator --replicas={ACTIVATORS} while {} starts 2 pods (minScale 3)",
+                CC10.name
+            ),
         }
     }
 }
@@ -132,6 +148,16 @@ impl Chaos {
             }
             Step::DeletePod(service) => self.delete_pod(service).await,
             Step::RestartActivator => self.restart("runway-activator").await,
+            Step::ActivatorsIn => self.scale_activators(1).await,
+            Step::ActivatorJoinsAsPodsStart => {
+                let (joined, scaled) = tokio::join!(
+                    self.scale_activators(ACTIVATORS),
+                    self.scaling(CC10.name, json!({"minScale": 3, "maxScale": 5}))
+                );
+                scaled?;
+                let ready = self.wait_ready_pods(CC10.name, 3).await?;
+                Ok(format!("{}; {ready} pods ready", joined?))
+            }
             Step::RestartOperator => self.restart("runway-operator").await,
         }
     }
@@ -171,17 +197,32 @@ impl Chaos {
         Ok(format!("deleted {victim}"))
     }
 
+    async fn scale_activators(&self, replicas: u32) -> anyhow::Result<String> {
+        let kubectl = self.cluster.kubectl();
+        let target = "deployment/runway-activator";
+        let count = format!("--replicas={replicas}");
+        kubectl.run(&["-n", NAMESPACE, "scale", target, &count]).await?;
+        self.rolled_out(target).await?;
+        Ok(format!("{replicas} activator(s)"))
+    }
+
+    async fn rolled_out(&self, target: &str) -> anyhow::Result<()> {
+        let timeout = format!("--timeout={}s", STEP_TIMEOUT.as_secs());
+        self.cluster
+            .kubectl()
+            .run_with_timeout(
+                &["-n", NAMESPACE, "rollout", "status", target, &timeout],
+                STEP_TIMEOUT + Duration::from_secs(10),
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn restart(&self, deployment: &str) -> anyhow::Result<String> {
         let kubectl = self.cluster.kubectl();
         let target = format!("deployment/{deployment}");
         kubectl.run(&["-n", NAMESPACE, "rollout", "restart", &target]).await?;
-        let timeout = format!("--timeout={}s", STEP_TIMEOUT.as_secs());
-        kubectl
-            .run_with_timeout(
-                &["-n", NAMESPACE, "rollout", "status", &target, &timeout],
-                STEP_TIMEOUT + Duration::from_secs(10),
-            )
-            .await?;
+        self.rolled_out(&target).await?;
         Ok("rolled out".to_owned())
     }
 }
@@ -208,6 +249,8 @@ mod tests {
             "runway-activator",
             "runway-operator",
             "delete a pod",
+            "--replicas=1",
+            "--replicas=2 while",
         ] {
             assert!(
                 names.iter().any(|n| n.contains(wanted)),
