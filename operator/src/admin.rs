@@ -17,7 +17,7 @@ use tracing::warn;
 use crate::metrics::Metrics;
 
 /// Answers one admin request.
-pub fn respond(path: &str, metrics: &Metrics) -> Response<Full<Bytes>> {
+pub(crate) fn respond(path: &str, metrics: &Metrics) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
         "/healthz" | "/readyz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
         "/metrics" => (
@@ -35,7 +35,7 @@ pub fn respond(path: &str, metrics: &Metrics) -> Response<Full<Bytes>> {
 }
 
 /// Serves until the task is dropped.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+pub(crate) async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -61,7 +61,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
 }
 
 /// Binds the admin address.
-pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await
 }
 

@@ -22,12 +22,11 @@ use crate::autoscaler::board::Board;
 use crate::autoscaler::collector::{self, ActivatorEndpoints};
 use crate::autoscaler::scaler::Scaler;
 use crate::cli::Args;
-use crate::desired::ActivatorRef;
-use crate::domains;
+use crate::domain;
 use crate::failure;
 use crate::leader::{self, ElectionConfig};
 use crate::metrics::Metrics;
-use crate::reconcile::{self, Context, Settings};
+use crate::service::{self, ActivatorRef, Context, Settings};
 
 /// Services reconciled at once.
 const RECONCILE_CONCURRENCY: u16 = 32;
@@ -206,7 +205,7 @@ async fn lead(
     .run(poke_rx);
 
     let reconciles = controller
-        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .run(service::reconcile, service::error_policy, context)
         .for_each(|result| {
             match result {
                 // A watched child or pod of a Service that was just deleted: nothing to do.
@@ -219,7 +218,7 @@ async fn lead(
     // The controller stream ends on scope end; the background loops end with it.
     tokio::select! {
         _ = reconciles => {}
-        _ = async { tokio::join!(collector, scaler, domains::run(domain_client, args.route_settings())) } => {}
+        _ = async { tokio::join!(collector, scaler, domain::run(domain_client, args.route_settings())) } => {}
     }
 }
 

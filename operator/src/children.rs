@@ -9,13 +9,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Field manager of everything the reconciler applies. Deployment replicas belong to the autoscaler's manager.
-pub const FIELD_MANAGER: &str = "runway-operator";
+pub(crate) const FIELD_MANAGER: &str = "runway-operator";
 /// Field manager of the Deployment's replicas.
-pub const SCALE_FIELD_MANAGER: &str = "runway-autoscaler";
+pub(crate) const SCALE_FIELD_MANAGER: &str = "runway-autoscaler";
 
 /// What applying a child did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Created,
     Updated,
     Unchanged,
@@ -23,7 +23,7 @@ pub enum Outcome {
 
 /// Why a child was not applied.
 #[derive(Debug, thiserror::Error)]
-pub enum ChildError {
+pub(crate) enum ChildError {
     #[error("{kind} {namespace}/{name} exists and is not owned by this Runway {owner}")]
     NotOwned {
         kind: String,
@@ -42,7 +42,7 @@ pub enum ChildError {
 
 impl ChildError {
     /// The namespace is being deleted: nothing can be created in it, and the Service goes with it.
-    pub fn namespace_terminating(&self) -> bool {
+    pub(crate) fn namespace_terminating(&self) -> bool {
         let ChildError::Api {
             source: kube::Error::Api(status),
             ..
@@ -67,7 +67,7 @@ fn api_message(error: &kube::Error) -> String {
 }
 
 /// Whether `object`'s controller is the object with `owner_uid`.
-pub fn is_controlled_by<K: Resource>(object: &K, owner_uid: &str) -> bool {
+pub(crate) fn is_controlled_by<K: Resource>(object: &K, owner_uid: &str) -> bool {
     object
         .owner_references()
         .iter()
@@ -76,13 +76,13 @@ pub fn is_controlled_by<K: Resource>(object: &K, owner_uid: &str) -> bool {
 
 /// The owner of children: its kind (for messages) and uid.
 #[derive(Clone, Copy, Debug)]
-pub struct Owner<'a> {
-    pub kind: &'static str,
-    pub uid: &'a str,
+pub(crate) struct Owner<'a> {
+    pub(crate) kind: &'static str,
+    pub(crate) uid: &'a str,
 }
 
 /// Reads the live child, refusing one controlled by anything but the owner.
-pub async fn fetch_owned<K>(api: &Api<K>, owner: Owner<'_>, name: &str) -> Result<Option<K>, ChildError>
+pub(crate) async fn fetch_owned<K>(api: &Api<K>, owner: Owner<'_>, name: &str) -> Result<Option<K>, ChildError>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
 {
@@ -106,7 +106,7 @@ where
 /// Applies `desired`, forcing ownership of the fields it sets (they are Runway's), and says what changed compared
 /// with `live`, the object `fetch_owned` returned. A live object that already has everything `desired` sets is
 /// left alone: with many Services, the periodic resync would otherwise patch every child each time.
-pub async fn apply<K>(api: &Api<K>, desired: &K, live: Option<&K>) -> Result<(K, Outcome), ChildError>
+pub(crate) async fn apply<K>(api: &Api<K>, desired: &K, live: Option<&K>) -> Result<(K, Outcome), ChildError>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
@@ -178,7 +178,7 @@ fn is_empty(value: &serde_json::Value) -> bool {
 
 /// Deletes `object` while it is still the same object (its uid), letting garbage collection remove what it owns in
 /// the background. True when this call deleted it; false when it was gone already, or replaced since.
-pub async fn delete<K>(api: &Api<K>, object: &K) -> Result<bool, ChildError>
+pub(crate) async fn delete<K>(api: &Api<K>, object: &K) -> Result<bool, ChildError>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
 {
@@ -202,7 +202,7 @@ where
 }
 
 /// Sets the Deployment's replicas through its scale subresource, as the replicas' owner.
-pub async fn apply_scale(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<(), kube::Error> {
+pub(crate) async fn apply_scale(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<(), kube::Error> {
     let scale = serde_json::json!({
         "apiVersion": "autoscaling/v1",
         "kind": "Scale",
@@ -220,7 +220,7 @@ pub async fn apply_scale(api: &Api<Deployment>, name: &str, replicas: i32) -> Re
 
 /// Whether the reconciler's field manager still owns `spec.replicas`: true right after it created the Deployment
 /// with the initial scale, until it hands the field to the autoscaler.
-pub fn reconciler_owns_replicas(deployment: &Deployment) -> bool {
+pub(crate) fn reconciler_owns_replicas(deployment: &Deployment) -> bool {
     deployment.managed_fields().iter().any(|entry| {
         entry.manager.as_deref() == Some(FIELD_MANAGER)
             && entry.operation.as_deref() == Some("Apply")
@@ -234,7 +234,12 @@ pub fn reconciler_owns_replicas(deployment: &Deployment) -> bool {
 
 /// Writes `status` into the status subresource of object `name` by server-side apply under `manager`: only the
 /// status, so the spec stays the user's.
-pub async fn apply_status<K>(api: &Api<K>, name: &str, status: &impl Serialize, manager: &str) -> Result<K, kube::Error>
+pub(crate) async fn apply_status<K>(
+    api: &Api<K>,
+    name: &str,
+    status: &impl Serialize,
+    manager: &str,
+) -> Result<K, kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {

@@ -8,7 +8,7 @@ use runway_api::logging::LogArgs;
 use serde_json::Value;
 
 use crate::autoscaler::policy::Defaults;
-use crate::domain_routes::{IngressSettings, RouteSettings};
+use crate::domain::{IngressSettings, RouteSettings};
 
 /// Reconciles Runway Services into Deployments and Kubernetes Services, and scales them on request load.
 #[derive(Parser, Debug)]
@@ -16,17 +16,17 @@ use crate::domain_routes::{IngressSettings, RouteSettings};
 pub struct Args {
     /// Domain of Service URLs: http://{name}.{namespace}.{domain}.
     #[arg(long, env = "RUNWAY_DOMAIN", default_value = "example.com")]
-    pub domain: String,
+    pub(crate) domain: String,
     /// Namespace of the activator's Kubernetes Service.
     #[arg(long, env = "RUNWAY_ACTIVATOR_NAMESPACE", default_value = "runway-system")]
-    pub activator_namespace: String,
+    pub(crate) activator_namespace: String,
     /// Name of the activator's Kubernetes Service (its external entry point); its EndpointSlices list the
     /// activators whose load streams the autoscaler reads.
     #[arg(long, env = "RUNWAY_ACTIVATOR_SERVICE", default_value = "runway-activator")]
-    pub activator_service: String,
+    pub(crate) activator_service: String,
     /// Port of the activator's external Kubernetes Service: the backend port of the routes of mapped domains.
     #[arg(long, env = "RUNWAY_ACTIVATOR_SERVICE_PORT", default_value_t = 80, value_parser = clap::value_parser!(i32).range(1..=65535))]
-    pub activator_service_port: i32,
+    pub(crate) activator_service_port: i32,
     /// Name of the activator's internal Kubernetes Service, where in-cluster calls to a Runway Service are sent
     /// (each Runway Service's own Kubernetes Service is an ExternalName to it).
     #[arg(
@@ -34,33 +34,33 @@ pub struct Args {
         env = "RUNWAY_ACTIVATOR_INTERNAL_SERVICE",
         default_value = "runway-activator-internal"
     )]
-    pub activator_internal_service: String,
+    pub(crate) activator_internal_service: String,
     /// Port of the activators' admin server, where their load stream is.
     #[arg(long, env = "RUNWAY_ACTIVATOR_ADMIN_PORT", default_value_t = 9090)]
-    pub activator_admin_port: u16,
+    pub(crate) activator_admin_port: u16,
     /// Address of this process's /healthz, /readyz and /metrics.
     #[arg(long, env = "RUNWAY_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
-    pub admin_listen: SocketAddr,
+    pub(crate) admin_listen: SocketAddr,
     #[command(flatten)]
-    pub autoscaler: AutoscalerArgs,
+    pub(crate) autoscaler: AutoscalerArgs,
     #[command(flatten)]
-    pub routes: RouteArgs,
+    pub(crate) routes: RouteArgs,
     /// Namespace of the leader Lease (the operator's own).
     #[arg(long, env = "POD_NAMESPACE", default_value = "runway-system")]
-    pub lease_namespace: String,
+    pub(crate) lease_namespace: String,
     /// Name of the leader Lease.
     #[arg(long, env = "RUNWAY_LEASE_NAME", default_value = "runway-operator")]
-    pub lease_name: String,
+    pub(crate) lease_name: String,
     /// This replica's identity in the Lease (its pod name).
     #[arg(long, env = "POD_NAME", default_value = "runway-operator")]
-    pub identity: String,
+    pub(crate) identity: String,
     #[command(flatten)]
     pub logs: LogArgs,
 }
 
 impl Args {
     /// Where the routes of mapped domains go and what they look like.
-    pub fn route_settings(&self) -> RouteSettings {
+    pub(crate) fn route_settings(&self) -> RouteSettings {
         let routes = &self.routes;
         RouteSettings {
             namespace: self.activator_namespace.clone(),
@@ -79,23 +79,23 @@ impl Args {
 /// The routes of mapped domains (DomainMappings): per domain whose claim holds and whose Service exists, an
 /// HTTPRoute and/or an Ingress to the activator's external Service, in the activator's namespace.
 #[derive(clap::Args, Debug)]
-pub struct RouteArgs {
+pub(crate) struct RouteArgs {
     /// parentRefs of an HTTPRoute per mapped domain, a JSON list such as [{"name":"runway","namespace":"traefik"}];
     /// unset: no HTTPRoutes.
     #[arg(long, env = "RUNWAY_GATEWAY_PARENT_REFS", value_parser = parent_refs)]
-    pub gateway_parent_refs: Option<Value>,
+    pub(crate) gateway_parent_refs: Option<Value>,
     /// Make an Ingress per mapped domain.
     #[arg(long, env = "RUNWAY_INGRESS_ROUTES")]
-    pub ingress_routes: bool,
+    pub(crate) ingress_routes: bool,
     /// spec.ingressClassName of those Ingresses; unset: the cluster's default IngressClass.
     #[arg(long, env = "RUNWAY_INGRESS_CLASS_NAME")]
-    pub ingress_class_name: Option<String>,
+    pub(crate) ingress_class_name: Option<String>,
     /// Annotations of those Ingresses, a JSON object of strings.
     #[arg(long, env = "RUNWAY_INGRESS_ANNOTATIONS", default_value = "{}", value_parser = annotations)]
-    pub ingress_annotations: BTreeMap<String, String>,
+    pub(crate) ingress_annotations: BTreeMap<String, String>,
     /// Give each of those Ingresses TLS for its domain with the Secret {domain}-tls in the activator's namespace.
     #[arg(long, env = "RUNWAY_INGRESS_TLS")]
-    pub ingress_tls: bool,
+    pub(crate) ingress_tls: bool,
 }
 
 /// A non-empty JSON list of objects that name their parent (the Gateway API requires `name`).
@@ -117,41 +117,41 @@ fn annotations(value: &str) -> Result<BTreeMap<String, String>, String> {
 
 /// Operator-wide autoscaler settings: rate limits, and the defaults of scaling fields a Service leaves out.
 #[derive(clap::Args, Debug)]
-pub struct AutoscalerArgs {
+pub(crate) struct AutoscalerArgs {
     /// One autoscaler tick may grow a Service to at most ready pods x this.
     #[arg(long, env = "RUNWAY_MAX_SCALE_UP_RATE", default_value_t = 1000.0, value_parser = at_least_one)]
-    pub max_scale_up_rate: f64,
+    pub(crate) max_scale_up_rate: f64,
     /// One autoscaler tick may shrink a Service to no less than ready pods / this.
     #[arg(long, env = "RUNWAY_MAX_SCALE_DOWN_RATE", default_value_t = 2.0, value_parser = at_least_one)]
-    pub max_scale_down_rate: f64,
+    pub(crate) max_scale_down_rate: f64,
     /// Default per-pod concurrency target (when containerConcurrency is 0).
     #[arg(long, env = "RUNWAY_DEFAULT_CONCURRENCY_TARGET", default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=100_000))]
-    pub default_concurrency_target: i32,
+    pub(crate) default_concurrency_target: i32,
     /// Default per-pod requests-per-second target.
     #[arg(long, env = "RUNWAY_DEFAULT_RPS_TARGET", default_value_t = 200, value_parser = clap::value_parser!(i32).range(1..=100_000))]
-    pub default_rps_target: i32,
+    pub(crate) default_rps_target: i32,
     /// Default targetUtilizationPercentage.
     #[arg(long, env = "RUNWAY_DEFAULT_TARGET_UTILIZATION_PERCENTAGE", default_value_t = 70, value_parser = clap::value_parser!(i32).range(1..=100))]
-    pub default_target_utilization_percentage: i32,
+    pub(crate) default_target_utilization_percentage: i32,
     /// Default stableWindowSeconds.
     #[arg(long, env = "RUNWAY_DEFAULT_STABLE_WINDOW_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(i32).range(6..=3600))]
-    pub default_stable_window_seconds: i32,
+    pub(crate) default_stable_window_seconds: i32,
     /// Default panicWindowPercentage.
     #[arg(long, env = "RUNWAY_DEFAULT_PANIC_WINDOW_PERCENTAGE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=100))]
-    pub default_panic_window_percentage: i32,
+    pub(crate) default_panic_window_percentage: i32,
     /// Default panicThresholdPercentage.
     #[arg(long, env = "RUNWAY_DEFAULT_PANIC_THRESHOLD_PERCENTAGE", default_value_t = 200, value_parser = clap::value_parser!(i32).range(110..=1000))]
-    pub default_panic_threshold_percentage: i32,
+    pub(crate) default_panic_threshold_percentage: i32,
     /// Default scaleToZeroGracePeriodSeconds.
     #[arg(long, env = "RUNWAY_DEFAULT_SCALE_TO_ZERO_GRACE_PERIOD_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(i32).range(0..=3600))]
-    pub default_scale_to_zero_grace_period_seconds: i32,
+    pub(crate) default_scale_to_zero_grace_period_seconds: i32,
     /// Default scaleDownDelaySeconds.
     #[arg(long, env = "RUNWAY_DEFAULT_SCALE_DOWN_DELAY_SECONDS", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=3600))]
-    pub default_scale_down_delay_seconds: i32,
+    pub(crate) default_scale_down_delay_seconds: i32,
 }
 
 impl AutoscalerArgs {
-    pub fn defaults(&self) -> Defaults {
+    pub(crate) fn defaults(&self) -> Defaults {
         Defaults {
             max_scale_up_rate: self.max_scale_up_rate,
             max_scale_down_rate: self.max_scale_down_rate,

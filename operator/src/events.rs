@@ -7,19 +7,19 @@ use runway_api::Service;
 use tracing::warn;
 
 /// What happened, for one event.
-pub struct Happening<'a> {
-    pub type_: EventType,
+pub(crate) struct Happening<'a> {
+    pub(crate) type_: EventType,
     /// What was being done: Reconcile or Scale.
-    pub action: &'a str,
+    pub(crate) action: &'a str,
     /// CamelCase outcome, e.g. Created or ScaledUp.
-    pub reason: &'a str,
-    pub note: String,
+    pub(crate) reason: &'a str,
+    pub(crate) note: String,
     /// The child object it concerns, if any; this also keeps events about different children apart.
-    pub related: Option<ObjectReference>,
+    pub(crate) related: Option<ObjectReference>,
 }
 
 /// Publishes an event about the Service; a failure to publish is logged, never fatal.
-pub async fn publish(recorder: &Recorder, service: &Service, happening: Happening<'_>) {
+pub(crate) async fn publish(recorder: &Recorder, service: &Service, happening: Happening<'_>) {
     let event = Event {
         type_: happening.type_,
         reason: happening.reason.to_owned(),

@@ -17,6 +17,8 @@ use runway_api::conditions::{
 };
 use runway_api::{RevisionKey, names};
 
+use crate::condition::ConditionStatus;
+
 /// Label the Deployment controller puts on the pods of one pod template.
 const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 /// Waiting reasons of a container whose image cannot be pulled.
@@ -38,29 +40,29 @@ const MAX_DETAIL: usize = 300;
 
 /// Why the pods cannot start or become ready.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// CamelCase, one of `runway_api::conditions::FAILURE_REASONS`.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
     /// One line, e.g. `container exits with code 1 (DATABASE_URL is not set), restarted 3 times`.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// What the pods of one revision say.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Diagnosis {
+pub(crate) struct Diagnosis {
     /// Why the pods of the newest template that are not ready cannot become ready, when known.
-    pub failure: Option<Failure>,
-    pub ready_pods: usize,
+    pub(crate) failure: Option<Failure>,
+    pub(crate) ready_pods: usize,
     /// While pods exist and none is ready: how long the newest of them has been starting (since its creation); None
     /// when a pod is ready, none exists, or the newest was ready before.
-    pub unready_for: Option<Duration>,
+    pub(crate) unready_for: Option<Duration>,
     /// When the next pod that is not ready reaches the progress deadline, so that it is looked at again then even
     /// if nothing about it changes.
-    pub recheck_in: Option<Duration>,
+    pub(crate) recheck_in: Option<Duration>,
 }
 
 /// Diagnoses a revision's pods at `now`, given its progress deadline. Terminating and finished pods do not count.
-pub fn diagnose<'a>(pods: impl IntoIterator<Item = &'a Pod>, now: Timestamp, deadline: Duration) -> Diagnosis {
+pub(crate) fn diagnose<'a>(pods: impl IntoIterator<Item = &'a Pod>, now: Timestamp, deadline: Duration) -> Diagnosis {
     let mut live: Vec<&Pod> = pods.into_iter().filter(|pod| is_live(pod)).collect();
     // Newest first; the name breaks ties so the result does not depend on the order of the store.
     live.sort_by(|a, b| {
@@ -125,7 +127,7 @@ fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
 }
 
 fn is_ready(pod: &Pod) -> bool {
-    condition(pod, "Ready").is_some_and(|c| c.status == "True")
+    condition(pod, "Ready").is_some_and(|c| c.status == ConditionStatus::True.as_str())
 }
 
 /// Whether a pod that is not ready was ready before: the kubelet sets Ready=False when it first reports the pod,
@@ -143,8 +145,8 @@ fn was_ready(pod: &Pod) -> bool {
 /// The first cause found for one pod that is not ready: scheduling, then init containers, then containers, then
 /// the deadline (for a pod that has been starting that long).
 fn pod_failure(pod: &Pod, starting_for: Option<Duration>, deadline: Duration) -> Option<Failure> {
-    if let Some(c) =
-        condition(pod, "PodScheduled").filter(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+    if let Some(c) = condition(pod, "PodScheduled")
+        .filter(|c| c.status == ConditionStatus::False.as_str() && c.reason.as_deref() == Some("Unschedulable"))
     {
         return Some(Failure {
             reason: UNSCHEDULABLE,
@@ -373,7 +375,7 @@ fn detail(message: &str) -> String {
 }
 
 /// The revision a pod belongs to (its namespace and the value of the revision label).
-pub fn revision_of(pod: &Pod) -> Option<RevisionKey> {
+pub(crate) fn revision_of(pod: &Pod) -> Option<RevisionKey> {
     Some(RevisionKey::new(
         pod.namespace()?,
         pod.labels().get(names::REVISION_LABEL)?.clone(),
@@ -381,7 +383,7 @@ pub fn revision_of(pod: &Pod) -> Option<RevisionKey> {
 }
 
 /// Keeps only what diagnosing needs of a watched pod (metadata and status), to keep the operator's cache small.
-pub fn trim(pod: &mut Pod) {
+pub(crate) fn trim(pod: &mut Pod) {
     pod.metadata.managed_fields = None;
     pod.metadata.annotations = None;
     pod.spec = None;
@@ -389,7 +391,7 @@ pub fn trim(pod: &mut Pod) {
 
 /// A hash of what diagnosing reads from a pod: a pod event that leaves it unchanged (a probe time, an IP) does not
 /// start a reconcile.
-pub fn fingerprint(pod: &Pod) -> Option<u64> {
+pub(crate) fn fingerprint(pod: &Pod) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
     pod.metadata.deletion_timestamp.is_some().hash(&mut hasher);
     let Some(status) = pod.status.as_ref() else {

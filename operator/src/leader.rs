@@ -15,18 +15,18 @@ use tracing::{info, warn};
 
 /// How leadership is held.
 #[derive(Clone, Debug)]
-pub struct ElectionConfig {
-    pub lease_name: String,
-    pub identity: String,
-    pub lease_duration: Duration,
+pub(crate) struct ElectionConfig {
+    pub(crate) lease_name: String,
+    pub(crate) identity: String,
+    pub(crate) lease_duration: Duration,
     /// A leader that could not renew for this long steps down, before anyone else may take over.
-    pub renew_deadline: Duration,
-    pub retry_period: Duration,
+    pub(crate) renew_deadline: Duration,
+    pub(crate) retry_period: Duration,
 }
 
 /// What this replica should do with the lease now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Nobody holds it, or the holder stopped renewing: take it.
     Acquire,
     /// We hold it: renew.
@@ -37,10 +37,10 @@ pub enum Step {
 
 /// The part of the lease record whose change shows the holder is alive.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Record {
-    pub holder: Option<String>,
-    pub renew_time: Option<MicroTime>,
-    pub duration: Option<i32>,
+pub(crate) struct Record {
+    pub(crate) holder: Option<String>,
+    pub(crate) renew_time: Option<MicroTime>,
+    pub(crate) duration: Option<i32>,
 }
 
 impl Record {
@@ -56,12 +56,12 @@ impl Record {
 
 /// The record as last seen, and when it was first seen in that state.
 #[derive(Clone, Debug, Default)]
-pub struct Observed {
+pub(crate) struct Observed {
     record: Option<(Record, Instant)>,
 }
 
 /// Decides the step from the current record; a pure function of its arguments and the observation memory.
-pub fn next_step(
+pub(crate) fn next_step(
     record: Option<&Record>,
     observed: &mut Observed,
     identity: &str,
@@ -92,7 +92,7 @@ pub fn next_step(
 }
 
 /// Runs the election forever, publishing whether this replica leads.
-pub async fn run(api: Api<Lease>, config: ElectionConfig, leading: watch::Sender<bool>) {
+pub(crate) async fn run(api: Api<Lease>, config: ElectionConfig, leading: watch::Sender<bool>) {
     let mut observed = Observed::default();
     let mut last_renewed: Option<Instant> = None;
     loop {
@@ -163,7 +163,7 @@ async fn try_lead(
 }
 
 /// Gives the lease up on shutdown so the other replica takes over at once instead of after the lease duration.
-pub async fn release(api: &Api<Lease>, config: &ElectionConfig) {
+pub(crate) async fn release(api: &Api<Lease>, config: &ElectionConfig) {
     let Ok(Some(mut lease)) = api.get_opt(&config.lease_name).await else {
         return;
     };

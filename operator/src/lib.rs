@@ -1,26 +1,21 @@
 //! Runway's operator: reconciles Services into Revisions, their Deployments and Kubernetes Services, and the routing
 //! table among them, and autoscales each revision on the load the activators report.
+//!
+//! Layers, each importing only those below it: the process (`app`, with `cli`, `admin`, `leader`) runs the
+//! controllers; the controllers are `service` (a Service's revisions, routes and status), `domain` (DomainMappings
+//! and their routes) and `autoscaler`; below them what they share: `children` (applying child objects), `failure`
+//! (why pods cannot start), `condition` (condition statuses), `events` and `metrics`.
 #![forbid(unsafe_code)]
 
-pub mod admin;
+mod admin;
 pub mod app;
-pub mod autoscaler;
-pub mod children;
+mod autoscaler;
+mod children;
 pub mod cli;
-pub mod desired;
-pub mod domain_routes;
-pub mod domains;
-pub mod events;
-pub mod failure;
-pub mod gc;
-pub mod leader;
-pub mod legacy;
-pub mod metrics;
-pub mod reconcile;
-pub mod revision_status;
-pub mod revisions;
-pub mod rollout;
-pub mod routes;
-pub mod status;
-pub mod traffic;
-pub mod workloads;
+mod condition;
+mod domain;
+mod events;
+mod failure;
+mod leader;
+mod metrics;
+mod service;

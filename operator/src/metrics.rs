@@ -10,39 +10,39 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
-    pub result: &'static str,
+pub(crate) struct ResultLabels {
+    pub(crate) result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
-    pub reason: &'static str,
+pub(crate) struct ReasonLabels {
+    pub(crate) reason: &'static str,
 }
 
 /// The autoscaler's series are per revision; the Service's name is there to select all of a Service's revisions.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RevisionLabels {
-    pub namespace: String,
-    pub service: String,
-    pub revision: String,
+pub(crate) struct RevisionLabels {
+    pub(crate) namespace: String,
+    pub(crate) service: String,
+    pub(crate) revision: String,
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric the operator exports, registered once.
-pub struct Metrics {
-    pub registry: Registry,
-    pub reconciles: Family<ResultLabels, Counter>,
-    pub reconcile_errors: Family<ReasonLabels, Counter>,
-    pub reconcile_duration: Histogram,
-    pub leader: Gauge,
-    pub stable_average: Family<RevisionLabels, FloatGauge>,
-    pub panic_average: Family<RevisionLabels, FloatGauge>,
-    pub desired_pods: Family<RevisionLabels, Gauge>,
-    pub panic_mode: Family<RevisionLabels, Gauge>,
-    pub scale_writes: Family<ResultLabels, Counter>,
-    pub connected_activators: Gauge,
-    pub tick_duration: Histogram,
+pub(crate) struct Metrics {
+    pub(crate) registry: Registry,
+    pub(crate) reconciles: Family<ResultLabels, Counter>,
+    pub(crate) reconcile_errors: Family<ReasonLabels, Counter>,
+    pub(crate) reconcile_duration: Histogram,
+    pub(crate) leader: Gauge,
+    pub(crate) stable_average: Family<RevisionLabels, FloatGauge>,
+    pub(crate) panic_average: Family<RevisionLabels, FloatGauge>,
+    pub(crate) desired_pods: Family<RevisionLabels, Gauge>,
+    pub(crate) panic_mode: Family<RevisionLabels, Gauge>,
+    pub(crate) scale_writes: Family<ResultLabels, Counter>,
+    pub(crate) connected_activators: Gauge,
+    pub(crate) tick_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -125,14 +125,14 @@ impl Default for Metrics {
 
 impl Metrics {
     /// The text exposition of every metric.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 
     /// Drops a deleted revision's series.
-    pub fn forget_revision(&self, labels: &RevisionLabels) {
+    pub(crate) fn forget_revision(&self, labels: &RevisionLabels) {
         self.stable_average.remove(labels);
         self.panic_average.remove(labels);
         self.desired_pods.remove(labels);

@@ -8,28 +8,28 @@ use runway_api::RevisionKey;
 use runway_api::stats::{LoadReport, ReportKind};
 
 /// A report older than this no longer counts: the activator is gone or its stream stalled.
-pub const REPORT_TTL: Duration = Duration::from_millis(2500);
+pub(crate) const REPORT_TTL: Duration = Duration::from_millis(2500);
 /// How far back the board remembers the responses of each revision.
-pub const RESPONSE_HISTORY: Duration = Duration::from_secs(300);
+pub(crate) const RESPONSE_HISTORY: Duration = Duration::from_secs(300);
 /// Responses are counted in buckets of this length, by when their report arrived.
 const RESPONSE_BUCKET: Duration = Duration::from_secs(1);
 
 /// One revision's load summed over the activators that reported recently.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Totals {
-    pub concurrency: f64,
-    pub rps: f64,
+pub(crate) struct Totals {
+    pub(crate) concurrency: f64,
+    pub(crate) rps: f64,
     /// Requests queued or in flight right now.
-    pub held: u32,
+    pub(crate) held: u32,
 }
 
 /// Responses of one revision, summed over the activators.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Responses {
+pub(crate) struct Responses {
     /// Responses finished, whatever their status.
-    pub requests: u64,
+    pub(crate) requests: u64,
     /// Of those, responses with a 5xx status (the activator's own 502, 503 and 504 included).
-    pub server_errors: u64,
+    pub(crate) server_errors: u64,
 }
 
 /// Responses reported in one bucket, from `from` to `from + RESPONSE_BUCKET`.
@@ -54,7 +54,7 @@ struct Latest {
 
 /// What the autoscaler knows of the activators: who exists and what each said last.
 #[derive(Debug, Default)]
-pub struct Board {
+pub(crate) struct Board {
     /// Activator addresses from their Service's EndpointSlices.
     known: BTreeSet<String>,
     latest: HashMap<String, Latest>,
@@ -66,13 +66,13 @@ pub struct Board {
 
 impl Board {
     /// Replaces the set of activators; reports of activators that left are dropped.
-    pub fn set_known(&mut self, addresses: BTreeSet<String>) {
+    pub(crate) fn set_known(&mut self, addresses: BTreeSet<String>) {
         self.latest.retain(|address, _| addresses.contains(address));
         self.known = addresses;
     }
 
     /// Keeps a periodic report as the activator's latest and counts its responses; pokes are handled by the caller.
-    pub fn record(&mut self, address: &str, report: LoadReport, now: Instant) {
+    pub(crate) fn record(&mut self, address: &str, report: LoadReport, now: Instant) {
         if report.kind != ReportKind::Periodic || !self.known.contains(address) {
             return;
         }
@@ -112,7 +112,7 @@ impl Board {
     }
 
     /// Per-revision totals over fresh reports, and whether every known activator's report is fresh.
-    pub fn totals(&self, now: Instant) -> (HashMap<RevisionKey, Totals>, bool) {
+    pub(crate) fn totals(&self, now: Instant) -> (HashMap<RevisionKey, Totals>, bool) {
         let is_fresh = |latest: &&Latest| now.saturating_duration_since(latest.received) <= REPORT_TTL;
         let mut totals: HashMap<RevisionKey, Totals> = HashMap::new();
         for latest in self.latest.values().filter(is_fresh) {
@@ -134,7 +134,7 @@ impl Board {
 
     /// Keeps the revision at `pods` or more (maxScale still applies) until `until`, e.g. before a rollout step gives
     /// it a larger share of the traffic. A later call replaces the floor; 0 pods removes it.
-    pub fn set_floor(&mut self, key: RevisionKey, pods: i32, until: Instant) {
+    pub(crate) fn set_floor(&mut self, key: RevisionKey, pods: i32, until: Instant) {
         if pods > 0 {
             self.floors.insert(key, Floor { pods, until });
         } else {
@@ -143,7 +143,7 @@ impl Board {
     }
 
     /// The floors in force at `now`.
-    pub fn floors(&self, now: Instant) -> HashMap<RevisionKey, i32> {
+    pub(crate) fn floors(&self, now: Instant) -> HashMap<RevisionKey, i32> {
         self.floors
             .iter()
             .filter(|(_, floor)| floor.until > now)
@@ -154,7 +154,7 @@ impl Board {
     /// The revision's responses, summed over every activator, in the reports that arrived at or after `since`, to
     /// within one second (a one-second bucket counts when it began at or after `since`). Only the last
     /// RESPONSE_HISTORY is remembered: an earlier `since` gives the responses of that time.
-    pub fn responses(&self, key: &RevisionKey, since: Instant) -> Responses {
+    pub(crate) fn responses(&self, key: &RevisionKey, since: Instant) -> Responses {
         let buckets = self.responses.get(key).into_iter().flatten();
         buckets
             .filter(|b| b.from >= since)

@@ -30,15 +30,15 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// Where the activators are.
 #[derive(Clone, Debug)]
-pub struct ActivatorEndpoints {
-    pub namespace: String,
-    pub service: String,
-    pub admin_port: u16,
+pub(crate) struct ActivatorEndpoints {
+    pub(crate) namespace: String,
+    pub(crate) service: String,
+    pub(crate) admin_port: u16,
 }
 
 /// Addresses of every endpoint in the activator Service's slices, terminating ones included: a draining activator
 /// may still hold requests.
-pub fn addresses<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> BTreeSet<String> {
+pub(crate) fn addresses<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> BTreeSet<String> {
     slices
         .into_iter()
         .flat_map(|s| s.endpoints.iter())
@@ -47,7 +47,7 @@ pub fn addresses<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> BTr
 }
 
 /// Watches the activators' EndpointSlices and keeps a stream task per address until the scope ends.
-pub async fn run(
+pub(crate) async fn run(
     client: kube::Client,
     endpoints: ActivatorEndpoints,
     board: Arc<Mutex<Board>>,

@@ -10,34 +10,34 @@ use runway_api::ScalingMetric;
 
 /// What one tick observed for one revision.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Observation {
-    pub now: Duration,
+pub(crate) struct Observation {
+    pub(crate) now: Duration,
     /// Requests in flight or queued, averaged over the last second and summed over activators.
-    pub concurrency: f64,
+    pub(crate) concurrency: f64,
     /// Requests per second over the last second, summed over activators.
-    pub rps: f64,
+    pub(crate) rps: f64,
     /// Requests held right now by any activator (queued or in flight).
-    pub held: u32,
+    pub(crate) held: u32,
     /// An activator reported a request waiting at zero since the last tick.
-    pub poked: bool,
+    pub(crate) poked: bool,
     /// Whether every activator reported recently: without that, held requests might be unseen.
-    pub reports_complete: bool,
-    pub ready_pods: i32,
+    pub(crate) reports_complete: bool,
+    pub(crate) ready_pods: i32,
     /// The Deployment's current replica count.
-    pub current_scale: i32,
+    pub(crate) current_scale: i32,
     /// While no pod is ready: how long the newest pod has been starting (`failure::Diagnosis::unready_for`).
-    pub unready_for: Option<Duration>,
+    pub(crate) unready_for: Option<Duration>,
     /// The revision's status reports its pods failing (Ready False with a failure reason, e.g. a crash or
     /// ReadinessTimeout). Giving up waits for it, so that requests waiting for the pods are answered with the
     /// failure before the revision goes to zero.
-    pub failing: bool,
+    pub(crate) failing: bool,
     /// Pods a rollout asks to keep at least (`Board::set_floor`), 0 for none.
-    pub floor: i32,
+    pub(crate) floor: i32,
 }
 
 /// Per-revision memory between ticks.
 #[derive(Clone, Debug, PartialEq)]
-pub struct History {
+pub(crate) struct History {
     /// When this history began (operator start, leader change or revision creation): before a whole stable window
     /// of fresh data exists, nothing is scaled down.
     since: Duration,
@@ -59,21 +59,21 @@ pub struct History {
 
 /// After giving up, requests reported held only count this long afterwards: reports up to REPORT_TTL old may still
 /// show requests that the activator has since answered with the failure. A poke counts at once.
-pub const GIVE_UP_SETTLE: Duration = Duration::from_secs(5);
+pub(crate) const GIVE_UP_SETTLE: Duration = Duration::from_secs(5);
 
 /// The outcome of one tick.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Decision {
-    pub desired: i32,
-    pub stable_average: f64,
-    pub panic_average: f64,
-    pub panicking: bool,
-    pub reason: Reason,
+pub(crate) struct Decision {
+    pub(crate) desired: i32,
+    pub(crate) stable_average: f64,
+    pub(crate) panic_average: f64,
+    pub(crate) panicking: bool,
+    pub(crate) reason: Reason,
 }
 
 /// Why the count is what it is, for events and logs.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// The averages asked for this count.
     Load,
     /// A request waited at zero.
@@ -89,7 +89,7 @@ pub enum Reason {
 }
 
 impl History {
-    pub fn new(now: Duration) -> History {
+    pub(crate) fn new(now: Duration) -> History {
         History {
             since: now,
             samples: VecDeque::new(),
@@ -136,7 +136,7 @@ fn seconds(window: Duration) -> u64 {
 }
 
 /// Decides the pod count for one tick and updates the history.
-pub fn decide(policy: &Policy, history: &mut History, obs: Observation) -> Decision {
+pub(crate) fn decide(policy: &Policy, history: &mut History, obs: Observation) -> Decision {
     let now = obs.now;
     let value = match policy.metric {
         ScalingMetric::Concurrency => obs.concurrency,

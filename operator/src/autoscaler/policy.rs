@@ -8,19 +8,19 @@ use runway_api::{RevisionSpec, Scaling, ScalingMetric};
 /// Operator-wide autoscaler settings: the rates limiting one tick, and the defaults of every scaling field a Service
 /// leaves out.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Defaults {
+pub(crate) struct Defaults {
     /// One tick may grow the count to at most ceil(ready x this).
-    pub max_scale_up_rate: f64,
+    pub(crate) max_scale_up_rate: f64,
     /// One tick may shrink the count to no less than floor(ready / this).
-    pub max_scale_down_rate: f64,
-    pub concurrency_target: i32,
-    pub rps_target: i32,
-    pub target_utilization_percentage: i32,
-    pub stable_window_seconds: i32,
-    pub panic_window_percentage: i32,
-    pub panic_threshold_percentage: i32,
-    pub scale_to_zero_grace_period_seconds: i32,
-    pub scale_down_delay_seconds: i32,
+    pub(crate) max_scale_down_rate: f64,
+    pub(crate) concurrency_target: i32,
+    pub(crate) rps_target: i32,
+    pub(crate) target_utilization_percentage: i32,
+    pub(crate) stable_window_seconds: i32,
+    pub(crate) panic_window_percentage: i32,
+    pub(crate) panic_threshold_percentage: i32,
+    pub(crate) scale_to_zero_grace_period_seconds: i32,
+    pub(crate) scale_down_delay_seconds: i32,
 }
 
 impl Default for Defaults {
@@ -43,26 +43,26 @@ impl Default for Defaults {
 
 /// Everything the decision needs to know about one revision.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Policy {
-    pub metric: ScalingMetric,
+pub(crate) struct Policy {
+    pub(crate) metric: ScalingMetric,
     /// The metric's per-pod value to aim for: target x utilization.
-    pub target_per_pod: f64,
+    pub(crate) target_per_pod: f64,
     /// minScale while the revision is routed, 0 otherwise.
-    pub min_scale: i32,
+    pub(crate) min_scale: i32,
     /// None when unlimited.
-    pub max_scale: Option<i32>,
-    pub initial_scale: i32,
-    pub activation_scale: i32,
-    pub stable_window: Duration,
-    pub panic_window: Duration,
+    pub(crate) max_scale: Option<i32>,
+    pub(crate) initial_scale: i32,
+    pub(crate) activation_scale: i32,
+    pub(crate) stable_window: Duration,
+    pub(crate) panic_window: Duration,
     /// Panic mode starts when panic-desired / ready reaches this ratio.
-    pub panic_threshold: f64,
-    pub scale_to_zero_grace: Duration,
-    pub scale_down_delay: Duration,
-    pub max_scale_up_rate: f64,
-    pub max_scale_down_rate: f64,
+    pub(crate) panic_threshold: f64,
+    pub(crate) scale_to_zero_grace: Duration,
+    pub(crate) scale_down_delay: Duration,
+    pub(crate) max_scale_up_rate: f64,
+    pub(crate) max_scale_down_rate: f64,
     /// Pods that have not become ready after starting this long are stopped (spec.progressDeadlineSeconds).
-    pub progress_deadline: Duration,
+    pub(crate) progress_deadline: Duration,
 }
 
 impl Policy {
@@ -70,7 +70,7 @@ impl Policy {
     /// defaults, and the revision's own concurrency and progress deadline. minScale holds only a `routed` revision
     /// (one with a percent or a tag); initialScale and activationScale do not depend on it, so a new revision starts
     /// its pods before it takes traffic.
-    pub fn new(s: &Scaling, revision: &RevisionSpec, routed: bool, defaults: &Defaults) -> Policy {
+    pub(crate) fn new(s: &Scaling, revision: &RevisionSpec, routed: bool, defaults: &Defaults) -> Policy {
         let target = s.target.unwrap_or(match (s.metric, revision.container_concurrency) {
             (ScalingMetric::Concurrency, cc) if cc > 0 => cc,
             (ScalingMetric::Concurrency, _) => defaults.concurrency_target,
@@ -111,7 +111,7 @@ impl Policy {
     }
 
     /// Applies minScale and maxScale.
-    pub fn clamp(&self, pods: i32) -> i32 {
+    pub(crate) fn clamp(&self, pods: i32) -> i32 {
         let pods = pods.max(self.min_scale);
         self.max_scale.map_or(pods, |max| pods.min(max))
     }

@@ -22,22 +22,22 @@ use crate::events::{self, Happening};
 use crate::failure::{self, Diagnosis};
 use crate::metrics::{Metrics, ResultLabels, RevisionLabels};
 
-pub const TICK: Duration = Duration::from_secs(1);
+pub(crate) const TICK: Duration = Duration::from_secs(1);
 
 /// Everything the loop reads and writes.
-pub struct Scaler {
-    pub client: Client,
-    pub recorder: Recorder,
+pub(crate) struct Scaler {
+    pub(crate) client: Client,
+    pub(crate) recorder: Recorder,
     /// Every Runway Service: the scaling settings of its revisions.
-    pub services: Store<Service>,
+    pub(crate) services: Store<Service>,
     /// Every Revision: what is scaled, each on its own load.
-    pub revisions: Store<Revision>,
-    pub deployments: Store<Deployment>,
+    pub(crate) revisions: Store<Revision>,
+    pub(crate) deployments: Store<Deployment>,
     /// Every Runway pod: whether a revision's pods fail to become ready.
-    pub pods: Store<Pod>,
-    pub board: Arc<Mutex<Board>>,
-    pub metrics: Arc<Metrics>,
-    pub defaults: Defaults,
+    pub(crate) pods: Store<Pod>,
+    pub(crate) board: Arc<Mutex<Board>>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) defaults: Defaults,
 }
 
 /// A write the Deployment may not show yet: the reflector lags behind the API server.
@@ -99,7 +99,7 @@ impl Target {
 
 impl Scaler {
     /// Runs until the task is dropped (on losing leadership or shutdown).
-    pub async fn run(self, mut pokes: mpsc::Receiver<RevisionKey>) {
+    pub(crate) async fn run(self, mut pokes: mpsc::Receiver<RevisionKey>) {
         let origin = Instant::now();
         let mut tracked: HashMap<RevisionKey, Tracked> = HashMap::new();
         let mut tick = tokio::time::interval(TICK);
@@ -324,7 +324,7 @@ fn observe(
 }
 
 /// The event reason and its message: the revision, then the numbers behind the decision.
-pub fn event_for(revision: &str, policy: &Policy, decision: &Decision, current: i32) -> (&'static str, String) {
+pub(crate) fn event_for(revision: &str, policy: &Policy, decision: &Decision, current: i32) -> (&'static str, String) {
     let pods = |n: i32| {
         if n == 1 {
             "1 pod".to_owned()

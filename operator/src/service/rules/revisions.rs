@@ -10,7 +10,7 @@ use crate::children::is_controlled_by;
 
 /// What the Service's current spec needs.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Plan {
+pub(crate) enum Plan {
     /// An existing revision of the Service runs this spec.
     Reuse(Arc<Revision>),
     /// No revision runs it: create one with this name.
@@ -20,7 +20,7 @@ pub enum Plan {
 }
 
 /// The Service's generation a revision was made from (its GENERATION_LABEL), 0 when unknown.
-pub fn generation(revision: &Revision) -> i64 {
+pub(crate) fn generation(revision: &Revision) -> i64 {
     revision
         .labels()
         .get(names::GENERATION_LABEL)
@@ -30,7 +30,7 @@ pub fn generation(revision: &Revision) -> i64 {
 
 /// The revisions the Service controls, among the revisions of its namespace, oldest first (so that reconciles work
 /// through them in a stable order).
-pub fn owned(all: &[Arc<Revision>], service_uid: &str) -> Vec<Arc<Revision>> {
+pub(crate) fn owned(all: &[Arc<Revision>], service_uid: &str) -> Vec<Arc<Revision>> {
     let mut owned: Vec<Arc<Revision>> = all
         .iter()
         .filter(|r| is_controlled_by(r.as_ref(), service_uid))
@@ -47,7 +47,7 @@ pub fn owned(all: &[Arc<Revision>], service_uid: &str) -> Vec<Arc<Revision>> {
 /// - without one, a revision of the Service made from this generation or running an equal spec is reused (changes of
 ///   scaling, traffic or visibility make none, and going back to an earlier template goes back to its revision);
 ///   else `{service}-{generation:05}` is created.
-pub fn plan(service: &Service, uid: &str, all: &[Arc<Revision>]) -> Plan {
+pub(crate) fn plan(service: &Service, uid: &str, all: &[Arc<Revision>]) -> Plan {
     let wanted = RevisionSpec::from_service_spec(&service.spec);
     let current = service.metadata.generation.unwrap_or(0);
     let find = |name: &str| all.iter().find(|r| r.name_any() == name);
@@ -97,16 +97,20 @@ fn same_spec(a: &RevisionSpec, b: &RevisionSpec) -> bool {
 
 /// One revision as the latest-ready decision sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Readiness<'a> {
-    pub name: &'a str,
-    pub generation: i64,
+pub(crate) struct Readiness<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) generation: i64,
     /// Its Ready condition is True.
-    pub ready: bool,
+    pub(crate) ready: bool,
 }
 
 /// The latest ready revision: the latest created one once it is ready; until then the previous latest ready one
 /// while it exists (it never moves to a revision that is not ready); else the newest ready one by generation.
-pub fn latest_ready(latest_created: Option<&str>, previous: Option<&str>, revisions: &[Readiness]) -> Option<String> {
+pub(crate) fn latest_ready(
+    latest_created: Option<&str>,
+    previous: Option<&str>,
+    revisions: &[Readiness],
+) -> Option<String> {
     let find = |name: &str| revisions.iter().find(|r| r.name == name);
     if let Some(created) = latest_created.and_then(find).filter(|r| r.ready) {
         return Some(created.name.to_owned());
@@ -159,7 +163,7 @@ mod tests {
 
     /// A revision of `owner` made from `image` at `generation`.
     fn revision(name: &str, image: &str, generation: i64, owner: &str) -> Arc<Revision> {
-        let mut r = crate::desired::revision(&service(image, generation), name);
+        let mut r = crate::service::rules::desired::revision(&service(image, generation), name);
         r.metadata.owner_references = Some(vec![OwnerReference {
             uid: owner.into(),
             controller: Some(true),

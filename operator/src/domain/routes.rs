@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use crate::children::FIELD_MANAGER;
+use crate::condition::ConditionStatus;
 
 /// How often the sweep looks for routes whose mapping is gone or routes nothing.
 const SWEEP_PERIOD: Duration = Duration::from_secs(60);
@@ -29,37 +30,37 @@ const MAX_NAME: usize = 253;
 
 /// Which routes the operator makes and where they send traffic: the chart's gateway and ingress values.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct RouteSettings {
+pub(crate) struct RouteSettings {
     /// Namespace of the routes: the activator's.
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// The activator's external Service and its port: every route's backend.
-    pub service: String,
-    pub port: i32,
+    pub(crate) service: String,
+    pub(crate) port: i32,
     /// parentRefs (a JSON list) of an HTTPRoute per mapped domain; None: no HTTPRoutes.
-    pub gateway: Option<Value>,
+    pub(crate) gateway: Option<Value>,
     /// None: no Ingresses.
-    pub ingress: Option<IngressSettings>,
+    pub(crate) ingress: Option<IngressSettings>,
 }
 
 /// The Ingress per mapped domain.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct IngressSettings {
+pub(crate) struct IngressSettings {
     /// spec.ingressClassName; None: the cluster's default class.
-    pub class_name: Option<String>,
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) class_name: Option<String>,
+    pub(crate) annotations: BTreeMap<String, String>,
     /// A tls entry for the domain with the Secret `tls_secret_name(domain)`.
-    pub tls: bool,
+    pub(crate) tls: bool,
 }
 
 impl RouteSettings {
     /// Whether any route is made (and so DomainMappings get the finalizer that removes them).
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.gateway.is_some() || self.ingress.is_some()
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum RouteKind {
+pub(super) enum RouteKind {
     HttpRoute,
     Ingress,
 }
@@ -80,20 +81,20 @@ impl RouteKind {
 
 /// A route by kind and name; every route is in the settings' namespace.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RouteId {
-    pub kind: RouteKind,
-    pub name: String,
+pub(super) struct RouteId {
+    pub(crate) kind: RouteKind,
+    pub(crate) name: String,
 }
 
 /// A route as the operator applies it.
 #[derive(Clone, Debug)]
-pub struct Route {
-    pub kind: RouteKind,
-    pub object: DynamicObject,
+pub(super) struct Route {
+    pub(crate) kind: RouteKind,
+    pub(crate) object: DynamicObject,
 }
 
 impl Route {
-    pub fn id(&self) -> RouteId {
+    pub(super) fn id(&self) -> RouteId {
         RouteId {
             kind: self.kind,
             name: self.object.name_any(),
@@ -103,13 +104,13 @@ impl Route {
 
 /// Name of the routes of `domain` mapped in `namespace`: `dm-{namespace}.{domain}`. A namespace has no dot, so no two
 /// mappings share a name (replacing the domain's dots with dashes would: `a-b.c` and `a.b-c`).
-pub fn route_name(namespace: &str, domain: &str) -> String {
+pub(super) fn route_name(namespace: &str, domain: &str) -> String {
     bounded(&format!("dm-{namespace}.{domain}"), MAX_NAME)
 }
 
 /// The Secret an Ingress serves for `domain`: `{domain}-tls`, the name cert-manager's ingress-shim gives the
 /// certificate it issues for the Ingress.
-pub fn tls_secret_name(domain: &str) -> String {
+pub(super) fn tls_secret_name(domain: &str) -> String {
     bounded(&format!("{domain}-tls"), MAX_NAME)
 }
 
@@ -157,19 +158,19 @@ fn managed_selector() -> String {
 /// Whether `mapping` gets routes: its namespace holds the domain, its Service exists, and it is not being deleted.
 /// Whether the Service is Ready does not matter: a failing Service keeps its route, so that clients get the
 /// activator's 503 naming the failure rather than the ingress's 404.
-pub fn routable(mapping: &DomainMapping) -> bool {
+pub(super) fn routable(mapping: &DomainMapping) -> bool {
     let holds = |type_: &str| {
         mapping
             .status
             .iter()
             .flat_map(|status| &status.conditions)
-            .any(|c| c.type_ == type_ && c.status == "True")
+            .any(|c| c.type_ == type_ && c.status == ConditionStatus::True.as_str())
     };
     mapping.metadata.deletion_timestamp.is_none() && holds(DOMAIN_CLAIMED) && holds(REFERENCE_RESOLVED)
 }
 
 /// The routes `mapping` should have, given its status: one per enabled kind, or none.
-pub fn desired_routes(mapping: &DomainMapping, settings: &RouteSettings) -> Vec<Route> {
+pub(super) fn desired_routes(mapping: &DomainMapping, settings: &RouteSettings) -> Vec<Route> {
     if !routable(mapping) {
         return vec![];
     }
@@ -220,7 +221,7 @@ fn route(kind: RouteKind, metadata: ObjectMeta, spec: Value) -> Route {
 
 /// Of the `existing` routes made for mappings, those none of `mappings` should have: their mapping is gone, lost
 /// its claim or its Service, is being deleted, or their kind is turned off.
-pub fn stale_routes(existing: &[RouteId], mappings: &[DomainMapping], settings: &RouteSettings) -> Vec<RouteId> {
+pub(super) fn stale_routes(existing: &[RouteId], mappings: &[DomainMapping], settings: &RouteSettings) -> Vec<RouteId> {
     let desired: BTreeSet<RouteId> = mappings
         .iter()
         .flat_map(|mapping| desired_routes(mapping, settings))
@@ -231,7 +232,11 @@ pub fn stale_routes(existing: &[RouteId], mappings: &[DomainMapping], settings: 
 
 /// Puts `mapping`'s routes in place as its status says, and deletes the ones it should not have (all of them when it
 /// is being deleted).
-pub async fn sync(client: &Client, mapping: &DomainMapping, settings: &RouteSettings) -> Result<(), kube::Error> {
+pub(super) async fn sync(
+    client: &Client,
+    mapping: &DomainMapping,
+    settings: &RouteSettings,
+) -> Result<(), kube::Error> {
     for route in desired_routes(mapping, settings) {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         api(client, settings, route.kind)
@@ -247,7 +252,7 @@ pub async fn sync(client: &Client, mapping: &DomainMapping, settings: &RouteSett
 
 /// Every `SWEEP_PERIOD`, deletes the routes that no DomainMapping should have: behind the finalizer, this catches a
 /// mapping removed while it had none (its finalizer taken off by hand) and routes of a kind turned off since.
-pub async fn sweep(client: Client, settings: RouteSettings) {
+pub(super) async fn sweep(client: Client, settings: RouteSettings) {
     let mut tick = tokio::time::interval(SWEEP_PERIOD);
     loop {
         tick.tick().await;

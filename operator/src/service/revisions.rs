@@ -1,16 +1,17 @@
-//! The revision the Service's spec needs: reused, created, or refused.
+//! The revision the Service's spec needs (decided by `rules/revisions.rs`): reused, created, or refused.
 
 use std::sync::Arc;
 
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
+use runway_api::conditions::CONFIGURATION_READY;
 use runway_api::{Revision, Service};
 
-use super::{Error, Run};
+use super::context::{Error, Run};
+use super::rules::desired;
+use super::rules::revisions::{self, Plan};
+use super::rules::status::ChildProblem;
 use crate::children::{ChildError, FIELD_MANAGER, Outcome};
-use crate::desired;
-use crate::revisions::{self, Plan};
-use crate::status::{CONFIGURATION_READY, ChildProblem};
 
 impl Run<'_> {
     /// The Service's revisions (oldest first) and the latest created one: the revision the spec needs, or while it

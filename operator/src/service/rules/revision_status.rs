@@ -1,5 +1,5 @@
 //! A revision's status, computed by pure functions from its Deployment, its pods' diagnosis and the Service's
-//! routing table.
+//! routing table; written by `service/revision_status.rs`.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -9,26 +9,30 @@ use runway_api::conditions::{self, READY, is_failure_reason};
 use runway_api::serving::serving_port;
 use runway_api::{Revision, RevisionStatus};
 
+use super::status::ChildProblem;
+use super::traffic::Share;
+use crate::condition::{ConditionStatus, State, condition};
 use crate::failure::Failure;
-use crate::status::{AT_ZERO_SUFFIX, ChildProblem, State, condition};
-use crate::traffic::Share;
+
+/// Added to the last failure's message while a revision is at zero after it.
+const AT_ZERO_SUFFIX: &str = "; no pods are running now: the next request starts one and tries again";
 
 /// What the reconciler saw of one revision.
 #[derive(Clone, Debug, Default)]
-pub struct Observed {
-    pub deployment: Option<Deployment>,
+pub(crate) struct Observed {
+    pub(crate) deployment: Option<Deployment>,
     /// Its Deployment or pods' Service could not be put in place.
-    pub problem: Option<ChildProblem>,
+    pub(crate) problem: Option<ChildProblem>,
     /// Why its pods cannot start or become ready, from `failure::diagnose`.
-    pub failure: Option<Failure>,
+    pub(crate) failure: Option<Failure>,
     /// The serving container's image digest, from its pods.
-    pub image_digest: Option<String>,
+    pub(crate) image_digest: Option<String>,
 }
 
 /// The revision's Ready condition before timestamps.
-pub fn readiness(revision: &Revision, observed: &Observed) -> State {
+pub(crate) fn readiness(revision: &Revision, observed: &Observed) -> State {
     if let Some(problem) = &observed.problem {
-        return State::new("False", &problem.reason, problem.message.clone());
+        return State::new(ConditionStatus::False, &problem.reason, problem.message.clone());
     }
     let previous = revision
         .status
@@ -45,24 +49,28 @@ pub fn readiness(revision: &Revision, observed: &Observed) -> State {
 /// - True once a pod is ready and the Deployment available, Unknown while pods start.
 fn deployment_state(deployment: Option<&Deployment>, failure: Option<&Failure>, previous: Option<&Condition>) -> State {
     let Some(deployment) = deployment else {
-        return State::new("Unknown", "Deploying", "the Deployment does not exist yet");
+        return State::new(
+            ConditionStatus::Unknown,
+            "Deploying",
+            "the Deployment does not exist yet",
+        );
     };
     let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
     let status = deployment.status.clone().unwrap_or_default();
     let conditions = status.conditions.unwrap_or_default();
     let find = |type_: &str| conditions.iter().find(|c| c.type_ == type_);
     let ready = status.ready_replicas.unwrap_or(0);
-    if let Some(c) = find("ReplicaFailure").filter(|c| c.status == "True") {
+    if let Some(c) = find("ReplicaFailure").filter(|c| c.status == ConditionStatus::True.as_str()) {
         return State::new(
-            "False",
+            ConditionStatus::False,
             conditions::REPLICA_FAILURE,
             c.message.clone().unwrap_or_default(),
         );
     }
     if let Some(failure) = failure.filter(|_| ready == 0 && desired > 0) {
-        return State::new("False", failure.reason, failure.message.clone());
+        return State::new(ConditionStatus::False, failure.reason, failure.message.clone());
     }
-    if let Some(c) = find("Progressing").filter(|c| c.status == "False") {
+    if let Some(c) = find("Progressing").filter(|c| c.status == ConditionStatus::False.as_str()) {
         let deployment_reason = c
             .reason
             .clone()
@@ -78,17 +86,23 @@ fn deployment_state(deployment: Option<&Deployment>, failure: Option<&Failure>, 
                 format!("{ready} pods of the previous template serve")
             };
             let message = format!("the rollout is stuck ({message}); {serving}");
-            return State::new("False", &reason, message);
+            return State::new(ConditionStatus::False, &reason, message);
         }
-        return State::new("False", &reason, message);
+        return State::new(ConditionStatus::False, &reason, message);
     }
     if desired == 0 {
-        if let Some(last) = previous.filter(|c| c.status == "False" && is_failure_reason(&c.reason)) {
+        if let Some(last) =
+            previous.filter(|c| c.status == ConditionStatus::False.as_str() && is_failure_reason(&c.reason))
+        {
             let message = last.message.strip_suffix(AT_ZERO_SUFFIX).unwrap_or(&last.message);
-            return State::new("False", &last.reason, format!("{message}{AT_ZERO_SUFFIX}"));
+            return State::new(
+                ConditionStatus::False,
+                &last.reason,
+                format!("{message}{AT_ZERO_SUFFIX}"),
+            );
         }
         return State::new(
-            "True",
+            ConditionStatus::True,
             "ScaledToZero",
             "no pods are running; the next request starts one",
         );
@@ -98,15 +112,15 @@ fn deployment_state(deployment: Option<&Deployment>, failure: Option<&Failure>, 
         Some(f) => format!("{counts}; {}: {}", f.reason, f.message),
         None => counts,
     };
-    if ready > 0 && find("Available").is_some_and(|c| c.status == "True") {
-        return State::new("True", "PodsReady", counts);
+    if ready > 0 && find("Available").is_some_and(|c| c.status == ConditionStatus::True.as_str()) {
+        return State::new(ConditionStatus::True, "PodsReady", counts);
     }
-    State::new("Unknown", "Deploying", counts)
+    State::new(ConditionStatus::Unknown, "Deploying", counts)
 }
 
 /// The revision's status: `ready` (from `readiness`), the counts of its Deployment, and its share of the traffic.
 /// The image digest stays once known, also at zero.
-pub fn compute(
+pub(crate) fn compute(
     revision: &Revision,
     ready: State,
     observed: &Observed,
@@ -143,7 +157,7 @@ pub fn compute(
 
 /// The digest of the serving container's image as the kubelet reports it (`imageID`, e.g.
 /// `docker.io/library/hello@sha256:...`), from the first of `pods` that has one: the `sha256:...` part.
-pub fn image_digest<'a>(revision: &Revision, pods: impl IntoIterator<Item = &'a Pod>) -> Option<String> {
+pub(crate) fn image_digest<'a>(revision: &Revision, pods: impl IntoIterator<Item = &'a Pod>) -> Option<String> {
     let containers = &revision.spec.template.spec.containers;
     let serving = containers.get(serving_port(containers).container_index)?;
     let name = if serving.name.is_empty() {

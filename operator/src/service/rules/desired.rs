@@ -15,24 +15,24 @@ use runway_api::serving::{DEFAULT_PORT_NAME, ServingPort, serving_port};
 use runway_api::{Revision, RevisionSpec, Service, names};
 
 /// Seconds a pod keeps serving after it is marked terminating, so the activator stops routing to it before SIGTERM.
-pub const PRE_STOP_SLEEP_SECONDS: i64 = 3;
+pub(crate) const PRE_STOP_SLEEP_SECONDS: i64 = 3;
 
 /// The activator's internal Kubernetes Service: in-cluster calls to a Runway Service are sent there.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActivatorRef {
-    pub namespace: String,
-    pub name: String,
+pub(crate) struct ActivatorRef {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
 }
 
 impl ActivatorRef {
     /// The activator Service's cluster DNS name.
-    pub fn fqdn(&self) -> String {
+    pub(crate) fn fqdn(&self) -> String {
         format!("{}.{}.svc.cluster.local", self.name, self.namespace)
     }
 }
 
 /// Labels on every object derived from Service `service`.
-pub fn labels(service: &str) -> BTreeMap<String, String> {
+pub(crate) fn labels(service: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), service.to_owned()),
         ("app.kubernetes.io/component".to_owned(), "service".to_owned()),
@@ -42,7 +42,7 @@ pub fn labels(service: &str) -> BTreeMap<String, String> {
 }
 
 /// Labels on a revision, on the objects derived from it and on its pods.
-pub fn revision_labels(service: &str, revision: &str) -> BTreeMap<String, String> {
+pub(crate) fn revision_labels(service: &str, revision: &str) -> BTreeMap<String, String> {
     let mut labels = labels(service);
     labels.insert(names::REVISION_LABEL.to_owned(), revision.to_owned());
     labels
@@ -70,7 +70,7 @@ fn meta(
 
 /// Revision `name` of the Service, made from its current spec: labelled with the Service, its own name and the
 /// Service's generation, and controlled by the Service.
-pub fn revision(service: &Service, name: &str) -> Revision {
+pub(crate) fn revision(service: &Service, name: &str) -> Revision {
     let mut labels = revision_labels(&service.name_any(), name);
     labels.insert(
         names::GENERATION_LABEL.to_owned(),
@@ -90,7 +90,7 @@ pub fn revision(service: &Service, name: &str) -> Revision {
 
 /// The Deployment that runs revision's pods, controlled by the revision. `replicas` is set only when the
 /// Deployment is created: afterwards the autoscaler owns that field.
-pub fn deployment(service: &str, revision: &Revision, replicas: Option<i32>) -> Deployment {
+pub(crate) fn deployment(service: &str, revision: &Revision, replicas: Option<i32>) -> Deployment {
     let name = revision.name_any();
     let template = &revision.spec.template;
     let user_meta = template.metadata.clone().unwrap_or_default();
@@ -205,7 +205,7 @@ fn default_serving_container(container: &mut Container, serving: &ServingPort) {
 
 /// The headless Kubernetes Service selecting a revision's pods, controlled by the revision: the activator routes to
 /// the addresses in its EndpointSlices, which inherit its labels.
-pub fn pods_service(service: &str, revision: &Revision) -> KubeService {
+pub(crate) fn pods_service(service: &str, revision: &Revision) -> KubeService {
     let name = revision.name_any();
     let serving = serving_port(&revision.spec.template.spec.containers);
     KubeService {
@@ -234,7 +234,7 @@ pub fn pods_service(service: &str, revision: &Revision) -> KubeService {
 
 /// The Kubernetes Service in-cluster clients call (http://{name}.{namespace}.svc.cluster.local): a DNS alias of the
 /// activator, which routes on the Host header.
-pub fn route_service(service: &Service, activator: &ActivatorRef) -> KubeService {
+pub(crate) fn route_service(service: &Service, activator: &ActivatorRef) -> KubeService {
     alias(
         service,
         names::route_service_name(&service.name_any()),
@@ -245,7 +245,7 @@ pub fn route_service(service: &Service, activator: &ActivatorRef) -> KubeService
 
 /// The Kubernetes Service of a tag (http://{tag}-{name}.{namespace}.svc.cluster.local), likewise an alias of the
 /// activator; labelled with the tag so that the route Services of removed tags can be found.
-pub fn tag_route_service(service: &Service, tag: &str, activator: &ActivatorRef) -> KubeService {
+pub(crate) fn tag_route_service(service: &Service, tag: &str, activator: &ActivatorRef) -> KubeService {
     let name = service.name_any();
     let mut labels = labels(&name);
     labels.insert(names::TAG_LABEL.to_owned(), tag.to_owned());

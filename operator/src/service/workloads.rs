@@ -1,16 +1,21 @@
-//! Every revision's workload put in place and observed, and every revision's status written.
+//! Every revision's workload put in place and observed: its Deployment and its pods' headless Service, applied with
+//! the revision as their controller (built by `rules/desired.rs`), and its pods diagnosed (`failure`); its Ready
+//! state from `rules/revision_status.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use runway_api::{Revision, RevisionKey, TrafficTargetStatus};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
+use kube::{Api, ResourceExt};
+use runway_api::conditions::READY;
+use runway_api::{Revision, RevisionKey, names};
 
-use super::{Error, Run, Seen};
+use super::context::{Error, Run, Seen};
+use super::rules::{desired, revision_status};
 use crate::autoscaler::policy::Policy;
-use crate::children::{self, FIELD_MANAGER};
-use crate::status::{READY, Replicas, State};
-use crate::{failure, revision_status, traffic, workloads};
+use crate::children::{self, ChildError, Outcome, Owner};
+use crate::failure;
 
 impl Run<'_> {
     /// Applies every revision's workload and observes it; also says when a starting pod reaches its deadline.
@@ -62,7 +67,7 @@ impl Run<'_> {
     ) -> Result<(revision_status::Observed, Option<Duration>), Error> {
         let service = self.service.metadata.name.as_deref().unwrap_or_default();
         let apis = &self.apis;
-        let applied = workloads::apply(&apis.deployments, &apis.kube_services, service, revision, initial).await;
+        let applied = apply(&apis.deployments, &apis.kube_services, service, revision, initial).await;
         let mut observed = revision_status::Observed::default();
         match applied.deployment {
             Ok((deployment, outcome)) => {
@@ -91,33 +96,70 @@ impl Run<'_> {
         observed.image_digest = revision_status::image_digest(revision, own.iter().copied());
         Ok((observed, diagnosis.recheck_in))
     }
+}
 
-    /// Writes each revision's status where it changed; returns the pods summed over them and the latest created
-    /// revision's Ready state.
-    pub(super) async fn write_revision_statuses(
-        &self,
-        seen: &[Seen],
-        routing: &[TrafficTargetStatus],
-        latest_created: Option<&str>,
-    ) -> Result<(Replicas, Option<State>), Error> {
-        let shares = traffic::shares(routing);
-        let mut replicas = Replicas::default();
-        let mut latest_state = None;
-        for s in seen {
-            let share = shares.get(s.name()).cloned().unwrap_or_default();
-            let status = revision_status::compute(&s.revision, s.ready.clone(), &s.observed, &share, self.now);
-            replicas.replicas += status.replicas;
-            replicas.ready += status.ready_replicas;
-            replicas.desired += status.desired_replicas;
-            if latest_created == Some(s.name()) {
-                latest_state = Some(s.ready.clone());
-            }
-            if s.revision.status.as_ref() != Some(&status) {
-                children::apply_status(&self.apis.revisions, s.name(), &status, FIELD_MANAGER)
-                    .await
-                    .map_err(Error::Status)?;
-            }
-        }
-        Ok((replicas, latest_state))
+/// What applying one revision's children gave.
+struct Applied {
+    deployment: Result<(Deployment, Outcome), ChildError>,
+    pods_service: Result<(KubeService, Outcome), ChildError>,
+}
+
+/// Applies revision's Deployment (created with `initial` pods) and pods' Service, for Service `service`.
+async fn apply(
+    deployments: &Api<Deployment>,
+    kube_services: &Api<KubeService>,
+    service: &str,
+    revision: &Revision,
+    initial: i32,
+) -> Applied {
+    let owner = Owner {
+        kind: "Revision",
+        uid: revision.metadata.uid.as_deref().unwrap_or_default(),
+    };
+    let deployment = apply_deployment(deployments, owner, service, revision, initial).await;
+    let pods_service = async {
+        let desired = desired::pods_service(service, revision);
+        let live = children::fetch_owned(kube_services, owner, &desired.name_any()).await?;
+        children::apply(kube_services, &desired, live.as_ref()).await
     }
+    .await;
+    Applied {
+        deployment,
+        pods_service,
+    }
+}
+
+/// Applies the Deployment. Creation sets the initial scale and hands `spec.replicas` to the autoscaler's field
+/// manager at once; from then on the reconciler never sends replicas, so it never fights the autoscaler.
+async fn apply_deployment(
+    api: &Api<Deployment>,
+    owner: Owner<'_>,
+    service: &str,
+    revision: &Revision,
+    initial: i32,
+) -> Result<(Deployment, Outcome), ChildError> {
+    let name = names::deployment_name(&revision.name_any());
+    let api_error = |source| ChildError::Api {
+        kind: "Deployment".to_owned(),
+        name: name.clone(),
+        source,
+    };
+    let live = children::fetch_owned(api, owner, &name).await?;
+    let initial = match &live {
+        None => Some(initial),
+        Some(live) => {
+            // A reconcile that created the Deployment but stopped before the hand-over: finish it now.
+            if children::reconciler_owns_replicas(live) {
+                let current = live.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                children::apply_scale(api, &name, current).await.map_err(api_error)?;
+            }
+            None
+        }
+    };
+    let desired = desired::deployment(service, revision, initial);
+    let (applied, outcome) = children::apply(api, &desired, live.as_ref()).await?;
+    if let Some(replicas) = initial {
+        children::apply_scale(api, &name, replicas).await.map_err(api_error)?;
+    }
+    Ok((applied, outcome))
 }

@@ -1,17 +1,18 @@
-//! The Service's gradual rollout: the decision's inputs gathered, and its effects (pod floor, events) carried out.
+//! The Service's gradual rollout: the inputs of the decision (`rules/rollout.rs`) gathered, and its effects (pod
+//! floor, events) carried out.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use kube::runtime::events::EventType;
-use runway_api::conditions::ROLLOUT_FAILED;
+use runway_api::conditions::{CONFIGURATION_READY, ROLLOUT_FAILED};
 use runway_api::{RevisionKey, RolloutPhase};
 use tracing::info;
 
-use super::{Run, Seen};
+use super::context::{Run, Seen};
+use super::rules::rollout::{self, Compared, Decision, Happened, Pods};
+use super::rules::status::ChildProblem;
 use crate::autoscaler::board::RESPONSE_HISTORY;
-use crate::rollout::{self, Compared, Decision, Happened, Pods};
-use crate::status::{CONFIGURATION_READY, ChildProblem};
 
 /// A rollout's pod floor outlives the next planned look by this much.
 const FLOOR_MARGIN: Duration = Duration::from_secs(30);

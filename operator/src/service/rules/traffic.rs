@@ -11,31 +11,31 @@ use runway_api::{Service, TrafficTarget, TrafficTargetStatus, names};
 /// A gradual rollout under way: the latest ready revision takes `next_percent` of each latestRevision target's share,
 /// `previous` the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Split<'a> {
-    pub previous: &'a str,
-    pub next_percent: i32,
+pub(crate) struct Split<'a> {
+    pub(crate) previous: &'a str,
+    pub(crate) next_percent: i32,
 }
 
 /// What the routing table is resolved from.
 #[derive(Clone, Copy, Debug)]
-pub struct Input<'a> {
+pub(crate) struct Input<'a> {
     /// spec.traffic; None routes everything to the latest revision.
-    pub targets: Option<&'a [TrafficTarget]>,
+    pub(crate) targets: Option<&'a [TrafficTarget]>,
     /// The names of the Service's revisions.
-    pub revisions: &'a BTreeSet<String>,
-    pub latest_created: Option<&'a str>,
-    pub latest_ready: Option<&'a str>,
-    pub split: Option<Split<'a>>,
+    pub(crate) revisions: &'a BTreeSet<String>,
+    pub(crate) latest_created: Option<&'a str>,
+    pub(crate) latest_ready: Option<&'a str>,
+    pub(crate) split: Option<Split<'a>>,
     /// First labels of hosts other Services hold (see `taken`): a tag whose `{tag}-{service}` is among them gets no
     /// route.
-    pub taken: &'a BTreeSet<String>,
+    pub(crate) taken: &'a BTreeSet<String>,
     /// The routing table as last written, kept while spec.traffic names a revision that does not exist.
-    pub previous: &'a [TrafficTargetStatus],
+    pub(crate) previous: &'a [TrafficTargetStatus],
 }
 
 /// Why a part of spec.traffic is not routed as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Problem {
+pub(crate) enum Problem {
     /// The tag's host is another Service's: the tag gets no route.
     TagCollision { tag: String, host: String },
     /// A target names a revision the Service does not have.
@@ -43,14 +43,14 @@ pub enum Problem {
 }
 
 impl Problem {
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Problem::TagCollision { .. } => TAG_COLLISION,
             Problem::RevisionMissing { .. } => REVISION_MISSING,
         }
     }
 
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Problem::TagCollision { tag, host } => {
                 format!("tag {tag} is not routed: its host {host} is another Service's")
@@ -64,9 +64,9 @@ impl Problem {
 
 /// The resolved table and what could not be resolved.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Resolution {
-    pub traffic: Vec<TrafficTargetStatus>,
-    pub problems: Vec<Problem>,
+pub(crate) struct Resolution {
+    pub(crate) traffic: Vec<TrafficTargetStatus>,
+    pub(crate) problems: Vec<Problem>,
 }
 
 /// Resolves spec.traffic for Service `service`; `url` gives a tag's URL.
@@ -78,7 +78,7 @@ pub struct Resolution {
 /// - A tag whose host another Service holds is left out (the target keeps its percent).
 /// - While a named revision is missing, the previous table stays (a typo must not move traffic); with no previous
 ///   table, the missing targets are left out.
-pub fn resolve(input: &Input, service: &str, url: impl Fn(&str) -> String) -> Resolution {
+pub(crate) fn resolve(input: &Input, service: &str, url: impl Fn(&str) -> String) -> Resolution {
     let latest_everywhere = [TrafficTarget {
         latest_revision: Some(true),
         percent: Some(100),
@@ -156,7 +156,10 @@ fn split_share(percent: i32, next_percent: i32) -> i32 {
 /// hold, and that its tags therefore cannot have: another Service's name (exact Service hosts win), or a tag host of a
 /// Service created before it (the first to claim a tag host keeps it). Only `service`'s own tag hosts are looked
 /// for: a Service without tags costs nothing, whatever the number of its neighbours.
-pub fn taken<'a>(service: &Service, namespace_services: impl IntoIterator<Item = &'a Service>) -> BTreeSet<String> {
+pub(crate) fn taken<'a>(
+    service: &Service,
+    namespace_services: impl IntoIterator<Item = &'a Service>,
+) -> BTreeSet<String> {
     let name = service.name_any();
     let tag_hosts = |s: &Service| -> Vec<String> {
         let tags = s.spec.traffic.iter().flatten().filter_map(|t| t.tag.as_deref());
@@ -181,21 +184,21 @@ pub fn taken<'a>(service: &Service, namespace_services: impl IntoIterator<Item =
 
 /// What the table gives one revision.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Share {
+pub(crate) struct Share {
     /// Its percent, summed over the entries that name it.
-    pub percent: i32,
-    pub tags: Vec<String>,
+    pub(crate) percent: i32,
+    pub(crate) tags: Vec<String>,
 }
 
 impl Share {
     /// Whether the activator routes requests to it: a percent or a tag.
-    pub fn routed(&self) -> bool {
+    pub(crate) fn routed(&self) -> bool {
         self.percent > 0 || !self.tags.is_empty()
     }
 }
 
 /// Each routed revision's share.
-pub fn shares(traffic: &[TrafficTargetStatus]) -> BTreeMap<String, Share> {
+pub(crate) fn shares(traffic: &[TrafficTargetStatus]) -> BTreeMap<String, Share> {
     let mut shares: BTreeMap<String, Share> = BTreeMap::new();
     for target in traffic {
         let share = shares.entry(target.revision_name.clone()).or_default();
@@ -207,7 +210,7 @@ pub fn shares(traffic: &[TrafficTargetStatus]) -> BTreeMap<String, Share> {
 
 /// The printer column: `{revision}={percent}%` per revision with a percent, highest first, e.g.
 /// `hello-00002=90% hello-00001=10%`; None when no revision has one.
-pub fn summary(traffic: &[TrafficTargetStatus]) -> Option<String> {
+pub(crate) fn summary(traffic: &[TrafficTargetStatus]) -> Option<String> {
     let mut routed: Vec<(String, i32)> = shares(traffic)
         .into_iter()
         .filter(|(_, share)| share.percent > 0)

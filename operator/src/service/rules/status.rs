@@ -1,82 +1,56 @@
-//! The Service's status, computed by a pure function from what the reconciler observed of its revisions and routes.
+//! The Service's status, computed by a pure function from what the reconciler observed of its revisions and routes;
+//! written by `service/status.rs`.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
-use runway_api::conditions::is_failure_reason;
+use runway_api::conditions::{CONFIGURATION_READY, READY, ROUTES_READY, is_failure_reason};
 use runway_api::{RolloutStatus, Service, ServiceStatus, TrafficTargetStatus, names};
 
-use crate::traffic;
-
-pub use runway_api::conditions::{CONFIGURATION_READY, READY, ROUTES_READY};
-
-/// Added to the last failure's message while a revision is at zero after it.
-pub const AT_ZERO_SUFFIX: &str = "; no pods are running now: the next request starts one and tries again";
+use super::traffic;
+use crate::condition::{ConditionStatus, State, condition};
 
 /// Something the reconciler could not put in place, or a part of the spec it refuses.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChildProblem {
+pub(crate) struct ChildProblem {
     /// Which condition it breaks: CONFIGURATION_READY (the revision), ROUTES_READY (routes and traffic), or READY
     /// on a revision (its Deployment or pods' Service).
-    pub condition: &'static str,
+    pub(crate) condition: &'static str,
     /// CamelCase reason, e.g. NotOwned or ApplyFailed.
-    pub reason: String,
-    pub message: String,
-}
-
-/// Pod counts summed over the Service's revisions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Replicas {
-    pub replicas: i32,
-    pub ready: i32,
-    pub desired: i32,
-}
-
-/// What the reconciler saw after putting the revisions and routes in place.
-#[derive(Clone, Debug, Default)]
-pub struct Observed {
-    /// The revision the current spec runs, and its Ready state.
-    pub latest_created: Option<(String, State)>,
-    pub latest_ready: Option<String>,
-    pub problems: Vec<ChildProblem>,
-    /// The resolved routing table.
-    pub traffic: Vec<TrafficTargetStatus>,
-    pub rollout: Option<RolloutStatus>,
-    pub replicas: Replicas,
-}
-
-/// A condition's state before timestamps: status, reason and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct State {
-    pub(crate) status: &'static str,
     pub(crate) reason: String,
     pub(crate) message: String,
 }
 
-impl State {
-    pub(crate) fn new(status: &'static str, reason: &str, message: impl Into<String>) -> State {
-        State {
-            status,
-            reason: reason.to_owned(),
-            message: message.into(),
-        }
-    }
+/// Pod counts summed over the Service's revisions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Replicas {
+    pub(crate) replicas: i32,
+    pub(crate) ready: i32,
+    pub(crate) desired: i32,
+}
 
-    pub fn is_true(&self) -> bool {
-        self.status == "True"
-    }
+/// What the reconciler saw after putting the revisions and routes in place.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Observed {
+    /// The revision the current spec runs, and its Ready state.
+    pub(crate) latest_created: Option<(String, State)>,
+    pub(crate) latest_ready: Option<String>,
+    pub(crate) problems: Vec<ChildProblem>,
+    /// The resolved routing table.
+    pub(crate) traffic: Vec<TrafficTargetStatus>,
+    pub(crate) rollout: Option<RolloutStatus>,
+    pub(crate) replicas: Replicas,
 }
 
 /// Computes the status. ConfigurationReady is the latest created revision's Ready; RoutesReady says whether the
 /// routes and the routing table are as asked; Ready is both, and when it is not True while other revisions serve,
 /// it says where the requests go. Conditions keep their lastTransitionTime while their status stays the same.
-pub fn compute(service: &Service, observed: &Observed, domain: &str, now: Timestamp) -> ServiceStatus {
+pub(crate) fn compute(service: &Service, observed: &Observed, domain: &str, now: Timestamp) -> ServiceStatus {
     let previous = service.status.clone().unwrap_or_default();
     let generation = service.metadata.generation;
     let configuration = problem_state(observed, CONFIGURATION_READY).unwrap_or_else(|| {
         observed.latest_created.as_ref().map_or_else(
-            || State::new("Unknown", "Deploying", "the revision does not exist yet"),
+            || State::new(ConditionStatus::Unknown, "Deploying", "the revision does not exist yet"),
             |(_, state)| state.clone(),
         )
     });
@@ -86,7 +60,7 @@ pub fn compute(service: &Service, observed: &Observed, domain: &str, now: Timest
             || "the activator routes to the Service's revisions".to_owned(),
             |summary| format!("the activator routes requests to {summary}"),
         );
-        State::new("True", "RoutesApplied", message)
+        State::new(ConditionStatus::True, "RoutesApplied", message)
     });
     let ready = if !configuration.is_true() {
         // A new revision that fails or still starts: say which revisions serve meanwhile.
@@ -103,7 +77,7 @@ pub fn compute(service: &Service, observed: &Observed, domain: &str, now: Timest
     } else if !routes.is_true() {
         routes.clone()
     } else {
-        State::new("True", "Ready", "the Service answers at its URL")
+        State::new(ConditionStatus::True, "Ready", "the Service answers at its URL")
     };
     let conditions = [
         (READY, ready),
@@ -141,12 +115,19 @@ pub fn compute(service: &Service, observed: &Observed, domain: &str, now: Timest
 
 fn problem_state(observed: &Observed, condition: &str) -> Option<State> {
     let problem = observed.problems.iter().find(|p| p.condition == condition)?;
-    Some(State::new("False", &problem.reason, problem.message.clone()))
+    Some(State::new(
+        ConditionStatus::False,
+        &problem.reason,
+        problem.message.clone(),
+    ))
 }
 
 /// The event a status change deserves: a Warning when ConfigurationReady turns False with a failure reason it did
 /// not have for the same latest revision (not on every new restart count), naming the revision, with the message.
-pub fn transition_event(before: Option<&ServiceStatus>, after: &ServiceStatus) -> Option<(EventType, String, String)> {
+pub(crate) fn transition_event(
+    before: Option<&ServiceStatus>,
+    after: &ServiceStatus,
+) -> Option<(EventType, String, String)> {
     let configuration = |status: &ServiceStatus| {
         status
             .conditions
@@ -155,42 +136,22 @@ pub fn transition_event(before: Option<&ServiceStatus>, after: &ServiceStatus) -
             .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
     };
     let (status, reason, message) = configuration(after)?;
-    if status != "False" || !is_failure_reason(&reason) {
+    if status != ConditionStatus::False.as_str() || !is_failure_reason(&reason) {
         return None;
     }
     let revision = after.latest_created_revision_name.clone().unwrap_or_default();
     let same = before.is_some_and(|before| {
         before.latest_created_revision_name.as_deref() == Some(revision.as_str())
-            && configuration(before).is_some_and(|(status, previous, _)| status == "False" && previous == reason)
+            && configuration(before)
+                .is_some_and(|(status, previous, _)| status == ConditionStatus::False.as_str() && previous == reason)
     });
     (!same).then(|| (EventType::Warning, reason, format!("{revision}: {message}")))
-}
-
-/// The condition `type_` in `state`, keeping its lastTransitionTime from `previous` while its status stays the same.
-pub(crate) fn condition(
-    previous: &[Condition],
-    type_: &str,
-    state: State,
-    generation: Option<i64>,
-    now: Timestamp,
-) -> Condition {
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == state.status)
-        .map_or(Time(now), |c| c.last_transition_time.clone());
-    Condition {
-        type_: type_.to_owned(),
-        status: state.status.to_owned(),
-        reason: state.reason,
-        message: state.message,
-        observed_generation: generation,
-        last_transition_time,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
     use runway_api::conditions::{CONTAINER_EXITS, READINESS_TIMEOUT, REVISION_NAME_TAKEN, TAG_COLLISION};
     use runway_api::{ServiceSpec, ServiceTemplate};
 
@@ -253,7 +214,7 @@ mod tests {
     }
 
     fn pods_ready() -> State {
-        State::new("True", "PodsReady", "2 of 2 pods ready")
+        State::new(ConditionStatus::True, "PodsReady", "2 of 2 pods ready")
     }
 
     const EXITS: &str = "container exits with code 1 (DATABASE_URL is not set), restarted 3 times";
@@ -288,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_failing_new_revision_fails_configuration_and_ready_while_the_old_one_serves() {
-        let failing = State::new("False", CONTAINER_EXITS, EXITS);
+        let failing = State::new(ConditionStatus::False, CONTAINER_EXITS, EXITS);
         let status = compute(
             &service(),
             &observed("hello-00003", failing, "hello-00002"),
@@ -311,7 +272,7 @@ mod tests {
 
     #[test]
     fn the_first_revision_failing_says_so_without_other_revisions() {
-        let failing = State::new("False", CONTAINER_EXITS, EXITS);
+        let failing = State::new(ConditionStatus::False, CONTAINER_EXITS, EXITS);
         let mut seen = observed("hello-00001", failing, "hello-00001");
         seen.latest_ready = None;
         let status = compute(&service(), &seen, "example.com", at(10));
@@ -368,7 +329,7 @@ mod tests {
             at(20),
         );
         assert_eq!(find(&same, READY).last_transition_time, Time(at(10)));
-        let starting = State::new("Unknown", "Deploying", "0 of 1 pods ready");
+        let starting = State::new(ConditionStatus::Unknown, "Deploying", "0 of 1 pods ready");
         let changed = compute(
             &svc,
             &observed("hello-00004", starting, "hello-00003"),
@@ -390,8 +351,11 @@ mod tests {
                 at(now),
             )
         };
-        let starting = compute_with(State::new("Unknown", "Deploying", "0 of 1 pods ready"), 1);
-        let crashing = compute_with(State::new("False", CONTAINER_EXITS, EXITS), 2);
+        let starting = compute_with(
+            State::new(ConditionStatus::Unknown, "Deploying", "0 of 1 pods ready"),
+            1,
+        );
+        let crashing = compute_with(State::new(ConditionStatus::False, CONTAINER_EXITS, EXITS), 2);
         assert_eq!(
             transition_event(Some(&starting), &crashing),
             Some((
@@ -400,13 +364,19 @@ mod tests {
                 format!("hello-00003: {EXITS}")
             ))
         );
-        let more = compute_with(State::new("False", CONTAINER_EXITS, "restarted 4 times"), 3);
+        let more = compute_with(
+            State::new(ConditionStatus::False, CONTAINER_EXITS, "restarted 4 times"),
+            3,
+        );
         assert_eq!(
             transition_event(Some(&crashing), &more),
             None,
             "same reason, new message"
         );
-        let timed_out = compute_with(State::new("False", READINESS_TIMEOUT, "no pod became ready"), 4);
+        let timed_out = compute_with(
+            State::new(ConditionStatus::False, READINESS_TIMEOUT, "no pod became ready"),
+            4,
+        );
         assert_eq!(
             transition_event(Some(&more), &timed_out).map(|e| e.1),
             Some("ReadinessTimeout".into())

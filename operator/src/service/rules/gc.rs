@@ -4,17 +4,17 @@ use std::collections::BTreeSet;
 
 /// One revision as garbage collection sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Candidate<'a> {
-    pub name: &'a str,
-    pub generation: i64,
+pub(crate) struct Candidate<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) generation: i64,
     /// Its Deployment still has pods, or asks for some.
-    pub has_pods: bool,
+    pub(crate) has_pods: bool,
 }
 
 /// The revisions to delete: all but those in `keep` (routed or tagged, latest created, latest ready, in a rollout)
 /// and the `limit` most recent by generation. A revision that still has pods waits until the autoscaler has scaled
 /// it to zero, so that requests it is serving finish first. Sorted by name.
-pub fn collect(revisions: &[Candidate], keep: &BTreeSet<&str>, limit: usize) -> Vec<String> {
+pub(crate) fn collect(revisions: &[Candidate], keep: &BTreeSet<&str>, limit: usize) -> Vec<String> {
     let mut newest_first: Vec<&Candidate> = revisions.iter().collect();
     newest_first.sort_by(|a, b| b.generation.cmp(&a.generation).then_with(|| b.name.cmp(a.name)));
     let mut doomed: Vec<String> = newest_first

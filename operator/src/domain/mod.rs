@@ -1,6 +1,8 @@
-//! DomainMappings: which namespace holds each custom domain, and whether the Service it names is there. Writes
-//! their status (the activators route the mappings whose claim holds) and, when the chart turns them on, their
-//! domains' routes at the ingress (`domain_routes`).
+//! The DomainMapping controller: which namespace holds each custom domain, and whether the Service it names is
+//! there. Writes their status (the activators route the mappings whose claim holds) and, when the chart turns them
+//! on, their domains' routes at the ingress (`routes`).
+
+mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +24,9 @@ use runway_api::domain_mapping::{
 use tracing::warn;
 
 use crate::children::apply_status;
-use crate::domain_routes::{self, RouteSettings};
-use crate::status::{State, condition};
+use crate::condition::{ConditionStatus, State, condition};
+
+pub(crate) use routes::{IngressSettings, RouteSettings};
 
 const FIELD_MANAGER: &str = "runway-operator-domains";
 /// Keeps a DomainMapping until its routes are deleted: they live in the activator's namespace, where no owner
@@ -35,7 +38,7 @@ const RETRY: Duration = Duration::from_secs(5);
 const RESYNC: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("listing the claims of the domain: {0}")]
     Claims(#[source] kube::Error),
     #[error("reading the Service: {0}")]
@@ -54,7 +57,7 @@ struct Context {
 }
 
 /// Reconciles every DomainMapping, and sweeps the routes of mapped domains, until the caller drops the future.
-pub async fn run(client: Client, routes: RouteSettings) {
+pub(crate) async fn run(client: Client, routes: RouteSettings) {
     let mappings: Api<DomainMapping> = Api::all(client.clone());
     let controller = Controller::new(mappings.clone(), watcher::Config::default());
     let (same_domain, referencing) = (controller.store(), controller.store());
@@ -82,7 +85,7 @@ pub async fn run(client: Client, routes: RouteSettings) {
             }
             std::future::ready(())
         });
-    tokio::join!(reconciles, domain_routes::sweep(client, routes));
+    tokio::join!(reconciles, routes::sweep(client, routes));
 }
 
 /// Of the cached mappings, the claims of `changed`'s domain in the other namespaces. Not `changed` itself: its own
@@ -118,7 +121,7 @@ async fn reconcile(mapping: Arc<DomainMapping>, ctx: Arc<Context>) -> Result<Act
             Event::Apply(mapping) => update(mapping, ctx).await,
             // Being deleted: it routes nothing, so syncing deletes every route it has.
             Event::Cleanup(mapping) => {
-                domain_routes::sync(&ctx.client, &mapping, &ctx.routes)
+                routes::sync(&ctx.client, &mapping, &ctx.routes)
                     .await
                     .map_err(Error::Routes)?;
                 Ok(Action::await_change())
@@ -162,7 +165,7 @@ async fn update(mapping: Arc<DomainMapping>, ctx: &Context) -> Result<Action, Er
     // After the status write: a route exists only once the status that asks for it does (the sweep relies on it).
     let mut current = (*mapping).clone();
     current.status = Some(status);
-    domain_routes::sync(&ctx.client, &current, &ctx.routes)
+    routes::sync(&ctx.client, &current, &ctx.routes)
         .await
         .map_err(Error::Routes)?;
     Ok(Action::requeue(RESYNC))
@@ -174,7 +177,7 @@ fn error_policy(_mapping: Arc<DomainMapping>, error: &Error, _ctx: Arc<Context>)
 }
 
 /// The status of `mapping`, given the namespace whose claim holds its domain and its Service (if it exists).
-pub fn status(
+pub(crate) fn status(
     mapping: &DomainMapping,
     holder: Option<&str>,
     service: Option<&Service>,
@@ -184,10 +187,10 @@ pub fn status(
     let service_name = &mapping.spec.reference.name;
     let claimed = holder.is_none_or(|holder| Some(holder) == mapping.namespace().as_deref());
     let claim = if claimed {
-        State::new("True", "Claimed", "this namespace holds the domain")
+        State::new(ConditionStatus::True, "Claimed", "this namespace holds the domain")
     } else {
         State::new(
-            "False",
+            ConditionStatus::False,
             DOMAIN_ALREADY_CLAIMED,
             format!(
                 "{domain} is claimed by a DomainMapping in namespace {}",
@@ -196,9 +199,13 @@ pub fn status(
         )
     };
     let reference = match service {
-        Some(_) => State::new("True", "ServiceFound", format!("Service {service_name} exists")),
+        Some(_) => State::new(
+            ConditionStatus::True,
+            "ServiceFound",
+            format!("Service {service_name} exists"),
+        ),
         None => State::new(
-            "False",
+            ConditionStatus::False,
             SERVICE_NOT_FOUND,
             format!("no Runway Service {service_name} in this namespace"),
         ),
@@ -214,18 +221,18 @@ pub fn status(
         reference.clone()
     } else {
         match service_ready {
-            Some(c) if c.status == "True" => State::new(
-                "True",
+            Some(c) if c.status == ConditionStatus::True.as_str() => State::new(
+                ConditionStatus::True,
                 "Ready",
                 format!("http://{domain} routes to Service {service_name}"),
             ),
             Some(c) => State::new(
-                "False",
+                ConditionStatus::False,
                 "ServiceNotReady",
                 format!("Service {service_name} is not ready: {}", c.message),
             ),
             None => State::new(
-                "False",
+                ConditionStatus::False,
                 "ServiceNotReady",
                 format!("Service {service_name} has no status yet"),
             ),

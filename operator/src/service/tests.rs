@@ -1,21 +1,31 @@
 //! The reconcile flow against a mocked API server: each test lists the requests it expects, in order.
 
 use super::*;
+use std::sync::Mutex;
+
 use http::{Method, Request, Response, StatusCode};
-use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, FieldsV1, ManagedFieldsEntry, OwnerReference, Time};
+use kube::Client;
 use kube::client::Body;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher::Event;
+use runway_api::conditions::READY;
 use runway_api::{
-    RevisionStatus, RolloutPhase, ServiceSpec, ServiceStatus, ServiceTemplate, TemplateMetadata, TrafficTarget, names,
+    Revision, RevisionStatus, RolloutPhase, ServiceSpec, ServiceStatus, ServiceTemplate, TemplateMetadata,
+    TrafficTarget, names,
 };
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle};
 
+use crate::autoscaler::board::Board;
+use crate::autoscaler::policy::Defaults;
 use crate::children;
-use crate::desired;
-use crate::status::READY;
+use crate::metrics::Metrics;
+use rules::desired;
+use rules::upgrade::UPGRADE_ANNOTATION;
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
@@ -835,7 +845,7 @@ fn marked_revision() -> Revision {
     r.metadata
         .annotations
         .get_or_insert_default()
-        .insert(legacy::UPGRADE_ANNOTATION.into(), "hello".into());
+        .insert(UPGRADE_ANNOTATION.into(), "hello".into());
     r
 }
 
@@ -859,7 +869,7 @@ async fn creates_the_marked_revision(api: &mut ApiHandle, events: &mut Vec<Value
     let created: Revision = serde_json::from_value(created).unwrap();
     let marked = serde_json::to_value(marked_revision()).unwrap();
     let mark = expect(api, events, Method::PATCH, &revision_path("hello-00004"), ok(marked)).await;
-    assert_eq!(mark["metadata"]["annotations"][legacy::UPGRADE_ANNOTATION], "hello");
+    assert_eq!(mark["metadata"]["annotations"][UPGRADE_ANNOTATION], "hello");
     let pod = "/api/v1/namespaces/default/pods/hello-7c9d8-abcde";
     let labelled = expect(api, events, Method::PATCH, pod, echo).await;
     assert_eq!(
@@ -1045,10 +1055,7 @@ async fn on_upgrade_the_previous_releases_objects_and_the_mark_go_once_the_first
         ok(serde_json::to_value(&r).unwrap()),
     )
     .await;
-    assert_eq!(
-        unmark["metadata"]["annotations"][legacy::UPGRADE_ANNOTATION],
-        Value::Null
-    );
+    assert_eq!(unmark["metadata"]["annotations"][UPGRADE_ANNOTATION], Value::Null);
     remaining_events(&mut api, &mut events).await;
     task.await.unwrap().unwrap();
     assert!(events.iter().any(|e| e["reason"] == "Upgraded"), "{events:?}");

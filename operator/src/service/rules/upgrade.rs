@@ -1,8 +1,9 @@
-//! Upgrade from the release before revisions: a Service it reconciled has a Deployment `{service}` and a headless
-//! Service `{service}-pods`, both controlled by the Service itself, and pods labelled with the Service only. The
-//! reconciler makes the Service's first revision, marks it with [`UPGRADE_ANNOTATION`] and labels the old pods with
-//! it: the new activators route to them at once (they also appear in the revision's pods' Service), while the
-//! previous activators keep routing through `{service}-pods`, which selects them too (they carry the Service's label).
+//! Upgrade from the release before revisions: the pure decisions (`service/upgrade.rs` acts on them). A Service
+//! that release reconciled has a Deployment `{service}` and a headless Service `{service}-pods`, both controlled by
+//! the Service itself, and pods labelled with the Service only. The reconciler makes the Service's first revision,
+//! marks it with [`UPGRADE_ANNOTATION`] and labels the old pods with it: the new activators route to them at once
+//! (they also appear in the revision's pods' Service), while the previous activators keep routing through
+//! `{service}-pods`, which selects them too (they carry the Service's label).
 //!
 //! Then the old pods are handed over without a restart when they run exactly the pod template the revision's
 //! Deployment would (the API server's dry run says so, defaults included): the old Deployment is deleted with its
@@ -16,42 +17,32 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service as KubeService};
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Resource, ResourceExt};
-use runway_api::{Revision, Service, names};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use kube::ResourceExt;
+use runway_api::{Revision, names};
 
-use crate::children::{self, ChildError};
+use crate::condition::ConditionStatus;
 
 /// Marks the Service's first revision while objects of the release before revisions are left; its value names the
 /// previous release's Deployment. Only the reconciler reads it.
-pub const UPGRADE_ANNOTATION: &str = "serving.runway.dev/upgraded-from";
+pub(crate) const UPGRADE_ANNOTATION: &str = "serving.runway.dev/upgraded-from";
 
 /// The label the Deployment controller gives each ReplicaSet and its pods: a hash of the template it was made from.
 const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
-/// The previous release's Deployment of the Service, from the watch's cache, while it exists.
-pub fn deployment(deployments: &Store<Deployment>, service: &Service, uid: &str) -> Option<Arc<Deployment>> {
-    let name = service.name_any();
-    deployments
-        .get(&ObjectRef::new(&name).within(&service.namespace()?))
-        .filter(|d| children::is_controlled_by(d.as_ref(), uid))
-}
-
-/// Its replicas: the first revision starts with as many.
-pub fn replicas(deployment: &Deployment) -> i32 {
+/// The previous release's Deployment's replicas: the first revision starts with as many.
+pub(crate) fn replicas(deployment: &Deployment) -> i32 {
     deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
 }
 
 /// Whether `revision` carries the upgrade's mark.
-pub fn upgrading(revision: &Revision) -> bool {
+pub(crate) fn upgrading(revision: &Revision) -> bool {
     revision.annotations().contains_key(UPGRADE_ANNOTATION)
 }
 
 /// What the previous release's Deployment allows before the first revision's own Deployment is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handover {
+pub(crate) enum Handover {
     /// It is still rolling out, scaling or going away: look again shortly.
     Wait,
     /// Its rollout is complete: its pods can be handed over if their template is the revision's.
@@ -62,14 +53,16 @@ pub enum Handover {
 
 /// Decides from the Deployment's spec and status. Nobody scales the old Deployment any more, so one that is not yet
 /// settled settles within seconds, unless its rollout failed.
-pub fn handover(deployment: &Deployment) -> Handover {
+pub(crate) fn handover(deployment: &Deployment) -> Handover {
     if deployment.metadata.deletion_timestamp.is_some() {
         return Handover::Wait;
     }
     let wanted = replicas(deployment);
     let status = deployment.status.clone().unwrap_or_default();
     let failed = status.conditions.iter().flatten().any(|c| {
-        c.type_ == "Progressing" && c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        c.type_ == "Progressing"
+            && c.status == ConditionStatus::False.as_str()
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     });
     if wanted == 0 || failed {
         return Handover::Replace;
@@ -86,7 +79,7 @@ pub fn handover(deployment: &Deployment) -> Handover {
 /// Whether the previous release's pods run what revision `revision`'s Deployment would run: its template with the
 /// revision's label is the one the API server's dry run of that Deployment returned (defaults included), which is
 /// also how the Deployment controller recognises a ReplicaSet as its current one.
-pub fn same_pods(legacy: &Deployment, revision_deployment: &Deployment, revision: &str) -> bool {
+pub(crate) fn same_pods(legacy: &Deployment, revision_deployment: &Deployment, revision: &str) -> bool {
     let template = |deployment: &Deployment| deployment.spec.as_ref().map(|s| s.template.clone());
     let relabelled = template(legacy).map(|mut t| {
         labels_of(&mut t).insert(names::REVISION_LABEL.to_owned(), revision.to_owned());
@@ -113,17 +106,17 @@ fn labels_of(template: &mut PodTemplateSpec) -> &mut BTreeMap<String, String> {
 /// The previous release's ReplicaSets left without a controller once its Deployment was deleted with them orphaned,
 /// sorted by what becomes of them.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Orphans {
+pub(crate) struct Orphans {
     /// The one that runs the pods, not yet labelled with the revision.
-    pub to_label: Option<String>,
+    pub(crate) to_label: Option<String>,
     /// Its replicas once it is labelled: the revision's Deployment, created with as many, adopts it.
-    pub labelled: Option<i32>,
+    pub(crate) labelled: Option<i32>,
     /// Earlier templates' ReplicaSets (without pods), and any other that runs pods: deleted.
-    pub stale: Vec<String>,
+    pub(crate) stale: Vec<String>,
 }
 
 /// Sorts ReplicaSets of the Service (its label) without a controller, for revision `revision`.
-pub fn orphans(replica_sets: &[ReplicaSet], revision: &str) -> Orphans {
+pub(crate) fn orphans(replica_sets: &[ReplicaSet], revision: &str) -> Orphans {
     let mut sorted = Orphans::default();
     let mut candidates: Vec<(&ReplicaSet, i32)> = replica_sets
         .iter()
@@ -149,7 +142,7 @@ pub fn orphans(replica_sets: &[ReplicaSet], revision: &str) -> Orphans {
 }
 
 /// The previous release's pods of Service `service` not yet labelled with a revision.
-pub fn unlabelled_pods(pods: &[Arc<Pod>], namespace: &str, service: &str) -> Vec<Arc<Pod>> {
+pub(crate) fn unlabelled_pods(pods: &[Arc<Pod>], namespace: &str, service: &str) -> Vec<Arc<Pod>> {
     pods.iter()
         .filter(|pod| {
             let labels = pod.labels();
@@ -159,92 +152,6 @@ pub fn unlabelled_pods(pods: &[Arc<Pod>], namespace: &str, service: &str) -> Vec
         })
         .cloned()
         .collect()
-}
-
-/// Labels pod `name` with `revision` (a label change restarts nothing).
-pub async fn adopt(api: &Api<Pod>, name: &str, revision: &str) -> Result<(), kube::Error> {
-    let patch = serde_json::json!({"metadata": {"labels": {names::REVISION_LABEL: revision}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    Ok(())
-}
-
-/// Labels ReplicaSet `name` and its template with `revision`, so that the revision's Deployment selects it and
-/// finds its own template there (the pods it already runs carry the label).
-pub async fn label_replica_set(api: &Api<ReplicaSet>, name: &str, revision: &str) -> Result<(), kube::Error> {
-    let labels = serde_json::json!({names::REVISION_LABEL: revision});
-    let patch = serde_json::json!({
-        "metadata": {"labels": labels},
-        "spec": {"template": {"metadata": {"labels": labels}}},
-    });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    Ok(())
-}
-
-/// Sets (`Some`) or removes (`None`) the upgrade's mark on revision `name`.
-pub async fn mark(api: &Api<Revision>, name: &str, value: Option<&str>) -> Result<(), kube::Error> {
-    let patch = serde_json::json!({"metadata": {"annotations": {UPGRADE_ANNOTATION: value}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    Ok(())
-}
-
-/// Deletes the previous release's Deployment `legacy`, while it is still that object, leaving its ReplicaSets and
-/// pods running. True when this call deleted it.
-pub async fn orphan(api: &Api<Deployment>, legacy: &Deployment) -> Result<bool, ChildError> {
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: legacy.uid(),
-            resource_version: None,
-        }),
-        propagation_policy: Some(PropagationPolicy::Orphan),
-        ..DeleteParams::default()
-    };
-    match api.delete(&legacy.name_any(), &params).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
-        Err(source) => Err(api_error(legacy, source)),
-    }
-}
-
-/// Deletes ReplicaSet `name` and its pods.
-pub async fn delete_replica_set(api: &Api<ReplicaSet>, name: &str) -> Result<(), kube::Error> {
-    match api.delete(name, &DeleteParams::background()).await {
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        result => result.map(drop),
-    }
-}
-
-fn api_error<K: Resource<DynamicType = ()>>(object: &K, source: kube::Error) -> ChildError {
-    ChildError::Api {
-        kind: K::kind(&()).into_owned(),
-        name: object.name_any(),
-        source,
-    }
-}
-
-/// Deletes the previous release's pods' Service `{service}-pods` and, when it is still there, its Deployment
-/// `legacy` (its pods with it): each only while it is still the object the Service (`uid`) controls. True when this
-/// call deleted either.
-pub async fn remove(
-    deployments: &Api<Deployment>,
-    kube_services: &Api<KubeService>,
-    service: &str,
-    legacy: Option<&Deployment>,
-    uid: &str,
-) -> Result<bool, ChildError> {
-    let pods = names::pods_service_name(service);
-    let live = kube_services.get_opt(&pods).await.map_err(|source| ChildError::Api {
-        kind: "Service".to_owned(),
-        name: pods.clone(),
-        source,
-    })?;
-    let mut deleted = false;
-    if let Some(live) = live.filter(|live| children::is_controlled_by(live, uid)) {
-        deleted |= children::delete(kube_services, &live).await?;
-    }
-    if let Some(legacy) = legacy {
-        deleted |= children::delete(deployments, legacy).await?;
-    }
-    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The revisions garbage collection drops, deleted.
+//! The revisions garbage collection drops (decided by `rules/gc.rs`), deleted.
 
 use std::collections::BTreeSet;
 
@@ -8,12 +8,13 @@ use kube::{Resource, ResourceExt};
 use runway_api::service::DEFAULT_REVISION_HISTORY_LIMIT;
 use tracing::{info, warn};
 
-use super::{Run, Seen};
-use crate::{children, gc, revisions};
+use super::context::{Run, Seen, Step};
+use super::rules::{gc, revisions};
+use crate::children;
 
 impl Run<'_> {
-    /// Deletes the revisions garbage collection drops, with one event naming them; false when a deletion failed.
-    pub(super) async fn collect_garbage(&self, seen: &[Seen], keep: &BTreeSet<&str>) -> bool {
+    /// Deletes the revisions garbage collection drops, with one event naming them; Retry when a deletion failed.
+    pub(super) async fn collect_garbage(&self, seen: &[Seen], keep: &BTreeSet<&str>) -> Step {
         let limit = self
             .service
             .spec
@@ -29,7 +30,7 @@ impl Run<'_> {
             })
             .collect();
         let mut deleted = vec![];
-        let mut failed = false;
+        let mut step = Step::Done;
         for doomed in gc::collect(&candidates, keep, usize::try_from(limit).unwrap_or(0)) {
             let Some(s) = seen.iter().find(|s| s.name() == doomed) else {
                 continue;
@@ -39,7 +40,7 @@ impl Run<'_> {
                 Ok(false) => {}
                 Err(e) => {
                     warn!(service = %self.service.name_any(), revision = %doomed, %e, "deleting a revision");
-                    failed = true;
+                    step = Step::Retry;
                 }
             }
         }
@@ -54,7 +55,7 @@ impl Run<'_> {
             self.publish_related(EventType::Normal, "RevisionDeleted", note, revision)
                 .await;
         }
-        !failed
+        step
     }
 }
 

@@ -25,41 +25,41 @@ const WAIT_RECHECK: Duration = Duration::from_secs(1);
 
 /// What the decision reads.
 #[derive(Clone, Copy, Debug)]
-pub struct Input<'a> {
-    pub spec: Option<&'a Rollout>,
+pub(crate) struct Input<'a> {
+    pub(crate) spec: Option<&'a Rollout>,
     /// status.rollout as last written.
-    pub current: Option<&'a RolloutStatus>,
+    pub(crate) current: Option<&'a RolloutStatus>,
     /// The latest ready revision, as just decided.
-    pub latest_ready: Option<&'a str>,
+    pub(crate) latest_ready: Option<&'a str>,
     /// status.latestReadyRevisionName as last written.
-    pub previous_latest_ready: Option<&'a str>,
+    pub(crate) previous_latest_ready: Option<&'a str>,
     /// The Service's revisions.
-    pub revisions: &'a BTreeSet<String>,
+    pub(crate) revisions: &'a BTreeSet<String>,
     /// Ready pods of the rollout's previous and next revision (the current rollout's, or the one starting).
-    pub ready_pods: Pods,
+    pub(crate) ready_pods: Pods,
     /// Responses of the current rollout's next and previous revision since it started.
-    pub responses: Compared,
+    pub(crate) responses: Compared,
     /// How long a step may wait for the new revision's pods before the rollout gives up.
-    pub progress_deadline: Duration,
+    pub(crate) progress_deadline: Duration,
 }
 
 /// Ready pods of the two revisions of a rollout.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Pods {
-    pub previous: i32,
-    pub next: i32,
+pub(crate) struct Pods {
+    pub(crate) previous: i32,
+    pub(crate) next: i32,
 }
 
 /// Responses of the two revisions of a rollout.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Compared {
-    pub previous: Responses,
-    pub next: Responses,
+pub(crate) struct Compared {
+    pub(crate) previous: Responses,
+    pub(crate) next: Responses,
 }
 
 /// Why the decision wants an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Happened {
+pub(crate) enum Happened {
     Started,
     Succeeded,
     /// Rolled back, with the figures.
@@ -68,19 +68,19 @@ pub enum Happened {
 
 /// What the decision gives.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// The new status.rollout.
-    pub status: Option<RolloutStatus>,
+    pub(crate) status: Option<RolloutStatus>,
     /// Pods the next revision must keep (its share, or the share of the step it waits for).
-    pub floor: Option<i32>,
+    pub(crate) floor: Option<i32>,
     /// When to look again.
-    pub recheck: Option<Duration>,
-    pub happened: Option<Happened>,
+    pub(crate) recheck: Option<Duration>,
+    pub(crate) happened: Option<Happened>,
 }
 
 impl Decision {
     /// The split traffic resolution applies: the previous revision and the next one's percent.
-    pub fn split(&self) -> Option<(&str, i32)> {
+    pub(crate) fn split(&self) -> Option<(&str, i32)> {
         let status = self.status.as_ref()?;
         match status.phase {
             RolloutPhase::Progressing => Some((&status.previous_revision_name, status.next_percent)),
@@ -91,7 +91,7 @@ impl Decision {
 }
 
 /// Where the rollout stands at `now`.
-pub fn decide(input: &Input, now: Timestamp) -> Decision {
+pub(crate) fn decide(input: &Input, now: Timestamp) -> Decision {
     let (Some(spec), Some(next)) = (input.spec, input.latest_ready) else {
         return Decision::default();
     };
@@ -314,7 +314,7 @@ fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
 }
 
 /// When the rollout started, for reading the responses since then.
-pub fn started_at(status: &RolloutStatus) -> Option<Timestamp> {
+pub(crate) fn started_at(status: &RolloutStatus) -> Option<Timestamp> {
     parse(&status.started_at)
 }
 

@@ -1,0 +1,12 @@
+//! The Service reconciler's pure rules: decisions and objects computed from what a reconcile read, with the clock
+//! passed in and no client, so that unit tests call them directly. Each is named after the step in `service/` that
+//! acts on it; `desired` builds the objects those steps apply.
+
+pub(super) mod desired;
+pub(super) mod gc;
+pub(super) mod revision_status;
+pub(super) mod revisions;
+pub(super) mod rollout;
+pub(super) mod status;
+pub(super) mod traffic;
+pub(super) mod upgrade;
