@@ -72,7 +72,7 @@ pub fn is_failure_reason(reason: &str) -> bool {
 /// revision's spec never changes, so its status never describes another spec.
 pub fn revision_failure(revision: &Revision) -> Option<String> {
     let status = revision.status.as_ref()?;
-    if status.ready_replicas > 0 || status.desired_replicas <= 0 {
+    if status.pods.ready_replicas > 0 || status.pods.desired_replicas <= 0 {
         return None;
     }
     let condition = failure_condition(&status.conditions, READY)?;
@@ -115,8 +115,11 @@ mod tests {
                 observed_generation: Some(1),
                 last_transition_time: Time(Timestamp::UNIX_EPOCH),
             }],
-            ready_replicas,
-            desired_replicas: desired,
+            pods: crate::ReplicaStatus {
+                ready_replicas,
+                desired_replicas: desired,
+                ..crate::ReplicaStatus::default()
+            },
             ..RevisionStatus::default()
         });
         revision

@@ -9,6 +9,7 @@ pub mod domain_mapping;
 #[cfg(feature = "logging")]
 pub mod logging;
 pub mod names;
+pub mod replicas;
 pub mod revision;
 pub mod service;
 pub mod serving;
@@ -17,6 +18,7 @@ pub mod stats;
 
 pub use conditions::revision_failure;
 pub use names::{RevisionKey, ServiceKey};
+pub use replicas::ReplicaStatus;
 pub use revision::{Revision, RevisionSpec, RevisionStatus};
 pub use service::{
     Rollout, RolloutPhase, RolloutStatus, Scaling, ScalingMetric, Service, ServiceSpec, ServiceStatus, ServiceTemplate,

@@ -7,6 +7,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::replicas::ReplicaStatus;
+
 use crate::service::{ServiceSpec, ServiceTemplate};
 
 /// Longest revision name: `{name}-pods`, the headless Service of its pods, must stay a 63-character DNS label.
@@ -86,21 +88,9 @@ pub struct RevisionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 
-    /// Pods that exist.
-    #[serde(default)]
-    pub replicas: i32,
-
-    /// Pods that are ready to serve.
-    #[serde(default)]
-    pub ready_replicas: i32,
-
-    /// Pods the autoscaler currently asks for.
-    #[serde(default)]
-    pub desired_replicas: i32,
-
-    /// readyReplicas/desiredReplicas, for `kubectl get`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica_summary: Option<String>,
+    /// Its pods: replicas, readyReplicas, desiredReplicas and replicaSummary.
+    #[serde(flatten)]
+    pub pods: ReplicaStatus,
 
     /// The digest of the serving container's image, as the kubelet reports it once a pod ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::replicas::ReplicaStatus;
+
 /// Longest Service name: its revisions' names (`{name}-{5 digits}`) must leave room for `-pods` in a 63-character
 /// DNS label.
 pub const MAX_NAME_LENGTH: usize = 52;
@@ -339,21 +341,9 @@ pub struct ServiceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 
-    /// Pods that exist.
-    #[serde(default)]
-    pub replicas: i32,
-
-    /// Pods that are ready to serve.
-    #[serde(default)]
-    pub ready_replicas: i32,
-
-    /// Pods the autoscaler currently asks for.
-    #[serde(default)]
-    pub desired_replicas: i32,
-
-    /// readyReplicas/desiredReplicas, for `kubectl get`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica_summary: Option<String>,
+    /// Its pods: replicas, readyReplicas, desiredReplicas and replicaSummary.
+    #[serde(flatten)]
+    pub pods: ReplicaStatus,
 
     /// The revision made from the current spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -312,7 +312,7 @@ pub fn summary(service: &Service) -> String {
         condition(service, "Ready"),
         condition(service, "ConfigurationReady"),
         condition(service, "RoutesReady"),
-        status.replica_summary,
+        status.pods.replica_summary,
     )
 }
 
@@ -400,9 +400,9 @@ pub fn revision_summary(revision: &Revision) -> String {
         Some(s) => format!(
             "{name}: Ready={} replicas {}/{} (desired {}), routed {}, traffic {}%, tags {:?}",
             revision_condition(revision, "Ready"),
-            s.ready_replicas,
-            s.replicas,
-            s.desired_replicas,
+            s.pods.ready_replicas,
+            s.pods.replicas,
+            s.pods.desired_replicas,
             s.routed,
             s.traffic_percent,
             s.tags
@@ -435,7 +435,7 @@ pub async fn wait_revision<T>(
 pub async fn wait_revision_serving(cluster: &Cluster, ns: &str, name: &str, timeout: Duration) -> anyhow::Result<()> {
     wait_revision(cluster, ns, name, "Ready with a ready pod", timeout, |revision| {
         let ready = revision_condition(revision, "Ready").starts_with("True/");
-        let pods = revision.status.as_ref().map_or(0, |s| s.ready_replicas);
+        let pods = revision.status.as_ref().map_or(0, |s| s.pods.ready_replicas);
         if ready && pods > 0 {
             Ok(())
         } else {

@@ -138,7 +138,7 @@ async fn t24_a_90_10_split_sends_100_of_1000_sequential_requests_to_the_canary()
             runway::wait_revision(&cluster, &ns, revision, &format!("{percent}%, serving"), READY, |r| {
                 let status = r.status.clone().unwrap_or_default();
                 let ready = runway::revision_condition(r, "Ready").starts_with("True/");
-                if ready && status.ready_replicas > 0 && status.routed && status.traffic_percent == *percent {
+                if ready && status.pods.ready_replicas > 0 && status.routed && status.traffic_percent == *percent {
                     Ok(())
                 } else {
                     Err("not yet".to_owned())

@@ -25,9 +25,9 @@ impl Run<'_> {
         for s in seen {
             let share = shares.get(s.name()).cloned().unwrap_or_default();
             let status = revision_status::compute(&s.revision, s.ready.clone(), &s.observed, &share, self.now);
-            replicas.replicas += status.replicas;
-            replicas.ready += status.ready_replicas;
-            replicas.desired += status.desired_replicas;
+            replicas.replicas += status.pods.replicas;
+            replicas.ready += status.pods.ready_replicas;
+            replicas.desired += status.pods.desired_replicas;
             if latest_created == Some(s.name()) {
                 latest_state = Some(s.ready.clone());
             }

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use runway_api::conditions::{self, READY, is_failure_reason};
 use runway_api::serving::serving_port;
-use runway_api::{Revision, RevisionStatus};
+use runway_api::{ReplicaStatus, Revision, RevisionStatus};
 
 use super::status::ChildProblem;
 use super::traffic::Share;
@@ -140,14 +140,14 @@ pub(crate) fn compute(
         .and_then(|d| d.spec.as_ref())
         .and_then(|s| s.replicas)
         .unwrap_or(0);
-    let ready_replicas = deployment_status.ready_replicas.unwrap_or(0);
     RevisionStatus {
         observed_generation: generation,
         conditions: vec![condition(&previous.conditions, READY, ready, generation, now)],
-        replicas: deployment_status.replicas.unwrap_or(0),
-        ready_replicas,
-        desired_replicas: desired,
-        replica_summary: Some(format!("{ready_replicas}/{desired}")),
+        pods: ReplicaStatus::counted(
+            deployment_status.replicas.unwrap_or(0),
+            deployment_status.ready_replicas.unwrap_or(0),
+            desired,
+        ),
         image_digest: observed.image_digest.clone().or(previous.image_digest),
         routed: share.routed(),
         traffic_percent: share.percent,
@@ -273,8 +273,8 @@ mod tests {
             10,
         );
         assert_eq!(ready(&s), ("True", "PodsReady", "2 of 2 pods ready"));
-        assert_eq!((s.replicas, s.ready_replicas, s.desired_replicas), (2, 2, 2));
-        assert_eq!(s.replica_summary.as_deref(), Some("2/2"));
+        assert_eq!((s.pods.replicas, s.pods.ready_replicas, s.pods.desired_replicas), (2, 2, 2));
+        assert_eq!(s.pods.replica_summary.as_deref(), Some("2/2"));
         assert_eq!(s.observed_generation, Some(1));
     }
 

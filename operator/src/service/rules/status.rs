@@ -5,7 +5,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use runway_api::conditions::{CONFIGURATION_READY, READY, ROUTES_READY, is_failure_reason};
-use runway_api::{RolloutStatus, Service, ServiceStatus, TrafficTargetStatus, names};
+use runway_api::{ReplicaStatus, RolloutStatus, Service, ServiceStatus, TrafficTargetStatus, names};
 
 use super::traffic;
 use crate::condition::{ConditionStatus, State, condition};
@@ -101,10 +101,7 @@ pub(crate) fn compute(service: &Service, observed: &Observed, domain: &str, now:
         )),
         observed_generation: generation,
         conditions,
-        replicas,
-        ready_replicas: ready,
-        desired_replicas: desired,
-        replica_summary: Some(format!("{ready}/{desired}")),
+        pods: ReplicaStatus::counted(replicas, ready, desired),
         latest_created_revision_name: observed.latest_created.as_ref().map(|(name, _)| name.clone()),
         latest_ready_revision_name: observed.latest_ready.clone(),
         traffic: observed.traffic.clone(),
@@ -230,10 +227,10 @@ mod tests {
         assert_eq!(status.url.as_deref(), Some("http://hello.default.example.com"));
         assert_eq!(status.observed_generation, Some(3));
         assert_eq!(
-            (status.replicas, status.ready_replicas, status.desired_replicas),
+            (status.pods.replicas, status.pods.ready_replicas, status.pods.desired_replicas),
             (2, 2, 2)
         );
-        assert_eq!(status.replica_summary.as_deref(), Some("2/2"));
+        assert_eq!(status.pods.replica_summary.as_deref(), Some("2/2"));
         assert_eq!(status.latest_created_revision_name.as_deref(), Some("hello-00003"));
         assert_eq!(status.latest_ready_revision_name.as_deref(), Some("hello-00003"));
         assert_eq!(status.traffic_summary.as_deref(), Some("hello-00003=100%"));
@@ -309,7 +306,7 @@ mod tests {
         let status = compute(&service(), &seen, "example.com", at(10));
         assert_eq!(state(find(&status, CONFIGURATION_READY)).0, "Unknown");
         assert_eq!(status.traffic_summary, None);
-        assert_eq!(status.replica_summary.as_deref(), Some("0/0"));
+        assert_eq!(status.pods.replica_summary.as_deref(), Some("0/0"));
     }
 
     #[test]

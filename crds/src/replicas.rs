@@ -1,0 +1,53 @@
+//! The pod counts that a Service's status and each Revision's status report, in one shape, with the summary that
+//! `kubectl get rsvc` and `kubectl get rrev` print made by one rule.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Pods that exist, are ready and are asked for; flattened into the status, so its fields sit beside the others.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    /// Pods that exist.
+    #[serde(default)]
+    pub replicas: i32,
+
+    /// Pods that are ready to serve.
+    #[serde(default)]
+    pub ready_replicas: i32,
+
+    /// Pods the autoscaler currently asks for.
+    #[serde(default)]
+    pub desired_replicas: i32,
+
+    /// readyReplicas/desiredReplicas, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_summary: Option<String>,
+}
+
+impl ReplicaStatus {
+    /// The counts with their summary.
+    pub fn counted(replicas: i32, ready_replicas: i32, desired_replicas: i32) -> Self {
+        ReplicaStatus {
+            replicas,
+            ready_replicas,
+            desired_replicas,
+            replica_summary: Some(format!("{ready_replicas}/{desired_replicas}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_is_ready_over_desired_and_the_fields_keep_their_api_names() {
+        let counts = ReplicaStatus::counted(3, 2, 4);
+        assert_eq!(counts.replica_summary.as_deref(), Some("2/4"));
+        assert_eq!(
+            serde_json::to_value(&counts).unwrap(),
+            serde_json::json!({"replicas": 3, "readyReplicas": 2, "desiredReplicas": 4, "replicaSummary": "2/4"})
+        );
+    }
+}
