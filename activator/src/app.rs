@@ -1,25 +1,22 @@
-//! Starting and stopping an activator: listeners, the report ticker and graceful shutdown.
+//! Starting and stopping an activator: the registry, the listeners, the background tasks (prober, handoff, load
+//! reports) and graceful shutdown.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::admin::{self, Admin, AdminServer, Health};
-use crate::budget::RequestBudget;
-use crate::handoff;
-use crate::metrics::Metrics;
-use crate::probe::ProbeConfig;
-use crate::proxy::Proxy;
-use crate::registry::Registry;
-use crate::reports::LoadHub;
-use crate::server::{self, ConnectionLimits, Phase};
-
-/// How often load is reported.
-pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+use crate::control::reports::{self, LoadHub};
+use crate::control::{ProbeConfig, handoff, prober};
+use crate::revision::Metrics;
+use crate::route::Registry;
+use crate::serve::admin::{self, Admin, AdminServer, Health};
+use crate::serve::budget::RequestBudget;
+use crate::serve::headers::TrustedProxies;
+use crate::serve::proxy::{Proxy, ProxySettings};
+use crate::serve::server::{self, ConnectionLimits, Phase};
 
 /// Everything an activator needs to run, whatever feeds its routes.
 #[derive(Clone, Debug)]
@@ -46,7 +43,7 @@ pub struct Options {
     pub tunnel_idle_timeout: Option<Duration>,
     pub connect_timeout: Duration,
     /// Networks whose forwarded headers are kept (`--trusted-proxies`).
-    pub trusted_proxies: crate::headers::TrustedProxies,
+    pub trusted_proxies: TrustedProxies,
     pub probe: ProbeConfig,
     /// Threads serving requests, each with its own listeners, backend pools and single-threaded scheduler.
     pub workers: usize,
@@ -56,6 +53,8 @@ pub struct Options {
 pub struct Activator {
     pub registry: Arc<Registry>,
     pub health: Arc<Health>,
+    /// The load reports, as the autoscaler's streams get them.
+    pub hub: Arc<LoadHub>,
     /// The external entry point.
     pub proxy_addr: SocketAddr,
     /// The internal entry point, where peers forward.
@@ -75,11 +74,11 @@ impl Activator {
     pub async fn start(options: Options) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(LoadHub::new(options.pod_name.clone()));
+        let (probes, probe_requests) = mpsc::unbounded_channel();
         let registry = Arc::new(Registry::new(
             options.domain.clone(),
             options.queue_depth,
-            options.probe.clone(),
-            hub.clone(),
+            probes,
             metrics.clone(),
             options.pod_ip,
         ));
@@ -95,12 +94,18 @@ impl Activator {
         let (phase, phase_receiver) = watch::channel(Phase::Serving);
         let gate = server::Gate::new(options.limits.max_connections);
         let budget = RequestBudget::new(options.request_budget_bytes);
+        let settings = ProxySettings {
+            connect_timeout: options.connect_timeout,
+            trusted_proxies: options.trusted_proxies.clone(),
+            tunnel_idle_timeout: options.tunnel_idle_timeout,
+        };
         let mut workers = Vec::with_capacity(count);
         for (index, (external, internal)) in external.into_iter().zip(internal).enumerate() {
+            let proxy = Proxy::new(registry.clone(), hub.clone(), settings.clone(), budget.clone());
             let worker = server::Worker {
                 external,
                 internal,
-                proxy: Arc::new(Proxy::new(registry.clone(), &options, budget.clone())),
+                proxy: Arc::new(proxy),
                 limits: options.limits.clone(),
                 gate: gate.clone(),
                 phase: phase_receiver.clone(),
@@ -118,7 +123,8 @@ impl Activator {
         };
         let admin = admin::spawn(admin_listener, admin)?;
         let background = vec![
-            tokio::spawn(report_periodically(registry.clone(), hub)),
+            tokio::spawn(prober::run(probe_requests, options.probe.clone())),
+            tokio::spawn(reports::report_periodically(registry.clone(), hub.clone())),
             tokio::spawn(handoff::settle_views(registry.clone())),
         ];
         tracing::info!(
@@ -130,6 +136,7 @@ impl Activator {
         Ok(Activator {
             registry,
             health,
+            hub,
             proxy_addr,
             internal_addr,
             admin_addr,
@@ -158,18 +165,5 @@ impl Activator {
             task.abort();
         }
         tracing::info!("stopped");
-    }
-}
-
-async fn report_periodically(registry: Arc<Registry>, hub: Arc<LoadHub>) {
-    let mut ticker = tokio::time::interval_at(Instant::now() + REPORT_INTERVAL, REPORT_INTERVAL);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last = Instant::now();
-    loop {
-        ticker.tick().await;
-        let now = Instant::now();
-        let interval_ms = u64::try_from((now - last).as_millis()).unwrap_or(u64::MAX);
-        last = now;
-        hub.publish_periodic(interval_ms, registry.take_loads(now));
     }
 }

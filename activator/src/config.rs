@@ -7,11 +7,11 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::app::Options;
-use crate::budget;
-use crate::headers::TrustedProxies;
-use crate::probe::ProbeConfig;
-use crate::server::{ConnectionLimits, H2_CONNECTION_WINDOW};
-use crate::standalone::{StaticRoute, parse_route_flag};
+use crate::control::ProbeConfig;
+use crate::serve::budget;
+use crate::serve::headers::TrustedProxies;
+use crate::serve::server::{ConnectionLimits, H2_CONNECTION_WINDOW};
+use crate::sources::standalone::{StaticRoute, parse_route_flag};
 
 /// Runway's activator: the data plane in front of every Service's pods.
 #[derive(Debug, Parser)]

@@ -1,10 +1,12 @@
+//! The activator binary: reads its flags, starts serving, feeds the registry from the cluster's watches (or from
+//! standalone routes), and drains on SIGTERM or SIGINT.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
 use runway_activator::app::Activator;
-use runway_activator::cluster::{self, PeerSource};
 use runway_activator::config::Args;
-use runway_activator::standalone::{self, StaticConfig};
+use runway_activator::sources::cluster::{self, PeerSource};
+use runway_activator::sources::standalone::{self, StaticConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
 // Every proxied request allocates headers, URIs and futures; mimalloc's thread-local free lists make that cheaper

@@ -6,12 +6,10 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use kube::client::Body;
-use runway_activator::cluster::{self, PeerSource};
-use runway_activator::host::Entry;
-use runway_activator::metrics::Metrics;
-use runway_activator::probe::ProbeConfig;
-use runway_activator::registry::{Registry, Route};
-use runway_activator::reports::LoadHub;
+use runway_activator::model::Origin;
+use runway_activator::revision::Metrics;
+use runway_activator::route::{Entry, Registry, Route};
+use runway_activator::sources::cluster::{self, PeerSource};
 use serde_json::{Value, json};
 
 fn list(kind: &str, items: Vec<Value>) -> Vec<u8> {
@@ -91,11 +89,12 @@ const OLD: (&str, &str) = ("hello", "hello-00001");
 async fn watched_services_revisions_slices_pods_and_peers_become_routes() {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
+    // Nobody probes here: the pods are ready.
+    let (probes, _probe_requests) = tokio::sync::mpsc::unbounded_channel();
     let registry = Arc::new(Registry::new(
         "example.com",
         100,
-        ProbeConfig::default(),
-        Arc::new(LoadHub::new("test")),
+        probes,
         Arc::new(Metrics::default()),
         [10, 0, 0, 1].into(),
     ));
@@ -230,7 +229,7 @@ async fn watched_services_revisions_slices_pods_and_peers_become_routes() {
     };
     assert_eq!(previous.id.key.name, "hello-00001");
     use runway_activator::revision::{Admission, Grant};
-    let Admission::Granted(Grant::Pod(lease)) = previous.admit(false) else {
+    let Admission::Granted(Grant::Pod(lease)) = previous.admit(Origin::Client) else {
         panic!("the old revision's pod is ready");
     };
     assert_eq!(lease.target.addr.to_string(), "10.1.0.5:8080");
@@ -239,7 +238,7 @@ async fn watched_services_revisions_slices_pods_and_peers_become_routes() {
     // cc = 2 split between two activators: one slot here on each of the two pods (the slice's, and the pod that only
     // its own status shows yet); the intruder's address and the other namespace's pod are not pods of hello-00002.
     let leases: Vec<_> = (0..2)
-        .map(|_| match hello.admit(false) {
+        .map(|_| match hello.admit(Origin::Client) {
             Admission::Granted(Grant::Pod(lease)) => lease,
             _ => panic!("two pods are known and ready"),
         })
@@ -248,7 +247,7 @@ async fn watched_services_revisions_slices_pods_and_peers_become_routes() {
     leased.sort();
     assert_eq!(leased, ["10.1.0.1:8080", "10.1.0.3:8080"]);
     assert!(
-        matches!(hello.admit(false), Admission::Queued(..)),
+        matches!(hello.admit(Origin::Client), Admission::Queued(..)),
         "no third slot, no other pod"
     );
     api_server.abort();

@@ -12,8 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use runway_activator::app::Activator;
-use runway_activator::peers::Peers;
-use runway_activator::slots::first_ranked;
+use runway_activator::revision::{Peers, first_ranked};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 

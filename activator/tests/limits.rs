@@ -16,9 +16,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use runway_activator::app::Activator;
-use runway_activator::endpoints::{EndpointState, RevisionSettings};
-use runway_activator::peers::Peers;
-use runway_activator::slots::first_ranked;
+use runway_activator::model::EndpointState;
+use runway_activator::revision::{Peers, first_ranked};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -522,7 +521,7 @@ async fn a_pod_whose_readiness_the_activator_cannot_check_waits_for_kubernetes()
     .unwrap();
     set_settings(
         &activator,
-        Some(RevisionSettings::from_spec(
+        Some(runway_activator::sources::settings_of_spec(
             &runway_api::RevisionSpec::from_service_spec(&spec),
         )),
     );

@@ -11,8 +11,7 @@ use common::*;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use runway_activator::app::Activator;
-use runway_activator::peers::Peers;
-use runway_activator::slots::first_ranked;
+use runway_activator::revision::{Peers, first_ranked};
 
 #[tokio::test]
 async fn two_activators_never_overlap_on_a_single_slot_pod() {
@@ -30,8 +29,8 @@ async fn two_activators_never_overlap_on_a_single_slot_pod() {
     let owner = first_ranked(pod.ip(), &[ip_a, ip_b]).unwrap();
 
     // Every periodic report from here on: the reporter runs every second, and a slow machine may cross one.
-    let mut reports_a = a.registry.hub.subscribe().1;
-    let mut reports_b = b.registry.hub.subscribe().1;
+    let mut reports_a = a.hub.subscribe().1;
+    let mut reports_b = b.hub.subscribe().1;
     let client = client();
     let requests: Vec<_> = (0..80)
         .map(|i| {

@@ -11,8 +11,7 @@ use common::*;
 use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use runway_activator::endpoints::{EndpointState, FastProbe};
-use runway_activator::revision::RevisionId;
+use runway_activator::model::{EndpointState, FastProbe, RevisionId};
 use runway_api::names::COLD_START_HEADER;
 use runway_api::stats::{LoadReport, ReportKind};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -385,7 +384,7 @@ async fn the_external_entry_point_serves_external_services_under_the_domain_only
     let activator = activator().await;
     let pod = hello_backend(Duration::ZERO).await;
     route(&activator, 0, LONG, &[pod]);
-    let private = runway_activator::host::ServiceKey::new("default", "private");
+    let private = runway_api::ServiceKey::new("default", "private");
     let private_revision = RevisionId::new("default", "private", "private-00001");
     let mut table = traffic(&[("private-00001", 100)], &[]);
     table.visibility = runway_api::Visibility::ClusterLocal;
@@ -503,7 +502,7 @@ async fn a_new_pod_is_routable_once_its_http_readiness_probe_passes() {
     .await;
     set_settings(
         &activator,
-        Some(runway_activator::endpoints::RevisionSettings {
+        Some(runway_activator::model::RevisionSettings {
             container_concurrency: 0,
             timeout: LONG,
             fast_probe: FastProbe::Http(vec!["/ready".into()]),
@@ -547,10 +546,7 @@ async fn a_new_pod_with_a_startup_probe_gets_no_request_before_the_probe_passes(
         "timeoutSeconds": 30,
     }))
     .unwrap());
-    set_settings(
-        &activator,
-        Some(runway_activator::endpoints::RevisionSettings::from_spec(&spec)),
-    );
+    set_settings(&activator, Some(runway_activator::sources::settings_of_spec(&spec)));
     activator.registry.set_endpoints(
         &revision(),
         &[EndpointState {

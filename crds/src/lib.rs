@@ -8,7 +8,9 @@ pub mod crd;
 pub mod domain_mapping;
 #[cfg(feature = "logging")]
 pub mod logging;
+pub mod membership;
 pub mod names;
+pub mod pods;
 pub mod replicas;
 pub mod revision;
 pub mod service;

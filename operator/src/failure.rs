@@ -8,13 +8,14 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use runway_api::conditions::{
     CONTAINER_CANNOT_START, CONTAINER_CONFIG_ERROR, CONTAINER_EXITS, IMAGE_PULL_FAILED, READINESS_TIMEOUT,
     UNSCHEDULABLE,
 };
+use runway_api::pods::{condition, has_stopped, is_ready};
 use runway_api::{RevisionKey, names};
 
 use crate::condition::ConditionStatus;
@@ -101,8 +102,7 @@ pub(crate) fn diagnose<'a>(pods: impl IntoIterator<Item = &'a Pod>, now: Timesta
 
 /// Whether the pod counts: not being deleted and not finished (the ReplicaSet replaces evicted pods).
 fn is_live(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+    pod.metadata.deletion_timestamp.is_none() && !has_stopped(pod)
 }
 
 fn created(pod: &Pod) -> Option<Timestamp> {
@@ -115,19 +115,6 @@ fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
 
 fn template_hash(pod: &Pod) -> Option<&String> {
     pod.labels().get(TEMPLATE_HASH_LABEL)
-}
-
-fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_)
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    condition(pod, "Ready").is_some_and(|c| c.status == ConditionStatus::True.as_str())
 }
 
 /// Whether a pod that is not ready was ready before: the kubelet sets Ready=False when it first reports the pod,

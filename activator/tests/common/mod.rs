@@ -15,11 +15,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 pub use hyper_util::rt::{TokioExecutor, TokioIo};
 use runway_activator::app::{Activator, Options};
-use runway_activator::endpoints::{EndpointState, FastProbe, RevisionSettings, ServiceTraffic};
-use runway_activator::host::ServiceKey;
-use runway_activator::probe::ProbeConfig;
-use runway_activator::revision::RevisionId;
-use runway_activator::server::ConnectionLimits;
+use runway_activator::control::ProbeConfig;
+use runway_activator::model::{EndpointState, FastProbe, RevisionId, RevisionSettings, ServiceTraffic};
+use runway_activator::serve::ConnectionLimits;
+use runway_api::ServiceKey;
 use tokio::net::{TcpListener, TcpStream};
 
 pub const HOST: &str = "hello.default.example.com";

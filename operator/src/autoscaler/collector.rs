@@ -15,6 +15,7 @@ use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
 use runway_api::RevisionKey;
+use runway_api::membership;
 use runway_api::stats::{LOAD_STREAM_PATH, LoadReport, ReportKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -36,16 +37,6 @@ pub(crate) struct ActivatorEndpoints {
     pub(crate) admin_port: u16,
 }
 
-/// Addresses of every endpoint in the activator Service's slices, terminating ones included: a draining activator
-/// may still hold requests.
-pub(crate) fn addresses<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> BTreeSet<String> {
-    slices
-        .into_iter()
-        .flat_map(|s| s.endpoints.iter())
-        .flat_map(|e| e.addresses.iter().cloned())
-        .collect()
-}
-
 /// Watches the activators' EndpointSlices and keeps a stream task per address until the scope ends.
 pub(crate) async fn run(
     client: kube::Client,
@@ -55,7 +46,7 @@ pub(crate) async fn run(
     metrics: Arc<Metrics>,
 ) {
     let slices: Api<EndpointSlice> = Api::namespaced(client, &endpoints.namespace);
-    let config = watcher::Config::default().labels(&format!("kubernetes.io/service-name={}", endpoints.service));
+    let config = watcher::Config::default().labels(&membership::slices_of(&endpoints.service));
     let http = HttpClient::builder(TokioExecutor::new()).build(HttpConnector::new());
     let mut current: HashMap<String, EndpointSlice> = HashMap::new();
     let mut streams: HashMap<String, JoinHandle<()>> = HashMap::new();
@@ -70,7 +61,11 @@ pub(crate) async fn run(
             }
         };
         apply_event(&mut current, event);
-        let wanted = addresses(current.values());
+        // Terminating activators included: a draining activator may still hold requests.
+        let wanted: BTreeSet<String> = membership::listed_addresses(current.values())
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         board.lock().expect("board lock").set_known(wanted.clone());
         streams.retain(|address, task| {
             let keep = wanted.contains(address);
@@ -190,30 +185,4 @@ async fn accept(report: LoadReport, address: &str, board: &Mutex<Board>, pokes: 
         .lock()
         .expect("board lock")
         .record(address, report, Instant::now());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::discovery::v1::Endpoint;
-
-    #[test]
-    fn addresses_include_every_endpoint_of_every_slice() {
-        let slice = |ips: &[&str]| EndpointSlice {
-            address_type: "IPv4".into(),
-            endpoints: ips
-                .iter()
-                .map(|ip| Endpoint {
-                    addresses: vec![(*ip).into()],
-                    ..Endpoint::default()
-                })
-                .collect(),
-            ..EndpointSlice::default()
-        };
-        let got = addresses(&[slice(&["10.0.0.2", "10.0.0.1"]), slice(&["10.0.0.3"])]);
-        assert_eq!(
-            got.into_iter().collect::<Vec<_>>(),
-            ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
-        );
-    }
 }

@@ -273,7 +273,10 @@ mod tests {
             10,
         );
         assert_eq!(ready(&s), ("True", "PodsReady", "2 of 2 pods ready"));
-        assert_eq!((s.pods.replicas, s.pods.ready_replicas, s.pods.desired_replicas), (2, 2, 2));
+        assert_eq!(
+            (s.pods.replicas, s.pods.ready_replicas, s.pods.desired_replicas),
+            (2, 2, 2)
+        );
         assert_eq!(s.pods.replica_summary.as_deref(), Some("2/2"));
         assert_eq!(s.observed_generation, Some(1));
     }

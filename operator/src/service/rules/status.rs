@@ -227,7 +227,11 @@ mod tests {
         assert_eq!(status.url.as_deref(), Some("http://hello.default.example.com"));
         assert_eq!(status.observed_generation, Some(3));
         assert_eq!(
-            (status.pods.replicas, status.pods.ready_replicas, status.pods.desired_replicas),
+            (
+                status.pods.replicas,
+                status.pods.ready_replicas,
+                status.pods.desired_replicas
+            ),
             (2, 2, 2)
         );
         assert_eq!(status.pods.replica_summary.as_deref(), Some("2/2"));

@@ -1,0 +1,874 @@
+//! One revision's pods, their in-flight counters and the requests waiting for a slot.
+//!
+//! All of it sits behind one small mutex. A slot that frees up is handed straight to the head of the queue, so the
+//! counters are exact: a pod never has more requests in flight than this activator's slots on it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use http::HeaderValue;
+use parking_lot::{Mutex, MutexGuard};
+use runway_api::stats::ServiceLoad;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::model::{Answerer, EndpointState, FastProbe, Origin, RevisionId, RevisionSettings};
+use crate::revision::balance::{PodLoad, choose_pod};
+use crate::revision::load::{LoadSample, LoadTracker};
+use crate::revision::metrics::RevisionMetrics;
+use crate::revision::peers::Peers;
+use crate::revision::pod::{Pod, ProbeKind, Target};
+use crate::revision::queue::WaitQueue;
+use crate::revision::releases::Releases;
+use crate::revision::slots::{first_ranked, slots_for};
+
+/// At most one poke per revision this often while requests keep arriving at zero.
+pub const POKE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What a request may do now.
+pub enum Grant {
+    /// Send it to this pod; the slot is held until the lease is dropped.
+    Pod(Lease),
+    /// This activator holds no slot on any routable pod: send it to the peer activator at this proxy address.
+    Peer(SocketAddr),
+    /// The revision's pods are known to be failing and none is routable: answer at once with this reason.
+    Failing(Arc<str>),
+}
+
+/// The outcome of asking for a slot.
+pub enum Admission {
+    Granted(Grant),
+    /// Wait in the queue; with the load to poke the autoscaler with, when the request found the revision at zero.
+    Queued(Waiting, Option<ServiceLoad>),
+    /// The queue is at its bound.
+    QueueFull,
+    /// The revision was deleted.
+    Gone,
+}
+
+/// One revision as the data path sees it.
+pub struct RevisionHandle {
+    /// This handle, for the leases it hands out.
+    this: Weak<RevisionHandle>,
+    pub id: RevisionId,
+    /// The revision's name as the response header that names it; made once, not per response.
+    pub header: Option<HeaderValue>,
+    pub metrics: RevisionMetrics,
+    releases: Arc<Releases>,
+    /// The revision's probe channel: the only way a probe of one of its pods starts (the prober reads the other end).
+    probes: mpsc::UnboundedSender<ProbeRequest>,
+    state: Mutex<RevisionState>,
+}
+
+struct RevisionState {
+    settings: Option<RevisionSettings>,
+    peers: Arc<Peers>,
+    pods: Vec<Pod>,
+    next_pod_id: u64,
+    queue: WaitQueue<Grant>,
+    rotation: usize,
+    load: LoadTracker,
+    last_poke: Option<Instant>,
+    /// A cold start is under way (requests arrived with no routable pod); counted once.
+    cold_start: bool,
+}
+
+/// A pod this revision wants probed, sent on its probe channel to the prober. The prober holds no more of the
+/// revision than this: it asks `plan` before each attempt and reports a pass through `answered`.
+pub struct ProbeRequest {
+    /// The pod, among the revision's.
+    pub id: u64,
+    pub addr: SocketAddr,
+    revision: Weak<RevisionHandle>,
+}
+
+impl ProbeRequest {
+    /// How to probe the pod now; `None` once it needs no probe (routable through Kubernetes, gone, terminating, its
+    /// revision forgotten), which ends the probing.
+    pub fn plan(&self) -> Option<ProbeKind> {
+        self.revision.upgrade()?.probe_plan(self.id)
+    }
+
+    /// The pod answered its probe: it is routable.
+    pub fn answered(&self) {
+        if let Some(revision) = self.revision.upgrade() {
+            tracing::debug!(revision = %revision.id.key, pod = %self.addr, "probe succeeded");
+            revision.probe_succeeded(self.id);
+        }
+    }
+}
+
+impl RevisionHandle {
+    pub fn new(
+        id: RevisionId,
+        metrics: RevisionMetrics,
+        queue_limit: usize,
+        peers: Arc<Peers>,
+        releases: Arc<Releases>,
+        probes: mpsc::UnboundedSender<ProbeRequest>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|this| RevisionHandle {
+            this: this.clone(),
+            header: HeaderValue::from_str(&id.key.name).ok(),
+            id,
+            metrics,
+            releases,
+            probes,
+            state: Mutex::new(RevisionState {
+                settings: None,
+                peers,
+                pods: Vec::new(),
+                next_pod_id: 0,
+                queue: WaitQueue::new(queue_limit),
+                rotation: 0,
+                load: LoadTracker::new(Instant::now()),
+                last_poke: None,
+                cold_start: false,
+            }),
+        })
+    }
+
+    fn arc(&self) -> Arc<Self> {
+        self.this.upgrade().expect("a handle in use is held by an Arc")
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RevisionState> {
+        self.state.lock()
+    }
+
+    /// The revision's timeout; `None` once it was deleted.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.lock().settings.as_ref().map(|s| s.timeout)
+    }
+
+    /// Counts a response of this revision: in the metrics, and in the load report when this activator answered it
+    /// rather than the peer it forwarded the request to (which counts it in its own report).
+    pub fn answered(&self, status: u16, answerer: Answerer) {
+        self.metrics.count_response(status);
+        if answerer == Answerer::ThisActivator {
+            self.lock().load.answered(status);
+        }
+    }
+
+    /// Asks for a slot for a request that just arrived from `origin`.
+    pub fn admit(&self, origin: Origin) -> Admission {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.settings.is_none() {
+            return Admission::Gone;
+        }
+        if let Some(reason) = state.failure() {
+            return Admission::Granted(Grant::Failing(reason));
+        }
+        if state.queue.is_empty()
+            && let Some(index) = state.choose()
+        {
+            state.load.arrived();
+            let lease = state.lease(index, self.arc(), now);
+            self.publish_gauges(&state);
+            return Admission::Granted(Grant::Pod(lease));
+        }
+        if state.may_forward(origin)
+            && let Some(peer) = state.forward_target()
+        {
+            return Admission::Granted(Grant::Peer(peer));
+        }
+        state.load.arrived();
+        let state = &mut *state;
+        let Ok((id, receiver)) = state.queue.push(origin, &mut state.load, now) else {
+            return Admission::QueueFull;
+        };
+        let cold = !state.pods.iter().any(Pod::routable);
+        if cold && !state.cold_start {
+            state.cold_start = true;
+            self.metrics.cold_starts.inc();
+        }
+        let poke = cold && state.last_poke.is_none_or(|at| now - at >= POKE_INTERVAL);
+        if poke {
+            state.last_poke = Some(now);
+        }
+        let sample = state.load.peek(now);
+        self.publish_gauges(state);
+        Admission::Queued(
+            Waiting {
+                id,
+                cold,
+                receiver: Some(receiver),
+                revision: self.arc(),
+            },
+            poke.then(|| self.service_load(sample)),
+        )
+    }
+
+    /// Replaces the revision's settings; `None` when it was deleted (waiting requests are then let go).
+    pub fn set_settings(&self, settings: Option<RevisionSettings>) {
+        let mut state = self.lock();
+        if settings.is_none() {
+            let state = &mut *state;
+            state.queue.take_where(|_| true, &mut state.load, Instant::now());
+        }
+        state.settings = settings;
+        state.recompute_slots();
+        self.dispatch(&mut state);
+    }
+
+    /// Replaces the peer activators; the slot split follows.
+    pub fn set_peers(&self, peers: Arc<Peers>) {
+        let mut state = self.lock();
+        state.peers = peers;
+        state.recompute_slots();
+        self.dispatch(&mut state);
+    }
+
+    /// Replaces the endpoints; the new ones that need it are probed.
+    pub fn set_endpoints(&self, endpoints: &[EndpointState]) {
+        let mut state = self.lock();
+        for pod in &mut state.pods {
+            match endpoints.iter().find(|e| e.addr == pod.target.addr) {
+                Some(endpoint) => pod.update(endpoint),
+                None => pod.remove(),
+            }
+        }
+        for endpoint in endpoints {
+            if !state.pods.iter().any(|p| p.target.addr == endpoint.addr) {
+                let id = state.next_pod_id;
+                state.next_pod_id += 1;
+                state.pods.push(Pod::new(id, endpoint));
+            }
+        }
+        state.pods.retain(|p| !p.is_removed() || p.in_flight > 0);
+        state.recompute_slots();
+        let probes = state.claim_probes(&self.this);
+        self.dispatch(&mut state);
+        drop(state);
+        self.start_probes(probes);
+    }
+
+    /// How to probe pod `id` now, or `None` once it needs no probe (the probe task then ends).
+    fn probe_plan(&self, id: u64) -> Option<ProbeKind> {
+        let mut state = self.lock();
+        let policy = state.fast_probe();
+        let pod = state.pods.iter_mut().find(|p| p.id == id)?;
+        let plan = pod.probe_needed(&policy);
+        pod.probing = plan.is_some();
+        plan
+    }
+
+    /// Pod `id` answered its probe: it is routable.
+    fn probe_succeeded(&self, id: u64) {
+        let mut state = self.lock();
+        if let Some(pod) = state.pods.iter_mut().find(|p| p.id == id) {
+            pod.answered();
+            pod.probing = false;
+        }
+        self.dispatch(&mut state);
+    }
+
+    /// The connection to the leased pod failed before the request was sent: stop routing to it until a probe
+    /// succeeds, and probe it unless a probe is already running.
+    pub fn connect_failed(&self, mut lease: Lease) {
+        lease.released = true;
+        let mut state = self.lock();
+        state.release(lease.pod_id, Instant::now());
+        let pod = state.pods.iter_mut().find(|p| p.id == lease.pod_id);
+        let probe = pod.and_then(|pod| {
+            pod.refused();
+            (!pod.probing).then(|| probe_request(pod, &self.this))
+        });
+        self.dispatch(&mut state);
+        drop(state);
+        self.releases.changed();
+        self.start_probes(probe);
+    }
+
+    /// Sends probe requests to the prober: the one place a probe starts. Without a prober (it stopped with the
+    /// activator) nothing is probed.
+    fn start_probes(&self, probes: impl IntoIterator<Item = ProbeRequest>) {
+        for probe in probes {
+            let _ = self.probes.send(probe);
+        }
+    }
+
+    /// The interval's load, ending the interval; `None` when the revision was idle.
+    pub fn take_load(&self, now: Instant) -> Option<ServiceLoad> {
+        let sample = self.lock().load.take(now);
+        sample.is_active().then(|| self.service_load(sample))
+    }
+
+    /// Nothing left to serve or to wait for: the registry may forget the revision.
+    pub fn is_unused(&self) -> bool {
+        let state = self.lock();
+        state.settings.is_none() && state.pods.is_empty() && state.queue.is_empty()
+    }
+
+    /// Whether this activator has no more in flight on any pod than `list` would give `me`.
+    pub fn holds_within(&self, me: IpAddr, list: &[IpAddr]) -> bool {
+        let state = self.lock();
+        let cc = state.cc();
+        state
+            .pods
+            .iter()
+            .all(|pod| slots_for(me, pod.target.addr.ip(), cc, list).covers(pod.in_flight))
+    }
+
+    fn release(&self, pod_id: u64) {
+        let mut state = self.lock();
+        state.release(pod_id, Instant::now());
+        self.dispatch(&mut state);
+        drop(state);
+        self.releases.changed();
+    }
+
+    fn remove_waiter(&self, id: u64) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        if state.queue.remove(id, &mut state.load, Instant::now()) {
+            self.publish_gauges(state);
+        }
+    }
+
+    /// Hands free slots to the head of the queue, and forwards waiting requests when all slots belong to peers; lets
+    /// every waiting request go with the reason when the pods are known to be failing.
+    fn dispatch(&self, state: &mut RevisionState) {
+        let now = Instant::now();
+        if let Some(reason) = state.failure() {
+            for waiter in state.queue.take_where(|_| true, &mut state.load, now) {
+                let _ = waiter.grant.send(Grant::Failing(reason.clone()));
+            }
+        }
+        while !state.queue.is_empty() {
+            let Some(index) = state.choose() else {
+                break;
+            };
+            let waiter = state.queue.pop(&mut state.load, now).expect("checked non-empty");
+            let lease = state.lease(index, self.arc(), now);
+            if let Err(Grant::Pod(mut lease)) = waiter.grant.send(Grant::Pod(lease)) {
+                // The request gave up meanwhile; undo without the lease's Drop, which would take the lock again.
+                lease.released = true;
+                state.release(lease.pod_id, now);
+            }
+        }
+        if !state.queue.is_empty()
+            && let Some(peer) = state.forward_target()
+        {
+            let peers = state.peers.clone();
+            let forwardable = state
+                .queue
+                .take_where(|w| may_forward(w.origin, &peers), &mut state.load, now);
+            for waiter in forwardable {
+                let _ = waiter.grant.send(Grant::Peer(peer));
+            }
+        }
+        if state.pods.iter().any(Pod::routable) {
+            state.cold_start = false;
+        }
+        self.publish_gauges(state);
+    }
+
+    fn publish_gauges(&self, state: &RevisionState) {
+        self.metrics.queue_depth.set(i64::from(state.load.queued()));
+        self.metrics.in_flight.set(i64::from(state.load.in_flight()));
+    }
+
+    fn service_load(&self, sample: LoadSample) -> ServiceLoad {
+        ServiceLoad {
+            namespace: self.id.key.namespace.clone(),
+            name: self.id.service.clone(),
+            revision: self.id.key.name.clone(),
+            concurrency: sample.concurrency,
+            rps: sample.rps,
+            queued: sample.queued,
+            in_flight: sample.in_flight,
+            requests: sample.requests,
+            server_errors: sample.server_errors,
+        }
+    }
+}
+
+/// A request a peer forwarded is not forwarded again while views may differ (it could bounce between activators
+/// that each think the other holds the slots), except by an activator that is leaving: it holds no slots any more,
+/// and the peer it forwards to will not bounce it back. Once this activator's view is settled every activator has
+/// confirmed it, so the owner it names agrees: a request forwarded here under an older view goes on to that owner
+/// instead of waiting for a slot this activator will never get.
+fn may_forward(origin: Origin, peers: &Peers) -> bool {
+    origin == Origin::Client || peers.is_leaving() || peers.is_settled()
+}
+
+/// Marks `pod` as probed and asks for its probe.
+fn probe_request(pod: &mut Pod, revision: &Weak<RevisionHandle>) -> ProbeRequest {
+    pod.probing = true;
+    ProbeRequest {
+        id: pod.id,
+        addr: pod.target.addr,
+        revision: revision.clone(),
+    }
+}
+
+impl RevisionState {
+    fn choose(&mut self) -> Option<usize> {
+        let loads: Vec<PodLoad> = self.pods.iter().map(Pod::load).collect();
+        choose_pod(&loads, self.rotation, |n| fastrand::usize(..n))
+    }
+
+    fn lease(&mut self, index: usize, revision: Arc<RevisionHandle>, now: Instant) -> Lease {
+        self.rotation = self.rotation.wrapping_add(1);
+        let pod = &mut self.pods[index];
+        pod.in_flight += 1;
+        self.load.change_in_flight(now, 1);
+        Lease {
+            revision,
+            pod_id: pod.id,
+            target: pod.target.clone(),
+            released: false,
+        }
+    }
+
+    fn release(&mut self, pod_id: u64, now: Instant) {
+        self.load.change_in_flight(now, -1);
+        if let Some(index) = self.pods.iter().position(|p| p.id == pod_id) {
+            let pod = &mut self.pods[index];
+            pod.in_flight -= 1;
+            if pod.is_removed() && pod.in_flight == 0 {
+                self.pods.remove(index);
+            }
+        }
+    }
+
+    fn may_forward(&self, origin: Origin) -> bool {
+        may_forward(origin, &self.peers)
+    }
+
+    /// Why requests cannot be served now: the revision reports its pods failing (never at zero, see
+    /// `runway_api::revision_failure`: there a request pokes and waits for the next attempt), and none is routable. Pods need not be listed: an unschedulable one never gets an address.
+    fn failure(&self) -> Option<Arc<str>> {
+        let reason = self.settings.as_ref()?.failure.clone()?;
+        (!self.pods.iter().any(Pod::routable)).then_some(reason)
+    }
+
+    fn cc(&self) -> u32 {
+        self.settings.as_ref().map_or(0, |s| s.container_concurrency)
+    }
+
+    fn fast_probe(&self) -> FastProbe {
+        self.settings
+            .as_ref()
+            .map_or(FastProbe::KubernetesOnly, |s| s.fast_probe.clone())
+    }
+
+    fn recompute_slots(&mut self) {
+        let cc = self.cc();
+        for pod in &mut self.pods {
+            pod.slots = self.peers.slots_on(pod.target.addr.ip(), cc);
+        }
+    }
+
+    /// The peer to forward to when this activator holds no slot on any routable pod but a peer does.
+    fn forward_target(&mut self) -> Option<SocketAddr> {
+        if self.cc() == 0 {
+            return None;
+        }
+        let routable: Vec<&Pod> = self.pods.iter().filter(|p| p.routable()).collect();
+        if routable.is_empty() || routable.iter().any(|p| !p.slots.is_zero()) {
+            return None;
+        }
+        self.rotation = self.rotation.wrapping_add(1);
+        let pod = routable[self.rotation % routable.len()];
+        let owner = first_ranked(pod.target.addr.ip(), &self.peers.ips())?;
+        self.peers.proxy_addr(owner)
+    }
+
+    /// Probe requests for the pods that need a probe and have none running.
+    fn claim_probes(&mut self, revision: &Weak<RevisionHandle>) -> Vec<ProbeRequest> {
+        let policy = self.fast_probe();
+        self.pods
+            .iter_mut()
+            .filter(|p| !p.probing && p.probe_needed(&policy).is_some())
+            .map(|pod| probe_request(pod, revision))
+            .collect()
+    }
+}
+
+/// A slot on one pod, held from dispatch until the pod has finished with the request: its response ended, the
+/// upgraded connection closed, or the connection to the pod was closed.
+pub struct Lease {
+    revision: Arc<RevisionHandle>,
+    pod_id: u64,
+    pub target: Target,
+    released: bool,
+}
+
+impl Lease {
+    /// The revision the slot belongs to.
+    pub fn revision(&self) -> &RevisionHandle {
+        &self.revision
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.released {
+            self.revision.release(self.pod_id);
+        }
+    }
+}
+
+/// A request waiting in the queue. Dropping it (timeout, client gone) takes it out of the queue.
+pub struct Waiting {
+    id: u64,
+    /// The revision had no routable pod when the request arrived.
+    pub cold: bool,
+    receiver: Option<oneshot::Receiver<Grant>>,
+    revision: Arc<RevisionHandle>,
+}
+
+impl Waiting {
+    /// Waits for a slot or a peer to forward to; `None` if the revision was deleted meanwhile.
+    pub async fn granted(mut self) -> Option<Grant> {
+        let receiver = self.receiver.as_mut().expect("present until granted or dropped");
+        let grant = receiver.await.ok();
+        self.receiver = None;
+        grant
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(receiver) = self.receiver.take() {
+            self.revision.remove_waiter(self.id);
+            // A grant sent in the meantime is dropped with the receiver, which releases its slot.
+            drop(receiver);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revision::metrics::Metrics;
+
+    fn service(cc: u32, queue_limit: usize) -> Arc<RevisionHandle> {
+        probed_service(cc, queue_limit).0
+    }
+
+    /// A revision, and the other end of its probe channel.
+    fn probed_service(cc: u32, queue_limit: usize) -> (Arc<RevisionHandle>, mpsc::UnboundedReceiver<ProbeRequest>) {
+        let id = RevisionId::new("default", "hello", "hello-00001");
+        let (probes, requested) = mpsc::unbounded_channel();
+        let handle = RevisionHandle::new(
+            id.clone(),
+            Metrics::default().for_revision(&id),
+            queue_limit,
+            Arc::new(Peers::alone(IpAddr::from([10, 0, 0, 1]))),
+            Arc::default(),
+            probes,
+        );
+        handle.set_settings(Some(RevisionSettings {
+            container_concurrency: cc,
+            timeout: Duration::from_secs(300),
+            fast_probe: FastProbe::Tcp,
+            failure: None,
+        }));
+        (handle, requested)
+    }
+
+    /// The probe requests sent so far.
+    fn sent(requested: &mut mpsc::UnboundedReceiver<ProbeRequest>) -> Vec<ProbeRequest> {
+        std::iter::from_fn(|| requested.try_recv().ok()).collect()
+    }
+
+    fn ready(port: u16) -> EndpointState {
+        EndpointState {
+            addr: SocketAddr::from(([10, 1, 0, 1], port)),
+            h2c: false,
+            ready: true,
+            terminating: false,
+        }
+    }
+
+    fn lease(admission: Admission) -> Lease {
+        match admission {
+            Admission::Granted(Grant::Pod(lease)) => lease,
+            _ => panic!("expected a pod"),
+        }
+    }
+
+    fn queued(admission: Admission) -> Waiting {
+        match admission {
+            Admission::Queued(waiting, _) => waiting,
+            _ => panic!("expected to wait"),
+        }
+    }
+
+    fn counts(service: &RevisionHandle) -> (u32, u32) {
+        let state = service.lock();
+        (state.load.in_flight(), state.load.queued())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_freed_slot_goes_to_the_head_of_the_queue() {
+        let service = service(1, 10);
+        service.set_endpoints(&[ready(8080)]);
+        let first = lease(service.admit(Origin::Client));
+        let second = queued(service.admit(Origin::Client));
+        let third = queued(service.admit(Origin::Client));
+        assert_eq!(counts(&service), (1, 2));
+        drop(first);
+        let Some(Grant::Pod(second)) = second.granted().await else {
+            panic!("the head waiter gets the slot")
+        };
+        assert_eq!(counts(&service), (1, 1));
+        drop(second);
+        assert!(matches!(third.granted().await, Some(Grant::Pod(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_that_gave_up_are_skipped_and_uncounted() {
+        let service = service(1, 10);
+        service.set_endpoints(&[ready(8080)]);
+        let first = lease(service.admit(Origin::Client));
+        let gave_up = queued(service.admit(Origin::Client));
+        let patient = queued(service.admit(Origin::Client));
+        drop(gave_up);
+        assert_eq!(counts(&service), (1, 1));
+        drop(first);
+        assert!(matches!(patient.granted().await, Some(Grant::Pod(_))));
+        assert_eq!(counts(&service), (0, 0), "the grant was dropped with its lease");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_queue_is_bounded() {
+        let service = service(0, 2);
+        let _a = queued(service.admit(Origin::Client));
+        let _b = queued(service.admit(Origin::Client));
+        assert!(matches!(service.admit(Origin::Client), Admission::QueueFull));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_request_times_out_and_leaves_the_queue() {
+        let service = service(0, 10);
+        let waiting = queued(service.admit(Origin::Client));
+        assert!(waiting.cold);
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(300), waiting.granted()).await;
+        assert!(outcome.is_err());
+        assert_eq!(started.elapsed(), Duration::from_secs(300));
+        assert_eq!(counts(&service), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlimited_pods_take_every_request() {
+        let service = service(0, 10);
+        service.set_endpoints(&[ready(8080), ready(8081)]);
+        let leases: Vec<Lease> = (0..100).map(|_| lease(service.admit(Origin::Client))).collect();
+        assert_eq!(counts(&service), (100, 0));
+        drop(leases);
+        assert_eq!(counts(&service), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn terminating_pods_get_no_new_requests_but_finish_old_ones() {
+        let service = service(0, 10);
+        service.set_endpoints(&[ready(8080)]);
+        let in_flight = lease(service.admit(Origin::Client));
+        service.set_endpoints(&[EndpointState {
+            terminating: true,
+            ..ready(8080)
+        }]);
+        let waiting = queued(service.admit(Origin::Client));
+        service.set_endpoints(&[]);
+        assert_eq!(counts(&service), (1, 1));
+        drop(in_flight);
+        assert_eq!(counts(&service), (0, 1));
+        service.set_endpoints(&[ready(9090)]);
+        let Some(Grant::Pod(lease)) = waiting.granted().await else {
+            panic!("the new pod serves the waiter")
+        };
+        assert_eq!(lease.target.addr.port(), 9090);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unready_endpoints_are_probed_before_use() {
+        let (service, mut requested) = probed_service(0, 10);
+        service.set_endpoints(&[EndpointState {
+            ready: false,
+            ..ready(8080)
+        }]);
+        let probes = sent(&mut requested);
+        assert_eq!(probes.len(), 1);
+        let waiting = queued(service.admit(Origin::Client));
+        assert_eq!(service.probe_plan(probes[0].id), Some(ProbeKind::Tcp));
+        service.probe_succeeded(probes[0].id);
+        assert!(matches!(waiting.granted().await, Some(Grant::Pod(_))));
+        assert_eq!(service.probe_plan(probes[0].id), None, "routable pods are not probed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pod_that_refused_a_connection_waits_for_a_probe() {
+        let (service, mut requested) = probed_service(0, 10);
+        service.set_endpoints(&[ready(8080)]);
+        service.connect_failed(lease(service.admit(Origin::Client)));
+        let probe = requested.try_recv().expect("a probe starts");
+        assert!(queued(service.admit(Origin::Client)).cold);
+        service.probe_succeeded(probe.id);
+        lease(service.admit(Origin::Client));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_slots_requests_go_to_the_peer_that_has_them() {
+        let me = IpAddr::from([10, 0, 0, 1]);
+        let peer: SocketAddr = "10.0.0.2:8080".parse().unwrap();
+        let service = service(1, 10);
+        // A view the other activator has not confirmed yet.
+        let admin: SocketAddr = "10.0.0.2:9090".parse().unwrap();
+        let view = Peers::new(me, [peer])
+            .with_admins([admin])
+            .succeeding(&Peers::alone(me));
+        assert!(!view.is_settled());
+        service.set_peers(Arc::new(view.clone()));
+        // A pod whose single slot the peer holds.
+        let pod_owned_by_peer = (1..=255u8)
+            .map(|last| SocketAddr::new(IpAddr::from([10, 1, 0, last]), 8080))
+            .find(|addr| first_ranked(addr.ip(), &[me, peer.ip()]) == Some(peer.ip()))
+            .unwrap();
+        let waiting_before = queued(service.admit(Origin::Client));
+        service.set_endpoints(&[EndpointState {
+            addr: pod_owned_by_peer,
+            ..ready(8080)
+        }]);
+        assert!(matches!(waiting_before.granted().await, Some(Grant::Peer(addr)) if addr == peer));
+        assert!(matches!(service.admit(Origin::Client), Admission::Granted(Grant::Peer(addr)) if addr == peer));
+        // A request a peer already forwarded waits here while views may differ, instead of bouncing back...
+        let forwarded_waiting = queued(service.admit(Origin::Peer));
+        // ...and goes on to the owner once every activator has confirmed the view (before, it waited for a slot this
+        // activator never gets, until its timeout).
+        service.set_peers(Arc::new(view.settled()));
+        let granted = tokio::time::timeout(Duration::from_secs(60), forwarded_waiting.granted()).await;
+        assert!(matches!(granted, Ok(Some(Grant::Peer(addr))) if addr == peer));
+        assert!(matches!(service.admit(Origin::Peer), Admission::Granted(Grant::Peer(addr)) if addr == peer));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leaving_activator_hands_its_slots_to_the_peers() {
+        let me = IpAddr::from([10, 0, 0, 1]);
+        let peer: SocketAddr = "10.0.0.2:8080".parse().unwrap();
+        let service = service(1, 10);
+        let peers = Peers::new(me, [peer]);
+        service.set_peers(Arc::new(peers.clone()));
+        let pod_owned_by_me = (1..=255u8)
+            .map(|last| SocketAddr::new(IpAddr::from([10, 1, 0, last]), 8080))
+            .find(|addr| first_ranked(addr.ip(), &[me, peer.ip()]) == Some(me))
+            .unwrap();
+        service.set_endpoints(&[EndpointState {
+            addr: pod_owned_by_me,
+            ..ready(8080)
+        }]);
+        let in_flight = lease(service.admit(Origin::Client));
+        let forwarded_waiting = queued(service.admit(Origin::Peer));
+        service.set_peers(Arc::new(peers.leaving()));
+        // Even the request a peer forwarded goes back out: this activator holds no slot any more.
+        assert!(matches!(forwarded_waiting.granted().await, Some(Grant::Peer(addr)) if addr == peer));
+        assert!(matches!(service.admit(Origin::Client), Admission::Granted(Grant::Peer(addr)) if addr == peer));
+        drop(in_flight);
+        assert_eq!(counts(&service), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_fail_at_once_while_the_pods_are_known_to_be_failing() {
+        let service = service(0, 10);
+        let failing = |failure: Option<&str>| {
+            Some(RevisionSettings {
+                container_concurrency: 0,
+                timeout: Duration::from_secs(300),
+                fast_probe: FastProbe::Tcp,
+                failure: failure.map(Arc::from),
+            })
+        };
+        // At zero the revision reports no failure (the last one is history): a request waits for the next attempt.
+        service.set_settings(failing(None));
+        let waiting = queued(service.admit(Origin::Client));
+        // The new pod starts and fails: the waiting request and new ones get the reason.
+        service.set_endpoints(&[EndpointState {
+            ready: false,
+            ..ready(8080)
+        }]);
+        service.set_settings(failing(Some("hello-00001: container exits with code 127")));
+        let reason = |grant: Option<Grant>| match grant {
+            Some(Grant::Failing(reason)) => reason.to_string(),
+            _ => panic!("expected the failure"),
+        };
+        assert_eq!(
+            reason(waiting.granted().await),
+            "hello-00001: container exits with code 127"
+        );
+        let Admission::Granted(grant) = service.admit(Origin::Client) else {
+            panic!("answered at once")
+        };
+        assert_eq!(reason(Some(grant)), "hello-00001: container exits with code 127");
+        assert_eq!(counts(&service), (0, 0));
+        // Fixed: requests wait for the pod again, and are served once it is ready.
+        service.set_settings(failing(None));
+        let waiting = queued(service.admit(Origin::Client));
+        service.set_endpoints(&[ready(8080)]);
+        assert!(matches!(waiting.granted().await, Some(Grant::Pod(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_without_any_listed_pod_fails_requests_too() {
+        // An unschedulable pod never gets an address, so no EndpointSlice lists it.
+        let service = service(0, 10);
+        let waiting = queued(service.admit(Origin::Client));
+        service.set_settings(Some(RevisionSettings {
+            container_concurrency: 0,
+            timeout: Duration::from_secs(300),
+            fast_probe: FastProbe::Tcp,
+            failure: Some(Arc::from(
+                "hello-00001: no node can run the pod: 0/1 nodes are available",
+            )),
+        }));
+        let granted = tokio::time::timeout(Duration::from_secs(1), waiting.granted()).await;
+        assert!(
+            matches!(granted, Ok(Some(Grant::Failing(_)))),
+            "answered with the reason at once"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poke_leaves_at_once_and_at_most_every_interval() {
+        let service = service(0, 10);
+        let poke = |admission: Admission| match admission {
+            Admission::Queued(waiting, poke) => (waiting, poke),
+            _ => panic!("expected to wait"),
+        };
+        let (_first, first_poke) = poke(service.admit(Origin::Client));
+        let first_poke = first_poke.expect("poked at once");
+        assert_eq!(
+            (
+                first_poke.name.as_str(),
+                first_poke.revision.as_str(),
+                first_poke.queued
+            ),
+            ("hello", "hello-00001", 1)
+        );
+        let (_second, second_poke) = poke(service.admit(Origin::Client));
+        assert!(second_poke.is_none(), "rate-limited");
+        tokio::time::advance(POKE_INTERVAL).await;
+        let (_third, third_poke) = poke(service.admit(Origin::Client));
+        assert!(third_poke.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn responses_a_peer_answered_are_left_to_its_report() {
+        let service = service(0, 10);
+        service.answered(200, Answerer::ThisActivator);
+        service.answered(503, Answerer::ThisActivator);
+        service.answered(500, Answerer::Peer);
+        let load = service
+            .take_load(Instant::now())
+            .expect("responses make the interval active");
+        assert_eq!(
+            (load.revision.as_str(), load.requests, load.server_errors),
+            ("hello-00001", 2, 1)
+        );
+    }
+}
