@@ -250,15 +250,35 @@ async fn send_owned(client: TestClient, request: Request<Full<Bytes>>) -> (Statu
     send(&client, request).await
 }
 
-#[tokio::test]
-async fn connections_over_the_limit_get_503_and_are_closed() {
+/// An activator with a limit of two client connections, and the two, each known to hold its place: each has been
+/// answered once and stays open (keep-alive).
+async fn at_its_connection_limit() -> (Activator, Vec<hyper::client::conn::http1::SendRequest<Full<Bytes>>>) {
     let mut options = options([127, 0, 0, 1].into());
     options.limits.max_connections = 2;
     let activator = Activator::start(options).await.unwrap();
     route(&activator, 0, LONG, &[hello_backend(Duration::ZERO).await]);
-    let _first = TcpStream::connect(activator.proxy_addr).await.unwrap();
-    let _second = TcpStream::connect(activator.proxy_addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let stream = TcpStream::connect(activator.proxy_addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let request = Request::get("/")
+            .header(http::header::HOST, HOST)
+            .body(Full::default())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.into_body().collect().await.unwrap();
+        held.push(sender);
+    }
+    (activator, held)
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_get_503_and_are_closed() {
+    let (activator, _held) = at_its_connection_limit().await;
     let mut third = TcpStream::connect(activator.proxy_addr).await.unwrap();
     third
         .write_all(b"GET / HTTP/1.1\r\nhost: hello.default.example.com\r\n\r\n")
@@ -275,13 +295,7 @@ async fn connections_over_the_limit_get_503_and_are_closed() {
 
 #[tokio::test]
 async fn more_rejections_than_are_answered_at_once_still_all_get_their_503() {
-    let mut options = options([127, 0, 0, 1].into());
-    options.limits.max_connections = 2;
-    let activator = Activator::start(options).await.unwrap();
-    route(&activator, 0, LONG, &[hello_backend(Duration::ZERO).await]);
-    let _first = TcpStream::connect(activator.proxy_addr).await.unwrap();
-    let _second = TcpStream::connect(activator.proxy_addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (activator, _held) = at_its_connection_limit().await;
     // More clients over the limit than the activator answers at once (256), each with a large head, each keeping
     // its connection open until every one has its answer: none of the answers under way ends early.
     let mut head = b"GET / HTTP/1.1\r\nhost: hello.default.example.com\r\nx-flood: ".to_vec();

@@ -45,8 +45,9 @@ pub struct FloodArgs {
     /// Pid of the activator at --address, to read its memory from /proc.
     #[arg(long, requires = "address")]
     pub pid: Option<u32>,
-    /// Host header of the flood requests; with --address, a Service whose requests wait (no ready pod).
-    #[arg(long, default_value = "flood.soak")]
+    /// Host header of the flood requests, under the activator's domain (its external entry point serves only
+    /// {name}.{namespace}.{domain}); with --address, a Service whose requests wait (no ready pod).
+    #[arg(long, default_value = "flood.soak.example.com")]
     pub host: String,
     /// The activator binary to start in standalone mode.
     #[arg(long, default_value = "target/release/runway-activator")]

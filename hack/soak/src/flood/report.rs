@@ -23,6 +23,10 @@ pub struct FloodReport {
     pub exited: Option<String>,
 }
 
+/// The answers a flooded activator may give a large request: 503 when refused, 504 once admitted to a route whose
+/// backend never comes.
+const ANSWERED: [&str; 2] = ["503", "504"];
+
 impl FloodReport {
     pub fn failures(&self) -> Vec<String> {
         let mut out = vec![];
@@ -54,6 +58,16 @@ impl FloodReport {
                 "{too_long} idle connection(s) stayed open longer than {} s",
                 self.idle_limit.as_secs()
             ));
+        }
+        // Every large request is either admitted (504 at the route's timeout) or refused with a 503: an overloaded
+        // activator still answers, and a request without an answer (closed, reset) or with another status fails.
+        let mut unexpected = BTreeMap::<&str, usize>::new();
+        for answer in self.answers.iter().filter(|a| !ANSWERED.contains(&a.label.as_str())) {
+            *unexpected.entry(answer.label.as_str()).or_default() += 1;
+        }
+        if !unexpected.is_empty() {
+            let seen: Vec<String> = unexpected.iter().map(|(label, n)| format!("{label} x {n}")).collect();
+            out.push(format!("large requests without a 503 or 504: {}", seen.join(", ")));
         }
         out
     }
@@ -174,8 +188,8 @@ mod tests {
                     at: Some(Duration::from_secs(120)),
                 },
                 Answer {
-                    label: "closed without an answer".into(),
-                    at: None,
+                    label: "503".into(),
+                    at: Some(Duration::from_secs(1)),
                 },
             ],
             idle,
@@ -217,5 +231,22 @@ mod tests {
         assert_eq!(failures.len(), 2, "{failures:?}");
         assert!(failures[0].contains("600.0 MiB"));
         assert!(failures[1].starts_with("1 idle connection(s)"));
+    }
+
+    #[test]
+    fn a_large_request_without_a_503_or_504_fails() {
+        let mut r = report(40, vec![]);
+        r.answers.push(Answer {
+            label: "closed without an answer".into(),
+            at: None,
+        });
+        r.answers.push(Answer {
+            label: "404".into(),
+            at: Some(Duration::from_secs(1)),
+        });
+        assert_eq!(
+            r.failures(),
+            ["large requests without a 503 or 504: 404 x 1, closed without an answer x 1"]
+        );
     }
 }
