@@ -11,6 +11,9 @@ use tokio::time::Instant;
 use crate::counts::Counts;
 use crate::stop::Stop;
 
+/// Attempts of an h2c request that never reached the server (refused by GOAWAY, or canceled before it was sent).
+const H2C_ATTEMPTS: usize = 3;
+
 /// Longer than any cold start or rollout hiccup the run expects; a request still unanswered by then is a failure.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Shortest time between two requests of one client: steady load, not a saturation benchmark, on a machine that
@@ -57,7 +60,7 @@ impl HttpLoop {
     }
 
     /// One h2c GET the way a gRPC client sends it: on a connection that still takes streams (after GOAWAY a new one),
-    /// and once more on a new connection when the first attempt provably never reached the server (RFC 9113 §8.7:
+    /// and again (up to [`H2C_ATTEMPTS`] in all) on a new connection when an attempt provably never reached the server (RFC 9113 §8.7:
     /// such a request may always be retried): hyper reports it as canceled (never sent), or as a remote GOAWAY (h2
     /// fails with that only the streams above the GOAWAY's last stream id, which the server did not process).
     async fn h2c_get(&self, connection: &mut Option<load::H2c>) -> Outcome {
@@ -66,13 +69,18 @@ impl HttpLoop {
         {
             *connection = None;
         }
-        let outcome = self.h2c_attempt(connection).await;
-        if outcome
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("Canceled") || (e.contains("GoAway(") && e.contains("Remote")))
-        {
-            return self.h2c_attempt(connection).await;
+        let mut outcome = self.h2c_attempt(connection).await;
+        // Like gRPC's transparent retry, bounded: the new connection may reach an activator that is itself draining
+        // (kube-proxy still lists it for a moment), which refuses the stream again.
+        for _ in 1..H2C_ATTEMPTS {
+            let unsent = outcome
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("Canceled") || (e.contains("GoAway(") && e.contains("Remote")));
+            if !unsent {
+                break;
+            }
+            outcome = self.h2c_attempt(connection).await;
         }
         outcome
     }
