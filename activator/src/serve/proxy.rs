@@ -308,7 +308,7 @@ impl Proxy {
                     drop(lease);
                 }
                 Ok((Err(error), lease))
-                    if body.is_untouched() && closed_unanswered(&error) && idempotent(&parts.method) =>
+                    if body.is_untouched() && closed_unanswered(&error) && parts.method.is_idempotent() =>
                 {
                     // Most often the app closed an idle keep-alive connection as this request went out on it (see
                     // `closed_unanswered`); an idempotent request may be sent again whatever happened to it.
@@ -441,49 +441,28 @@ fn finish(
 /// buffer, or the request reached a socket it had already closed. TCP delivers in order and a server that read all
 /// it was sent closes with FIN, not RST, so the app never read the request. This is the keep-alive race of a pooled
 /// connection the backend closes right after a response (e.g. an app server that does not read a request body, or
-/// that closes idle connections) and the only failure besides a failed connect that may be retried.
+/// that closes idle connections), and safe to retry whatever the method.
 fn reset_unread(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            );
-        }
-        source = cause.source();
-    }
-    false
+    first_cause::<std::io::Error>(error).is_some_and(|io| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        )
+    })
 }
 
 /// Whether the backend closed the connection, with FIN, before any byte of its response. Almost always the keep-alive
 /// race: the app closed a pooled connection it found idle (Node's `keepAliveTimeout` of 5 s, gunicorn's 2 s) while
 /// this request was on its way, and the close reached us before the reset that the app's kernel sends for the
 /// request; less often the app read the request and closed without answering. The two cannot be told apart, so only
-/// an idempotent request is sent again.
+/// an idempotent request (RFC 9110 §9.2.2) is sent again.
 fn closed_unanswered(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
-            return hyper_error.is_incomplete_message();
-        }
-        source = cause.source();
-    }
-    false
+    first_cause::<hyper::Error>(error).is_some_and(hyper::Error::is_incomplete_message)
 }
 
-/// RFC 9110 §9.2.2: a method whose request, sent twice, has the effect of sending it once, which a proxy may retry.
-fn idempotent(method: &http::Method) -> bool {
-    use http::Method;
-    [
-        Method::GET,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::TRACE,
-        Method::PUT,
-        Method::DELETE,
-    ]
-    .contains(method)
+/// The first cause of `error` (not `error` itself) that is a `T`.
+fn first_cause<'a, T: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    std::iter::successors(error.source(), |cause| cause.source()).find_map(|cause| cause.downcast_ref::<T>())
 }
 
 /// An error with its causes, for logs: hyper-util's own message ("client error (SendRequest)") names none.
