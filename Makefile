@@ -2,40 +2,52 @@
 # (no Docker); see docs/local-cluster.md. Cluster targets need root.
 SHELL := /bin/bash
 CLUSTER := hack/cluster
-# The workspace version tags Runway's own images: runway.local/<name>:$(VERSION).
+# The workspace version: the chart's version, and the default tag of Runway's images.
 VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/ s/^version = "\(.*\)"/\1/p' Cargo.toml)
 
-.PHONY: help images binaries up down logs status lint crds manifests test unit-test cluster-test kind-test
+.PHONY: help release-binaries images release binaries up down logs status lint crds manifests test unit-test cluster-test kind-test
 
 help:
 	@echo "make up            the local cluster with Runway and the sample app; prints the curl to try"
 	@echo "make down          stop it and clean the host (logs stay in target/cluster-logs)"
 	@echo "make status        which components run, where they log, nodes and pods"
 	@echo "make logs          the end of every component log (make logs LINES=100)"
-	@echo "make images        build Runway's images into target/images (imported into a running cluster)"
+	@echo "make release       push Runway's images and OCI chart: make release REGISTRY=ghcr.io/acme [TAG=...]"
+	@echo "make images        build Runway's images as OCI tarballs in target/images/runway (docker load, kind load)"
 	@echo "make test          lint, unit tests, then make up, then the cluster suites"
 	@echo "make crds          regenerate the CRD YAML from the Rust types"
 	@echo "make manifests     render the Helm chart into deploy/manifests/runway.yaml"
 	@echo "make kind-test     e2e on kind: with Docker (no root), else podman + a node image built here (root)"
 
-# Release binaries packed as OCI tarballs in target/images; oci-image.sh imports each at once if the cluster
-# runs, and every `make up` imports all of target/images.
-images:
-	$(CLUSTER)/deps.sh
+# Runway's release binaries: the operator, the activator and the sample app.
+release-binaries:
 	cargo build --release -p runway-hello -p runway-operator -p runway-activator
-	$(CLUSTER)/oci-image.sh runway.local/hello:$(VERSION) target/release/runway-hello
-	$(CLUSTER)/oci-image.sh runway.local/operator:$(VERSION) target/release/runway-operator
-	$(CLUSTER)/oci-image.sh runway.local/activator:$(VERSION) target/release/runway-activator
+
+# The images as OCI tarballs (without Docker), for `docker load` or `kind load image-archive`.
+images: release-binaries
+	$(CLUSTER)/deps.sh
+	for c in operator activator hello; do \
+	  $(CLUSTER)/oci-image.sh --no-import --out target/images/runway runway.local/runway-$$c:$(VERSION) \
+	    target/release/runway-$$c || exit 1; done
+
+# Images and chart to a registry (docs/install.md): REGISTRY=host[:port][/path], TAG (default: the workspace
+# version), PLAIN_HTTP=1 for a registry without TLS.
+REGISTRY ?=
+TAG ?= $(VERSION)
+release: release-binaries
+	@[ -n "$(REGISTRY)" ] || { echo "make release REGISTRY=host[:port][/path] [TAG=...] [PLAIN_HTTP=1]"; exit 2; }
+	hack/release.sh --registry $(REGISTRY) --tag $(TAG) $(if $(PLAIN_HTTP),--plain-http)
 
 # The cluster's Go binaries (cached after the first build; see hack/cluster/build.sh).
 binaries:
 	$(CLUSTER)/build.sh >/dev/null
 
-# The cluster, Runway installed with Helm, and the sample app; prints the curl to try. The Go builds and the cargo
-# build of the images run side by side: each leaves cores idle (module downloads, links, LTO) that the other fills.
+# The cluster, Runway released to its registry and installed from there with Helm, and the sample app; prints the
+# curl to try. The Go builds and the cargo build run side by side: each leaves cores idle (module downloads, links,
+# LTO) that the other fills.
 up:
 	$(CLUSTER)/deps.sh
-	$(MAKE) --no-print-directory -j2 binaries images
+	$(MAKE) --no-print-directory -j2 binaries release-binaries
 	$(CLUSTER)/up.sh
 	hack/install-runway.sh
 
@@ -49,24 +61,31 @@ LINES ?= 20
 logs:
 	@$(CLUSTER)/logs.sh tail $(LINES)
 
-# Formatting and lints, as CI requires them. hadolint has no Debian package: it runs only where installed.
+# Formatting and lints, as CI requires them. hadolint has no Debian package: it runs only where installed. The chart
+# (with its values.schema.json) is linted where helm is built (make up builds it; e2e test t00 lints it too).
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	shellcheck -x hack/*.sh hack/*/*.sh .ci/run
+	@if [ -x .cluster/bin/helm ]; then .cluster/bin/helm lint --strict deploy/runway; \
+	else echo "lint: helm not built yet (make up), the chart is linted by e2e test t00"; fi
 	@if command -v hadolint >/dev/null; then hadolint deploy/docker/Dockerfile; \
 	else echo "lint: hadolint not installed, deploy/docker/Dockerfile not checked"; fi
 
-# The CRD YAML generated from the Rust types (committed; crds/tests/crd_drift.rs fails when it is stale).
+# The CRD YAML generated from the Rust types (committed; crds/tests/crd_drift.rs fails when it is stale), and its
+# copy in the chart, which renders it as templates (deploy/runway/templates/crds.yaml).
 crds:
 	cargo run -q -p runway-api --bin crdgen -- services > crds/serving.runway.dev_services.yaml
 	cargo run -q -p runway-api --bin crdgen -- revisions > crds/serving.runway.dev_revisions.yaml
 	cargo run -q -p runway-api --bin crdgen -- domainmappings > crds/serving.runway.dev_domainmappings.yaml
-	cp crds/serving.runway.dev_services.yaml crds/serving.runway.dev_revisions.yaml crds/serving.runway.dev_domainmappings.yaml deploy/runway/crds/
+	cp crds/serving.runway.dev_services.yaml crds/serving.runway.dev_revisions.yaml crds/serving.runway.dev_domainmappings.yaml deploy/runway/files/crds/
 
 # The chart rendered with its defaults, for users without Helm (checked by e2e test t00, tests/tests/e2e_chart.rs).
+# The CRDs are templates, so they are in it; the helm test's hooks are not. --kube-version: the chart's minimum, as
+# `helm template` checks the chart's kubeVersion against its default, which a helm built without its release ldflags
+# (as .cluster/bin/helm is) reports as 1.20.
 manifests:
-	.cluster/bin/helm template runway deploy/runway --namespace runway-system --include-crds > deploy/manifests/runway.yaml
+	.cluster/bin/helm template runway deploy/runway --namespace runway-system --skip-tests --kube-version 1.30.0 > deploy/manifests/runway.yaml
 
 unit-test:
 	cargo test --workspace

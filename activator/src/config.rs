@@ -180,24 +180,21 @@ impl Args {
     }
 }
 
-/// Parses `250ms`, `5s` or `2m`; a bare number is seconds.
+/// Parses a duration flag: `250ms`, `30s`, `5m`, `1h`, combinations such as `1m30s` or `1h 30m`, decimals such as
+/// `1.5s` (humantime's syntax); a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 250ms, 5s or 2m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s or m)")),
+    let bare_number = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let parsed = if bare_number {
+        humantime::parse_duration(&format!("{text}s"))
+    } else {
+        humantime::parse_duration(text)
     };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is out of range"))
+    parsed.map_err(|error| format!("{text:?} is not a duration ({error}): use {DURATION_FORMS}"))
 }
+
+/// The forms `parse_duration` accepts, as its errors name them.
+const DURATION_FORMS: &str = "a number with a unit such as 250ms, 30s, 5m, 1h or 1m30s, or a bare number of seconds";
 
 #[cfg(test)]
 mod tests {
@@ -207,10 +204,41 @@ mod tests {
     fn durations_parse_with_units() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("5 hours").is_err());
-        assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn a_bare_number_is_seconds() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration(" 30 "), Ok(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn bad_durations_are_refused_with_the_accepted_forms() {
+        for bad in ["abc", "-1s", "", " ", "5 parsecs", "1.s", ".", "1m30", "s"] {
+            let error = parse_duration(bad).unwrap_err();
+            assert!(
+                error.contains("250ms") && error.contains("1m30s") && error.contains("bare number"),
+                "{bad:?}: {error}"
+            );
+        }
+        let error = Args::try_parse_from(["runway-activator", "--drain-delay", "abc"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--drain-delay") && error.contains("1m30s"), "{error}");
+        let args =
+            Args::try_parse_from(["runway-activator", "--shutdown-timeout", "1m30s", "--drain-delay", "10"]).unwrap();
+        assert_eq!(
+            (args.shutdown_timeout, args.drain_delay),
+            (Duration::from_secs(90), Duration::from_secs(10))
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ async fn a_90_10_split_gives_the_canary_100_of_1000_and_its_tag_reaches_it_alone
         pod_of("hello-stable", StatusCode::OK).await,
         pod_of("hello-canary", StatusCode::OK).await,
     );
-    let config: StaticConfig = serde_yaml::from_str(&format!(
+    let config: StaticConfig = serde_saphyr::from_str(&format!(
         "routes:\n- host: hello.default\n  revisions:\n  \
          - {{name: hello-stable, backends: [\"{stable}\"], percent: 90}}\n  \
          - {{name: hello-canary, backends: [\"{canary}\"], percent: 10, tag: canary}}\n"

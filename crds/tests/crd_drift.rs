@@ -5,16 +5,17 @@ use std::path::Path;
 /// Makes one CRD's YAML.
 type Generator = fn() -> String;
 
-/// Every place each generated CRD is committed: the API crate and the Helm chart.
+/// Every place each generated CRD is committed: the API crate and the Helm chart (which renders its copies as
+/// templates, deploy/runway/templates/crds.yaml).
 const COMMITTED: [(&str, Generator); 6] = [
     ("serving.runway.dev_revisions.yaml", runway_api::crd::revision_crd_yaml),
     (
-        "../deploy/runway/crds/serving.runway.dev_revisions.yaml",
+        "../deploy/runway/files/crds/serving.runway.dev_revisions.yaml",
         runway_api::crd::revision_crd_yaml,
     ),
     ("serving.runway.dev_services.yaml", runway_api::crd::service_crd_yaml),
     (
-        "../deploy/runway/crds/serving.runway.dev_services.yaml",
+        "../deploy/runway/files/crds/serving.runway.dev_services.yaml",
         runway_api::crd::service_crd_yaml,
     ),
     (
@@ -22,7 +23,7 @@ const COMMITTED: [(&str, Generator); 6] = [
         runway_api::crd::domain_mapping_crd_yaml,
     ),
     (
-        "../deploy/runway/crds/serving.runway.dev_domainmappings.yaml",
+        "../deploy/runway/files/crds/serving.runway.dev_domainmappings.yaml",
         runway_api::crd::domain_mapping_crd_yaml,
     ),
 ];

@@ -115,7 +115,7 @@ cleanup() {
   # after the apiserver.
   stop_components kube-proxy kubelet
   kill_pods
-  stop_components containerd kube-scheduler kube-controller-manager kube-apiserver
+  stop_components containerd registry kube-scheduler kube-controller-manager kube-apiserver
   stop_components etcd
   kill_pods # shims of a containerd that died before this cleanup
   unmount_state

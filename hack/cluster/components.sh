@@ -44,6 +44,7 @@ healthy() {
     kube-controller-manager) curl -fsSk --max-time 2 https://127.0.0.1:10257/healthz ;;
     kube-scheduler) curl -fsSk --max-time 2 https://127.0.0.1:10259/healthz ;;
     containerd) ctr --address "$CONTAINERD_SOCK" version ;;
+    registry) curl -fsS --max-time 2 "http://$REGISTRY_ADDR/v2/" ;;
     kubelet) curl -fsS --max-time 2 http://127.0.0.1:10248/healthz ;;
     kube-proxy) curl -fsS --max-time 2 http://127.0.0.1:10256/healthz ;;
   esac
@@ -106,14 +107,20 @@ start_scheduler() {
 }
 
 # write_containerd_config: root and state under STATE, CRI with cgroupfs, our CNI folder and the local pause image.
-# Every registry (hosts.toml "_default") points at a closed loopback port, so a missing image fails at once
-# instead of sending a request off the machine.
+# Every registry but the cluster's own (hosts.toml "_default") points at a closed loopback port, so a missing image
+# fails at once instead of sending a request off the machine.
 write_containerd_config() {
   write_file "$STATE/containerd/certs.d/_default/hosts.toml" <<'EOF'
-# Only imported images exist in this cluster: a pull goes to a closed loopback port. (containerd 1.6 rejects a
+# Only imported images and the cluster's registry exist here: any other pull goes to a closed loopback port. (containerd 1.6 rejects a
 # hosts.toml without a host table, hence the host entry repeating the server.)
 server = "http://127.0.0.1:1"
 [host."http://127.0.0.1:1"]
+  capabilities = ["pull", "resolve"]
+EOF
+  write_file "$STATE/containerd/certs.d/$REGISTRY_ADDR/hosts.toml" <<EOF
+# The cluster's registry speaks plain HTTP (see start_registry).
+server = "http://$REGISTRY_ADDR"
+[host."http://$REGISTRY_ADDR"]
   capabilities = ["pull", "resolve"]
 EOF
   write_file "$STATE/containerd/config.toml" <<EOF
@@ -183,6 +190,23 @@ write_cni_config() {
   ]
 }
 EOF
+}
+
+# start_registry: distribution 2.8 on the node IP, storage under STATE (so `make down` empties it and every
+# `make up` pushes afresh), no auth: it is reachable only from this machine and its pods' bridge.
+start_registry() {
+  CHANGED=0
+  write_file "$STATE/registry/config.yml" <<EOF
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $STATE/registry/data}
+  delete: {enabled: true}
+http:
+  addr: $REGISTRY_ADDR
+EOF
+  restart_if_changed registry
+  start registry serve "$STATE/registry/config.yml"
 }
 
 start_containerd() {

@@ -11,6 +11,7 @@ declare -A probe=(
   [iptables]=/usr/sbin/iptables [conntrack]=/usr/sbin/conntrack [openssl]=/usr/bin/openssl [jq]=/usr/bin/jq
   [bind9-dnsutils]=/usr/bin/dig [iproute2]=/usr/sbin/ip [curl]=/usr/bin/curl [gcc]=/usr/bin/gcc
   [libc6-dev]=/usr/include/stdio.h [util-linux]=/usr/bin/flock [gzip]=/usr/bin/gzip
+  [docker-registry]=/usr/bin/docker-registry [skopeo]=/usr/bin/skopeo
 )
 missing=()
 for pkg in "${!probe[@]}"; do
@@ -21,3 +22,8 @@ done
 log "installing ${missing[*]}"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# docker-registry's package enables a system service on :5000 (with htpasswd auth) where systemd runs; the cluster
+# runs its own on the node IP (hack/cluster/components.sh start_registry), which that one would block.
+if [ -d /run/systemd/system ] && systemctl is-enabled --quiet docker-registry 2>/dev/null; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi

@@ -35,13 +35,17 @@ INGRESS_HTTP_NODE_PORT=30080
 INGRESS_HTTPS_NODE_PORT=30443
 CLUSTER_DOMAIN=cluster.local
 API_PORT=6443
+# The cluster's image registry (Debian's docker-registry, distribution 2.8) on the node IP: Runway's images and
+# chart are pushed here by hack/release.sh and pulled by the kubelet and helm, as on a user's cluster. Plain HTTP on
+# the private bridge; containerd is told so in certs.d.
+REGISTRY_ADDR=$NODE_IP:5000
 
 PAUSE_IMAGE=runway.local/pause:3.10
 COREDNS_IMAGE=runway.local/coredns:${COREDNS_VERSION#v}
 TRAEFIK_IMAGE=runway.local/traefik:${TRAEFIK_VERSION#v}
 
 # Every process up starts, in start order.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler registry containerd kubelet kube-proxy)
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 die() {
@@ -72,6 +76,7 @@ binary_of() {
   case $1 in
     etcd) echo "$ETCD_BIN/etcd" ;;
     containerd) command -v containerd ;;
+    registry) command -v docker-registry ;;
     *) echo "$K8S_BIN/$1" ;;
   esac
 }

@@ -2,13 +2,14 @@
 # Packs one binary into a single-layer OCI image tarball, without Docker, and imports it into the local cluster's
 # containerd when that is running.
 #
-#   oci-image.sh [--user UID[:GID]] [--out DIR] [--no-import] NAME:TAG BINARY [ENTRYPOINT_ARG...]
+#   oci-image.sh [--user UID[:GID]] [--out DIR] [--no-import] [--label KEY=VALUE]... NAME:TAG BINARY [ENTRYPOINT_ARG...]
 #
 # The binary lands at /usr/local/bin/<its file name> and is the entrypoint, followed by ENTRYPOINT_ARG. A
 # dynamically linked binary gets the shared libraries that `ldd` lists and the loader. The process runs as
 # 65532:65532 unless --user says otherwise. The tarball (target/images/<name>-<tag>.tar by default) holds both an
 # OCI layout (oci-layout, index.json, blobs/) and a docker-archive manifest.json naming the same blobs, so
-# `ctr images import`, `docker load` and `kind load image-archive` all take it. Prints the tarball's path.
+# `ctr images import`, `docker load` and `kind load image-archive` all take it. Each --label goes into the image
+# config's Labels and the manifest's annotations (the OCI keys org.opencontainers.image.*). Prints the tarball's path.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -16,19 +17,25 @@ repo=$(cd "$here/../.." && pwd)
 source "$here/lib.sh"
 
 usage() {
-  sed -n '5,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,12p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 user=65532:65532
 out_dir=$repo/target/images
 import=auto
+labels='{}'
 while [ $# -gt 0 ]; do
   case $1 in
     --user) user=$2; shift 2 ;;
     --out) out_dir=$2; shift 2 ;;
     --no-import) import=no; shift ;;
     --import) import=yes; shift ;;
+    --label)
+      [[ $2 == ?*=* ]] || die "oci-image: --label takes KEY=VALUE, not $2"
+      labels=$(jq -c --arg k "${2%%=*}" --arg v "${2#*=}" '. + {($k): $v}' <<<"$labels")
+      shift 2
+      ;;
     -h | --help) usage ;;
     --*) echo "oci-image: unknown option $1" >&2; usage ;;
     *) break ;;
@@ -97,20 +104,21 @@ gzip -n -6 "$work/layer.tar"
 layer=$(add_blob "$work/layer.tar.gz")
 
 entrypoint=$(jq -cn --arg bin "/usr/local/bin/$bin_name" '$ARGS.positional | [$bin] + .' --args "$@")
-jq -cn --arg user "$user" --arg diff "sha256:$diff_id" --argjson ep "$entrypoint" '{
+jq -cn --arg user "$user" --arg diff "sha256:$diff_id" --argjson ep "$entrypoint" --argjson labels "$labels" '{
   architecture: "amd64", os: "linux", created: "1970-01-01T00:00:00Z",
-  config: {User: $user, Entrypoint: $ep, WorkingDir: "/", Env: ["PATH=/usr/local/bin:/usr/bin:/bin"]},
+  config: ({User: $user, Entrypoint: $ep, WorkingDir: "/", Env: ["PATH=/usr/local/bin:/usr/bin:/bin"]}
+    + (if $labels == {} then {} else {Labels: $labels} end)),
   rootfs: {type: "layers", diff_ids: [$diff]},
   history: [{created: "1970-01-01T00:00:00Z", created_by: "hack/cluster/oci-image.sh"}]
 }' >"$work/config.json"
 config=$(add_blob "$work/config.json")
 
 jq -cn --arg c "sha256:$config" --argjson cs "$(size_of "$config")" --arg l "sha256:$layer" \
-  --argjson ls "$(size_of "$layer")" '{
+  --argjson ls "$(size_of "$layer")" --argjson labels "$labels" '{
   schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
   config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $c, size: $cs},
   layers: [{mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: $l, size: $ls}]
-}' >"$work/manifest.json"
+} + (if $labels == {} then {} else {annotations: $labels} end)' >"$work/manifest.json"
 manifest=$(add_blob "$work/manifest.json")
 
 jq -cn --arg m "sha256:$manifest" --argjson ms "$(size_of "$manifest")" --arg ref "$ref" --arg tag "${ref##*:}" '{

@@ -74,6 +74,8 @@ start_control_plane() {
 }
 
 start_node() {
+  start_registry
+  await registry 30
   await containerd 30
   import_images
   start_kubelet

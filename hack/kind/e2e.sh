@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The end-to-end suite on kind, for users with Docker (Linux or macOS, amd64 or arm64): builds Runway's images with
-# Docker from deploy/docker/Dockerfile, loads them into a kind cluster, installs the chart and runs the suite.
-# Needs docker (with buildx), kind, kubectl, helm and cargo on the PATH; no root, no system packages.
+# The end-to-end suite on kind, for users with Docker (Linux or macOS, amd64 or arm64): runs a registry container
+# (kind's local-registry recipe: localhost:5001 here, kind-registry:5000 from the node), builds Runway's images with
+# Docker from deploy/docker/Dockerfile and pushes them there, releases the chart to it (hack/release.sh --pushed),
+# installs Runway from it and runs the suite.
+# Needs docker (with buildx), kind, kubectl, helm, jq and cargo on the PATH; no root, no system packages.
 #   hack/kind/e2e.sh            create (or reuse) the kind cluster "runway", install Runway, run the suite
 #   KEEP=1 hack/kind/e2e.sh     leave the cluster running afterwards
 #   KIND_CLUSTER=NAME           another cluster name
@@ -10,30 +12,46 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 name=${KIND_CLUSTER:-runway}
 
-for tool in docker kind kubectl helm cargo; do
+for tool in docker kind kubectl helm jq cargo; do
   command -v "$tool" >/dev/null || { echo "e2e.sh: $tool is not on the PATH" >&2; exit 1; }
 done
 docker buildx version >/dev/null || { echo "e2e.sh: docker buildx is missing" >&2; exit 1; }
 
-# The chart runs its appVersion's tag with pullPolicy IfNotPresent, and the suite's sample app the workspace
-# version: both must be the tag loaded below, as nothing can be pulled from runway.local.
 version=$(sed -n '/^\[workspace.package\]/,/^\[/ s/^version = "\(.*\)"/\1/p' Cargo.toml)
-app_version=$(sed -n 's/^appVersion: "\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' deploy/runway/Chart.yaml)
-if [ "$version" != "$app_version" ]; then
-  echo "e2e.sh: workspace version $version differs from the chart's appVersion $app_version" >&2
-  exit 1
+registry=localhost:5001
+if [ "$(docker inspect -f '{{.State.Running}}' kind-registry 2>/dev/null)" != true ]; then
+  docker run -d --restart=always -p 127.0.0.1:5001:5000 --network bridge --name kind-registry registry:2 >/dev/null
 fi
 
-# Images first, so a failed build leaves no cluster behind. No provenance attestation: kind load cannot import an
-# image index that holds one (Docker's containerd image store).
-images=()
+# Images first, so a failed build leaves no cluster behind. No provenance attestation: a plain image manifest, as
+# the release's digests name.
+pushed=()
 for target in operator activator hello; do
   docker buildx build --file deploy/docker/Dockerfile --target "$target" --provenance=false --load \
-    --tag "runway.local/$target:$version" .
-  images+=("runway.local/$target:$version")
+    --tag "$registry/runway-$target:$version" .
+  docker push --quiet "$registry/runway-$target:$version" >/dev/null
+  digest=$(docker inspect -f '{{index .RepoDigests 0}}' "$registry/runway-$target:$version")
+  pushed+=(--pushed "$target=${digest#*@}")
 done
+release=target/kind/release
+hack/release.sh --registry "$registry" --plain-http --out "$release" "${pushed[@]}"
 
-kind get clusters | grep -qx "$name" || kind create cluster --name "$name" --wait 120s
+# The node reaches the registry as kind-registry:5000 and pulls localhost:5001/... from there.
+if ! kind get clusters | grep -qx "$name"; then
+  kind create cluster --name "$name" --wait 120s --config - <<'EOF'
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+containerdConfigPatches:
+  - |-
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      config_path = "/etc/containerd/certs.d"
+EOF
+fi
+for node in $(kind get nodes --name "$name"); do
+  docker exec "$node" mkdir -p /etc/containerd/certs.d/localhost:5001
+  printf '[host."http://kind-registry:5000"]\n' | docker exec -i "$node" cp /dev/stdin /etc/containerd/certs.d/localhost:5001/hosts.toml
+done
+docker network connect kind kind-registry 2>/dev/null || true
 kubeconfig=$(mktemp)
 port_forward=""
 cleanup() {
@@ -44,12 +62,10 @@ cleanup() {
 trap cleanup EXIT
 kind get kubeconfig --name "$name" > "$kubeconfig"
 
-kind load docker-image --name "$name" "${images[@]}"
 # The previous release's images for the upgrade test (t31), which imports them only into the local cluster.
 mapfile -t previous < <(hack/upgrade/previous-release.sh --archives)
 kind load image-archive --name "$name" "${previous[@]}"
-helm --kubeconfig "$kubeconfig" upgrade --install runway deploy/runway --namespace runway-system \
-  --create-namespace --wait --timeout 180s
+KUBECONFIG="$kubeconfig" RUNWAY_RELEASE=$release/release.json HELM=helm KUBECTL=kubectl hack/install-runway.sh >/dev/null
 
 # kind's ClusterIPs are not reachable from the host: send the suite's requests through a port-forward, once it
 # listens.
@@ -62,5 +78,5 @@ done
 # The suite is one test binary per file, tests/tests/e2e_*.rs, run in name order; --no-fail-fast runs every file
 # even when one fails.
 # shellcheck disable=SC2086 # E2E_ARGS is a list of arguments
-KUBECONFIG="$kubeconfig" HELM=helm RUNWAY_ACTIVATOR_ADDRESS=127.0.0.1:18080 \
+KUBECONFIG="$kubeconfig" HELM=helm RUNWAY_ACTIVATOR_ADDRESS=127.0.0.1:18080 RUNWAY_RELEASE=$release/release.json \
   cargo test -p runway-tests --features cluster --no-fail-fast --test 'e2e_*' -- ${E2E_ARGS:-} --test-threads=1

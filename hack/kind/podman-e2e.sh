@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end suite on a real kind cluster, on a Linux machine without Docker (root): kind's podman provider,
-# a node image built here from our own builds (hack/kind/node-image.sh), Runway's images packed without Docker and
-# loaded with `kind load image-archive`, the ingress of the local cluster (Gateway API CRDs, Traefik), the chart,
-# then the suite. Runs next to the local cluster without touching it (see hack/kind/podman-setup.sh).
+# a node image built here from our own builds (hack/kind/node-image.sh), a registry on this machine that Runway is
+# released to (hack/release.sh: images and OCI chart, pulled by the node), the ingress of the local cluster
+# (Gateway API CRDs, Traefik), the chart from that registry, then the suite. Runs next to the local cluster without touching it (see hack/kind/podman-setup.sh).
 #   hack/kind/podman-e2e.sh           create (or reuse) the kind cluster "runway", install, run e2e, delete it
 #   KEEP=1 hack/kind/podman-e2e.sh    leave the cluster running (its kubeconfig: target/kind/kubeconfig)
 #   KIND_CLUSTER=NAME                 another cluster name
@@ -30,17 +30,12 @@ kubectl=$K8S_BIN/kubectl
 helm=$HELM_BIN/helm
 log "node image $node_image ready after $((SECONDS - start)) s"
 
-# Runway's images, packed as `make images` packs them but never imported into the local cluster's containerd.
-version=$(sed -n '/^\[workspace.package\]/,/^\[/ s/^version = "\(.*\)"/\1/p' Cargo.toml)
+# Runway's release binaries (hack/release.sh packs and pushes them once the registry runs); Traefik's image is
+# loaded into the node.
 images=$REPO/target/kind/images
 mkdir -p "$images"
 cargo build --release -p runway-hello -p runway-operator -p runway-activator
-archives=()
-for component in hello operator activator; do
-  archives+=("$("$REPO/hack/cluster/oci-image.sh" --no-import --out "$images" "runway.local/$component:$version" \
-    "target/release/runway-$component")")
-done
-archives+=("$("$REPO/hack/cluster/oci-image.sh" --no-import --out "$images" "$TRAEFIK_IMAGE" "$TRAEFIK_BIN/traefik")")
+archives=("$("$REPO/hack/cluster/oci-image.sh" --no-import --out "$images" "$TRAEFIK_IMAGE" "$TRAEFIK_BIN/traefik")")
 # The previous release's images for the upgrade test (t31), which imports them only into the local cluster.
 mapfile -t previous < <("$REPO/hack/upgrade/previous-release.sh" --archives)
 archives+=("${previous[@]}")
@@ -49,8 +44,10 @@ export KIND_EXPERIMENTAL_PROVIDER=podman KIND_EXPERIMENTAL_PODMAN_NETWORK=$KIND_
 kubeconfig=$REPO/target/kind/kubeconfig
 node=$name-control-plane
 routes=("$KIND_POD_SUBNET" "$KIND_SERVICE_SUBNET")
+registry_pid=
 cleanup() {
   local rc=$?
+  if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null || true; fi
   if [ -z "${KEEP:-}" ]; then
     for cidr in "${routes[@]}"; do ip route del "$cidr" 2>/dev/null || true; done
     "$kind" delete cluster --name "$name" --kubeconfig "$kubeconfig" || true
@@ -79,6 +76,28 @@ for cidr in "${routes[@]}"; do ip route replace "$cidr" via "$node_ip"; done
 
 "$kind" load image-archive --name "$name" "${archives[@]}"
 
+# The registry, at the kind network's gateway (which exists once the node runs), its storage under target/kind.
+registry_dir=$REPO/target/kind/registry
+mkdir -p "$registry_dir"
+cat >"$registry_dir/config.yml" <<EOF
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $registry_dir/data}
+  delete: {enabled: true}
+http:
+  addr: $KIND_REGISTRY
+EOF
+docker-registry serve "$registry_dir/config.yml" >>"$registry_dir/registry.log" 2>&1 &
+registry_pid=$!
+wait_for "the kind registry at $KIND_REGISTRY" 30 curl -fsS --max-time 2 "http://$KIND_REGISTRY/v2/"
+# The node's containerd reads certs.d at each pull: plain HTTP for that registry.
+podman exec "$node" sh -c "mkdir -p '/etc/containerd/certs.d/$KIND_REGISTRY' && printf '%s\n' \
+  'server = \"http://$KIND_REGISTRY\"' '[host.\"http://$KIND_REGISTRY\"]' '  capabilities = [\"pull\", \"resolve\"]' \
+  >'/etc/containerd/certs.d/$KIND_REGISTRY/hosts.toml'"
+release=$REPO/target/kind/release
+HELM=$helm "$REPO/hack/release.sh" --registry "$KIND_REGISTRY" --plain-http --out "$release"
+
 # The ingress, as on the local cluster (hack/cluster/ingress.sh), on kind's service range.
 "$kubectl" apply --server-side --force-conflicts --field-manager=runway-kind -f "$GATEWAY_API_CRDS" >/dev/null
 "$kubectl" wait --for=condition=Established --timeout=60s -f "$GATEWAY_API_CRDS" >/dev/null
@@ -88,16 +107,13 @@ sed -e "s|@TRAEFIK_IMAGE@|$TRAEFIK_IMAGE|g" -e "s|@INGRESS_SERVICE_IP@|$KIND_ING
   hack/cluster/manifests/traefik.yaml | "$kubectl" apply -f - >/dev/null
 "$kubectl" -n traefik rollout status deployment/traefik --timeout=120s
 
-# The chart as hack/install-runway.sh installs it on the local cluster.
-"$helm" upgrade --install runway deploy/runway --namespace runway-system --create-namespace \
-  --set domain=example.com --set gateway.enabled=true \
-  --set 'gateway.parentRefs[0].name=runway' --set 'gateway.parentRefs[0].namespace=traefik' \
-  --wait --timeout 180s >/dev/null
+# Runway from the registry, as on the local cluster.
+RUNWAY_RELEASE=$release/release.json HELM=$helm hack/install-runway.sh >/dev/null
 log "kind cluster $name ready with Runway after $((SECONDS - start)) s; running the e2e suite"
 
 # The suite is one test binary per file, tests/tests/e2e_*.rs, run in name order; --no-fail-fast runs every file
 # even when one fails. No local-cluster state dir: the suite's diagnostics must not show the local cluster's
 # component logs.
 # shellcheck disable=SC2086 # E2E_ARGS is a list of arguments
-RUNWAY_CLUSTER_DIR=$REPO/target/kind HELM=$helm KUBECTL=$kubectl \
+RUNWAY_CLUSTER_DIR=$REPO/target/kind RUNWAY_RELEASE=$release/release.json HELM=$helm KUBECTL=$kubectl \
   cargo test -p runway-tests --features cluster --no-fail-fast --test 'e2e_*' -- ${E2E_ARGS:-} --test-threads=1

@@ -1,13 +1,13 @@
 //! Runway's Helm release on the cluster: installing or upgrading it in place, waiting for its components, changing
 //! its values, and [`ensure_installed`], which every suite runs first so that each test file stands on its own.
 
-use anyhow::ensure;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use tokio::sync::OnceCell;
 
 use crate::cluster::{Cluster, repo_root};
 use crate::command;
+use crate::release::Release;
 use crate::runway::{NAMESPACE, READY};
 use crate::wait::wait_until;
 
@@ -24,30 +24,29 @@ pub async fn helm(args: &[&str]) -> anyhow::Result<String> {
     command::run(&binary(), args, &repo_root()).await
 }
 
-/// `helm upgrade --install` of this tree's chart as release `runway` in [`NAMESPACE`], waiting up to 180 s. An
-/// installed release keeps its values (helm reuses them when none are given).
+/// `helm upgrade --install` of the suite's release ([`Release::current`]: the OCI chart in the cluster's registry,
+/// images by digest) as release `runway` in [`NAMESPACE`] with the test bed's values, waiting up to 180 s.
 pub async fn upgrade_or_install(cluster: &Cluster) -> anyhow::Result<()> {
-    let output = tokio::process::Command::new(binary())
-        .args([
-            "upgrade",
-            "--install",
-            "runway",
-            "deploy/runway",
+    let release = Release::current();
+    let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
+    let mut args: Vec<String> = ["upgrade", "--install", "runway"].map(String::from).to_vec();
+    args.extend(release.chart_args());
+    args.extend(release.values_args());
+    args.extend(
+        [
             "--namespace",
             NAMESPACE,
             "--create-namespace",
-        ])
-        .args(["--wait", "--timeout", "180s", "--kubeconfig"])
-        .arg(cluster.kubeconfig())
-        .current_dir(repo_root())
-        .output()
-        .await?;
-    ensure!(
-        output.status.success(),
-        "helm upgrade --install: {}",
-        String::from_utf8_lossy(&output.stderr)
+            "--wait",
+            "--timeout",
+            "180s",
+            "--kubeconfig",
+        ]
+        .map(String::from),
     );
-    Ok(())
+    args.push(kubeconfig);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    helm(&args).await.map(drop)
 }
 
 /// Whether the Deployment has at least two replicas, all ready; `Err` says what was seen.
@@ -113,23 +112,27 @@ pub async fn ensure_installed(cluster: &Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `helm upgrade` of the installed release with its values kept and `sets` (`key=value`) changed, waiting for it.
+/// `helm upgrade` of the installed release to the suite's chart with its values kept and `sets` (`key=value`)
+/// changed, waiting for it.
 pub async fn upgrade_with(cluster: &Cluster, sets: &[&str]) -> anyhow::Result<String> {
     let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
-    let mut args = vec![
-        "upgrade",
-        "runway",
-        "deploy/runway",
-        "--namespace",
-        NAMESPACE,
-        "--reuse-values",
-        "--wait",
-        "--kubeconfig",
-        &kubeconfig,
-    ];
+    let mut args: Vec<String> = vec!["upgrade".into(), "runway".into()];
+    args.extend(Release::current().chart_args());
+    args.extend(
+        [
+            "--namespace",
+            NAMESPACE,
+            "--reuse-values",
+            "--wait",
+            "--kubeconfig",
+            &kubeconfig,
+        ]
+        .map(String::from),
+    );
     for set in sets {
-        args.extend(["--set", set]);
+        args.extend(["--set".to_owned(), (*set).to_owned()]);
     }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     helm(&args).await
 }
 

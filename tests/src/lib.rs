@@ -5,7 +5,7 @@
 //! - [`wait::wait_until`]: polls a condition until a deadline and reports what it saw last.
 //! - [`scenario::run_scenario`]: runs a test body in a fresh namespace and prints diagnostics if it fails;
 //!   [`scenario::runway_scenario`] does so once [`install::ensure_installed`] has found (or made) Runway ready.
-//! - [`install`]: Runway's Helm release; [`command`]: helm, openssl, curl and the repository's scripts.
+//! - [`install`]: Runway's Helm release; [`release`]: the images and OCI chart it installs from; [`command`]: helm, openssl, curl and the repository's scripts.
 //! - [`runway`]: Runway's components and Services, and where requests go; [`load`]: the requests themselves;
 //!   [`answers`]: checks of what they got.
 //! - [`diagnostics`]: events, pod descriptions, container logs and the cluster components' logs.
@@ -24,6 +24,7 @@ pub mod install;
 pub mod kubectl;
 pub mod load;
 pub mod pods;
+pub mod release;
 pub mod runway;
 pub mod scenario;
 pub mod wait;

@@ -56,6 +56,17 @@ pub async fn activator_address(cluster: &Cluster) -> anyhow::Result<SocketAddr> 
     Ok(SocketAddr::new(ip.parse()?, u16::try_from(port)?))
 }
 
+/// The test bed's ingress (Traefik's Service) IP, port 80 and 443.
+pub async fn ingress_address(cluster: &Cluster) -> anyhow::Result<String> {
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(cluster.client.clone(), "traefik");
+    Ok(services
+        .get("traefik")
+        .await?
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .unwrap_or_default())
+}
+
 /// Selects the activator pods in [`NAMESPACE`].
 pub const ACTIVATOR_SELECTOR: &str = "app.kubernetes.io/name=runway-activator";
 

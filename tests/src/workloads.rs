@@ -7,12 +7,12 @@ use serde_json::{Value, json};
 /// The port the sample app listens on in its pods.
 pub const HELLO_PORT: u16 = 8080;
 
-/// The sample app's image as `make images` tags and imports it: `runway.local/hello:<workspace version>`.
+/// The sample app's image, as the suite's release pushed it to the cluster's registry (pinned by digest).
 pub fn hello_image() -> String {
-    format!("runway.local/hello:{}", env!("CARGO_PKG_VERSION"))
+    crate::release::Release::current().images.hello.clone()
 }
 
-/// The sample app's container: image never pulled, readiness on /healthz, non-root, `env` added.
+/// The sample app's container: image from the cluster's registry, readiness on /healthz, non-root, `env` added.
 fn hello_container(env: &[(&str, &str)]) -> Value {
     let env: Vec<Value> = env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
     json!({

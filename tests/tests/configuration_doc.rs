@@ -25,14 +25,15 @@ fn assert_documented(what: &str, names: &[String]) {
 /// Values holding Kubernetes objects, documented as a whole rather than key by key.
 const OPAQUE_VALUES: [&str; 4] = ["resources", "nodeSelector", "tolerations", "affinity"];
 
-/// Dotted paths of the leaves of a YAML mapping, stopping at opaque values.
-fn leaf_paths(value: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
-    let serde_yaml::Value::Mapping(map) = value else {
+/// Dotted paths of the leaves of a YAML mapping (read as JSON values, so its keys are strings), stopping at opaque
+/// values.
+fn leaf_paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    let serde_json::Value::Object(map) = value else {
         out.push(prefix.to_owned());
         return;
     };
     for (key, child) in map {
-        let key = key.as_str().expect("values.yaml keys are strings");
+        let key = key.as_str();
         let path = if prefix.is_empty() {
             key.to_owned()
         } else {
@@ -48,7 +49,7 @@ fn leaf_paths(value: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
 
 #[test]
 fn every_helm_value_is_documented() {
-    let values: serde_yaml::Value = serde_yaml::from_str(&repo_file("deploy/runway/values.yaml")).unwrap();
+    let values: serde_json::Value = serde_saphyr::from_str(&repo_file("deploy/runway/values.yaml")).unwrap();
     let mut paths = vec![];
     leaf_paths(&values, "", &mut paths);
     assert!(paths.len() > 20, "values.yaml was read: {paths:?}");

@@ -15,7 +15,6 @@ use anyhow::ensure;
 use kube::Api;
 use runway_api::domain_mapping::DomainMapping;
 use runway_tests::answers::seen;
-use runway_tests::cluster::Cluster;
 use runway_tests::command::run;
 use runway_tests::domains::{
     domain_mapping, gateway_routes_on, mapped_http_routes, mapping_condition, wait_mapped_routes, wait_mapping,
@@ -244,7 +243,7 @@ async fn t20_through_the_ingress_https_and_h2_reach_external_services_and_mapped
             // HTTPS at the Gateway with a certificate from a CA made here.
             test_certificate(&dir, &[format!("*.{ns}.example.com"), domain.clone()]).await?;
             tls_secret(&kubectl, &dir, "traefik", "runway-gateway-tls").await?;
-            let ingress = ingress_address(&cluster).await?;
+            let ingress = runway::ingress_address(&cluster).await?;
             let curl = |host: String, want: &'static str| https_through(&dir, &ingress, host, want);
             let public = curl(format!("public.{ns}.example.com"), "200 HTTP/2: hello from public-").await?;
             eprintln!("public through the ingress: {public}");
@@ -305,17 +304,6 @@ async fn tls_secret(
     Ok(())
 }
 
-/// The local cluster's ingress (Traefik's Service) IP.
-async fn ingress_address(cluster: &Cluster) -> anyhow::Result<String> {
-    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(cluster.client.clone(), "traefik");
-    Ok(services
-        .get("traefik")
-        .await?
-        .spec
-        .and_then(|s| s.cluster_ip)
-        .unwrap_or_default())
-}
-
 /// Waits until `https://{host}/` through the ingress at `ingress` (HTTP/2, trusting `dir`'s test CA) answers with a
 /// status line and body that start with `want`, e.g. "200 HTTP/2: hello".
 async fn https_through(dir: &std::path::Path, ingress: &str, host: String, want: &str) -> anyhow::Result<String> {
@@ -373,7 +361,7 @@ async fn t22_through_an_ingress_controller_https_reaches_services_and_mapped_dom
             test_certificate(&dir, &[format!("*.{ns}.example.com"), domain.clone()]).await?;
             tls_secret(&kubectl, &dir, NAMESPACE, "runway-ingress-tls").await?;
             tls_secret(&kubectl, &dir, NAMESPACE, &format!("{domain}-tls")).await?;
-            let ingress = ingress_address(&cluster).await?;
+            let ingress = runway::ingress_address(&cluster).await?;
             let public = https_through(
                 &dir,
                 &ingress,

@@ -120,7 +120,7 @@ async fn t10_deleting_a_service_removes_every_child() {
 async fn t11_invalid_manifests_are_rejected_with_a_message_naming_the_field() {
     runway_scenario("e2e-invalid", |cluster, ns| async move {
         let table = std::fs::read_to_string(repo_root().join("tests/validation/invalid-services.yaml"))?;
-        let table: serde_json::Value = serde_yaml::from_str(&table)?;
+        let table: serde_json::Value = serde_saphyr::from_str(&table)?;
         let cases = table["cases"].as_array().context("no cases")?;
         ensure!(cases.len() >= 15, "only {} cases", cases.len());
         let mut wrong = vec![];

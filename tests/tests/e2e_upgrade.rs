@@ -1,5 +1,6 @@
 //! End-to-end test of an upgrade: a Service made by the previous release keeps answering while `helm upgrade` moves
-//! it to this tree's release. It uninstalls Runway and reinstalls it, so it is the last e2e file by name; it always
+//! it to this tree's release, whose chart upgrades the CRDs (the previous chart had them in `crds/`, which helm
+//! never upgrades; this one has them in its templates, adopted as docs/install.md says). It uninstalls Runway and reinstalls it, so it is the last e2e file by name; it always
 //! leaves this tree's release installed (`hack/install-runway.sh`), as `make up` does.
 //!
 //! Part of the e2e suite (`tests/tests/e2e_*.rs`): Runway installed with Helm on a real cluster (the local one from
@@ -14,7 +15,8 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
-use kube::Api;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{Api, CustomResourceExt, ResourceExt};
 use runway_api::names::revision_name;
 use runway_tests::answers::{ensure_all_ok, print_failures, seen, unix_ms};
 use runway_tests::cluster::{Cluster, repo_root};
@@ -54,6 +56,8 @@ async fn upgrade_from_previous(cluster: &Cluster, ns: &str, chart: &str) -> anyh
         &kubeconfig,
     ])
     .await?;
+    // A cluster that only ever had the previous release: its CRDs, as its chart's crds/ folder installs them.
+    delete_crds(cluster).await?;
     helm(&[
         "install",
         "runway",
@@ -89,7 +93,9 @@ async fn upgrade_from_previous(cluster: &Cluster, ns: &str, chart: &str) -> anyh
 
     let started_ms = unix_ms();
     let load = Load::start(&target, "/sleep?ms=50", 8, REQUEST);
+    adopt_crds(cluster).await?;
     run("hack/install-runway.sh", &[], &repo_root()).await?;
+    ensure_crds_upgraded(cluster).await?;
     let revision = revision_name("legacy", 1);
     runway::wait_latest_ready(cluster, ns, "legacy", &revision, Duration::from_secs(180)).await?;
     let uid = legacy.metadata.uid.clone();
@@ -157,4 +163,112 @@ async fn upgrade_from_previous(cluster: &Cluster, ns: &str, chart: &str) -> anyh
     ensure!(upgrading.is_some(), "no Upgrading event: {events:?}");
     eprintln!("{:?}", upgrading);
     Ok(())
+}
+
+/// The CRDs of serving.runway.dev in the cluster.
+async fn runway_crds(cluster: &Cluster) -> anyhow::Result<Vec<CustomResourceDefinition>> {
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    let all = crds.list(&Default::default()).await?;
+    Ok(all
+        .items
+        .into_iter()
+        .filter(|c| c.spec.group == runway_api::names::GROUP)
+        .collect())
+}
+
+/// Deletes Runway's CRDs (and so every Runway object) and waits until they are gone.
+async fn delete_crds(cluster: &Cluster) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    for crd in runway_crds(cluster).await? {
+        crds.delete(&crd.name_any(), &Default::default()).await?;
+    }
+    wait_until("Runway's CRDs deleted", Duration::from_secs(120), || async {
+        let left: Vec<String> = runway_crds(cluster)
+            .await
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|c| c.name_any())
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("left: {left:?}"))
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// The one-time step docs/install.md gives for an upgrade from a chart that had the CRDs in `crds/`: label and
+/// annotate them as the release's, so that helm adopts them instead of refusing to upgrade.
+async fn adopt_crds(cluster: &Cluster) -> anyhow::Result<()> {
+    for crd in runway_crds(cluster).await? {
+        let name = format!("crd/{}", crd.name_any());
+        let kubectl = cluster.kubectl();
+        kubectl
+            .run(&["label", "--overwrite", &name, "app.kubernetes.io/managed-by=Helm"])
+            .await?;
+        let release = format!("meta.helm.sh/release-namespace={NAMESPACE}");
+        kubectl
+            .run(&[
+                "annotate",
+                "--overwrite",
+                &name,
+                "meta.helm.sh/release-name=runway",
+                &release,
+            ])
+            .await?;
+    }
+    Ok(())
+}
+
+/// Every CRD this tree generates is in the cluster with this tree's schema, kept on uninstall.
+async fn ensure_crds_upgraded(cluster: &Cluster) -> anyhow::Result<()> {
+    let installed = runway_crds(cluster).await?;
+    let generated = [
+        runway_api::crd::service_crd(),
+        runway_api::crd::revision_crd(),
+        runway_api::domain_mapping::DomainMapping::crd(),
+    ];
+    for want in generated {
+        let name = want.name_any();
+        let have = installed
+            .iter()
+            .find(|c| c.name_any() == name)
+            .with_context(|| format!("CRD {name} not installed by the upgrade"))?;
+        let schema =
+            |crd: &CustomResourceDefinition| normalized(serde_json::to_value(&crd.spec.versions[0].schema).unwrap());
+        ensure!(
+            schema(have) == schema(&want),
+            "CRD {name} still has the previous release's schema"
+        );
+        let keep = have.annotations().get("helm.sh/resource-policy").map(String::as_str);
+        ensure!(
+            keep == Some("keep"),
+            "CRD {name} is not kept on uninstall: {:?}",
+            have.annotations()
+        );
+    }
+    eprintln!(
+        "the upgrade installed this tree's CRDs: {:?}",
+        installed.iter().map(|c| c.name_any()).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// A schema as the API server keeps it: numbers as floats (`1000` and `1000.0` are one bound) and no empty lists
+/// (it drops `required: []`).
+fn normalized(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => n.as_f64().map_or(Value::Number(n), |f| json!(f)),
+        Value::Array(items) => Value::Array(items.into_iter().map(normalized).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !matches!(v, Value::Array(items) if items.is_empty()))
+                .map(|(k, v)| (k, normalized(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }

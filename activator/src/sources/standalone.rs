@@ -65,7 +65,8 @@ impl StaticConfig {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| anyhow::anyhow!("cannot read routes file {}: {error}", path.display()))?;
-        serde_yaml::from_str(&text).map_err(|error| anyhow::anyhow!("invalid routes file {}: {error}", path.display()))
+        serde_saphyr::from_str(&text)
+            .map_err(|error| anyhow::anyhow!("invalid routes file {}: {error}", path.display()))
     }
 }
 
@@ -192,7 +193,7 @@ mod tests {
 
     #[test]
     fn the_file_accepts_yaml() {
-        let config: StaticConfig = serde_yaml::from_str(
+        let config: StaticConfig = serde_saphyr::from_str(
             "routes:\n- host: hello.default\n  backends: [\"127.0.0.1:9000\"]\n  containerConcurrency: 1\npeers: [\"127.0.0.2:8080\"]\n",
         )
         .unwrap();
@@ -203,7 +204,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_errors() {
-        assert!(serde_yaml::from_str::<StaticConfig>("routes: []\nextra: 1\n").is_err());
+        let error = serde_saphyr::from_str::<StaticConfig>("routes: []\nextra: 1\n").unwrap_err();
+        assert!(error.to_string().contains("unknown field `extra`"), "{error}");
     }
 
     #[test]
@@ -220,7 +222,7 @@ mod tests {
 
     #[test]
     fn a_route_lists_backends_or_revisions_whose_percents_sum_to_100() {
-        let route = |yaml: &str| serde_yaml::from_str::<StaticRoute>(yaml).unwrap();
+        let route = |yaml: &str| serde_saphyr::from_str::<StaticRoute>(yaml).unwrap();
         let single = revisions(&route("host: hello.default\nbackends: [\"127.0.0.1:9000\"]\n"), "hello").unwrap();
         assert_eq!((single[0].name.as_str(), single[0].percent), ("hello", 100));
         let split = route(

@@ -1,12 +1,14 @@
-//! `runway-hello`: serve (no arguments), or `runway-hello get URL` to fetch a URL and print the body.
+//! `runway-hello`: serve (no arguments), or `runway-hello get URL [--host HOST] [--timeout DURATION]
+//! [--retry-for DURATION]` to fetch a URL and print the body.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use runway_hello::{app::App, client, config::Config, server};
 use tokio::signal::unix::{SignalKind, signal};
+
+const USAGE: &str = "usage: runway-hello [get URL [--host HOST] [--timeout DURATION] [--retry-for DURATION]]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -18,8 +20,11 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
         [] => run_server().await,
-        [cmd, url] if cmd == "get" => fetch(url).await,
-        _ => Err(anyhow::anyhow!("usage: runway-hello [get URL]")),
+        [cmd, rest @ ..] if cmd == "get" => match client::GetOptions::parse(rest) {
+            Ok(options) => fetch(&options).await,
+            Err(error) => Err(anyhow::anyhow!("get: {error}\n{USAGE}")),
+        },
+        _ => Err(anyhow::anyhow!(USAGE)),
     };
     match result {
         Ok(code) => code,
@@ -54,9 +59,15 @@ async fn run_server() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Client mode: prints the body; exits 0 only for a 2xx answer.
-async fn fetch(url: &str) -> anyhow::Result<ExitCode> {
-    let (status, body) = client::get(url, Duration::from_secs(10)).await?;
+/// Client mode: prints the body; exits 0 only for a 2xx answer. With `--retry-for`, each failed attempt is reported
+/// on stderr before the next.
+async fn fetch(options: &client::GetOptions) -> anyhow::Result<ExitCode> {
+    let url = &options.url;
+    let (status, body) = client::get_until_ok(options, |attempt, result| match result {
+        Ok((status, _)) => eprintln!("runway-hello: GET {url}: attempt {attempt}: {status}; trying again"),
+        Err(err) => eprintln!("runway-hello: attempt {attempt}: {err:#}; trying again"),
+    })
+    .await?;
     print!("{body}");
     if status.is_success() {
         Ok(ExitCode::SUCCESS)

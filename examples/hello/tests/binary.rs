@@ -1,7 +1,7 @@
 //! The real binary: environment settings, the machine-readable listening line, SIGTERM handling, client mode.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -163,6 +163,95 @@ fn client_mode_prints_the_body_and_fails_on_errors() {
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"), "{missing:?}");
+}
+
+/// A server that answers each of `statuses` in turn, one connection each, with the request's Host header as the
+/// body; returns the Host headers it saw.
+fn answer_in_turn(listener: TcpListener, statuses: &'static [&'static str]) -> thread::JoinHandle<Vec<String>> {
+    thread::spawn(move || {
+        let mut hosts = Vec::new();
+        for status in statuses {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut host = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim_end().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("host")
+                {
+                    host = value.trim().to_owned();
+                }
+            }
+            let body = format!("served {host}\n");
+            let mut stream = stream;
+            write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            hosts.push(host);
+        }
+        hosts
+    })
+}
+
+#[test]
+fn client_mode_sends_the_host_and_retries_until_a_2xx() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = answer_in_turn(listener, &["404 Not Found", "503 Service Unavailable", "200 OK"]);
+    let out = Command::new(BIN)
+        .args([
+            "get",
+            &format!("http://127.0.0.1:{port}/"),
+            "--host",
+            "svc.ns.example.com",
+        ])
+        .args(["--retry-for", "30s", "--timeout=5s"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "served svc.ns.example.com\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("attempt 1: 404 Not Found; trying again") && stderr.contains("attempt 2: 503"),
+        "{stderr}"
+    );
+    assert_eq!(server.join().unwrap(), vec!["svc.ns.example.com"; 3]);
+}
+
+#[test]
+fn client_mode_gives_up_when_the_retry_time_is_over() {
+    // A port nobody listens on: every attempt is refused.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args(["get", &format!("http://127.0.0.1:{port}/"), "--retry-for", "2s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < TIMEOUT,
+        "gave up after {elapsed:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("attempt 1: GET"), "{stderr}");
+
+    let usage = Command::new(BIN)
+        .args(["get", "http://a/", "--retries", "3"])
+        .output()
+        .unwrap();
+    assert!(!usage.status.success());
+    assert!(
+        String::from_utf8_lossy(&usage.stderr).contains("unknown option --retries"),
+        "{usage:?}"
+    );
 }
 
 #[test]
