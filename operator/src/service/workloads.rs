@@ -143,8 +143,8 @@ enum Isolation {
 }
 
 /// Applies revision's NetworkPolicy (or deletes it, as `isolation` says), then its Deployment (created with `initial`
-/// pods) and pods' Service, for Service `service`. The policy goes first, so that new pods are never reachable from
-/// anywhere, even for a moment.
+/// pods) and pods' Service, for Service `service`. The policy goes first, so that a new revision's pods never run
+/// without it, not even for a moment.
 async fn apply(apis: &Apis, isolation: &NetworkIsolation, service: &str, revision: &Revision, initial: i32) -> Applied {
     let owner = Owner {
         kind: "Revision",
