@@ -128,7 +128,7 @@ fn a_flag_is_found_as_a_whole_word_only() {
 }
 
 /// The Helm value behind each flag the chart passes from a value with the same default, by component.
-const VALUE_OF_FLAG: [(&str, &str, &str); 34] = [
+const VALUE_OF_FLAG: [(&str, &str, &str); 35] = [
     ("activator", "--domain", "domain"),
     ("activator", "--log-level", "logLevel"),
     ("activator", "--log-format", "logFormat"),
@@ -180,6 +180,7 @@ const VALUE_OF_FLAG: [(&str, &str, &str); 34] = [
     ("operator", "--log-level", "logLevel"),
     ("operator", "--log-format", "logFormat"),
     ("operator", "--lease-name", "operator.leaseName"),
+    ("operator", "--workload-pod-security", "workloads.podSecurity"),
     ("operator", "--activator-service-port", "activator.service.port"),
     ("operator", "--max-scale-up-rate", "autoscaler.maxScaleUpRate"),
     ("operator", "--max-scale-down-rate", "autoscaler.maxScaleDownRate"),
