@@ -12,12 +12,17 @@
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use bytes::Bytes;
+use http::{Request, StatusCode, header};
+use http_body_util::Full;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Api;
 use kube::api::DeleteParams;
+use runway_tests::answers::seen;
 use runway_tests::cluster::Cluster;
-use runway_tests::http::{client_pod, get_once_from_a_pod};
-use runway_tests::runway::{self, READY, deploy};
+use runway_tests::http::{Response, client_pod, get_once_from_a_pod, send};
+use runway_tests::load::{self, Target};
+use runway_tests::runway::{self, DOMAIN, READY, REQUEST, deploy};
 use runway_tests::scenario::{create_namespace, runway_scenario};
 use runway_tests::wait::wait_until;
 use runway_tests::workloads::HELLO_PORT;
@@ -209,4 +214,180 @@ async fn first_pod(cluster: &Cluster, ns: &str, name: &str) -> anyhow::Result<Po
         .into_iter()
         .next()
         .with_context(|| format!("Service {name} has no pod"))
+}
+
+/// `Authorization: Bearer {token}` (or no header) GET of `/` through the activator's external entry point.
+async fn call(target: &Target, token: Option<&str>) -> anyhow::Result<Response> {
+    let mut request = Request::get(format!("http://{}/", target.address)).header(header::HOST, &target.host);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    send(request.body(Full::new(Bytes::new()))?, REQUEST).await
+}
+
+/// A ServiceAccount token for `account` in `ns` with `audience`.
+async fn token(cluster: &Cluster, ns: &str, account: &str, audience: &str) -> anyhow::Result<String> {
+    let args = [
+        "-n",
+        ns,
+        "create",
+        "token",
+        account,
+        "--audience",
+        audience,
+        "--duration",
+        "10m",
+    ];
+    Ok(cluster.kubectl().run(&args).await?.trim().to_owned())
+}
+
+/// The sum over the activators of the counter series whose line starts with `name`.
+async fn activators_counter(cluster: &Cluster, name: &str) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for pod in runway::activator_pods(cluster).await? {
+        let admin = Target {
+            address: std::net::SocketAddr::new(pod.address.ip(), 9090),
+            host: "metrics".into(),
+        };
+        let metrics = load::get(&load::client(), &admin, "/metrics", REQUEST).await;
+        ensure!(metrics.ok(), "metrics of {}: {}", pod.name, seen(&metrics));
+        total += metrics
+            .body
+            .lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    Ok(total)
+}
+
+/// With `invokers: Authorized`: no token and a token for another audience get 401 with `WWW-Authenticate`, a valid
+/// token whose ServiceAccount may not `invoke` gets 403, and none of them wakes the Service at zero; after a
+/// RoleBinding to `runway-invoker` the same token gets 200.
+#[tokio::test]
+async fn t37_an_authorized_only_service_answers_only_callers_rbac_allows() {
+    runway_scenario("e2e-invokers", |cluster, ns| async move {
+        let mut spec = runway::quick_zero();
+        spec["invokers"] = json!("Authorized");
+        let target = deploy(&cluster, &ns, "secret", &[], spec).await?;
+        runway::wait_zero(&cluster, &ns, "secret", READY).await?;
+        let kubectl = cluster.kubectl();
+        kubectl.run(&["-n", &ns, "create", "serviceaccount", "caller"]).await?;
+        let audience = format!("http://secret.{ns}.{DOMAIN}");
+        let good = token(&cluster, &ns, "caller", &audience).await?;
+        let other = token(&cluster, &ns, "caller", "http://elsewhere.example.com").await?;
+
+        let anonymous = call(&target, None).await?;
+        ensure!(
+            anonymous.status == StatusCode::UNAUTHORIZED,
+            "no token: {} {}",
+            anonymous.status,
+            anonymous.body
+        );
+        let challenge = anonymous
+            .headers
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap_or_default());
+        ensure!(
+            challenge.is_some_and(|c| c.starts_with("Bearer")),
+            "no token: WWW-Authenticate {challenge:?}"
+        );
+        let wrong = call(&target, Some(&other)).await?;
+        ensure!(
+            wrong.status == StatusCode::UNAUTHORIZED,
+            "another audience: {} {}",
+            wrong.status,
+            wrong.body
+        );
+        let denied = call(&target, Some(&good)).await?;
+        ensure!(
+            denied.status == StatusCode::FORBIDDEN,
+            "no invoke: {} {}",
+            denied.status,
+            denied.body
+        );
+        // A request that would wake the Service counts a cold start at the activator the moment it arrives, before
+        // the autoscaler is poked: none may have been counted, and the Service is still at zero.
+        let cold_starts = format!("runway_activator_cold_starts_total{{namespace=\"{ns}\"");
+        let woken = activators_counter(&cluster, &cold_starts).await?;
+        ensure!(woken == 0.0, "401 and 403 counted {woken} cold starts");
+        let scale = runway::scale(&cluster, &ns, "secret").await?;
+        ensure!(scale == 0, "401 and 403 woke the Service: scale {scale}");
+
+        let binding = [
+            "-n",
+            &ns,
+            "create",
+            "rolebinding",
+            "callers",
+            "--clusterrole=runway-invoker",
+            &format!("--serviceaccount={ns}:caller"),
+        ];
+        kubectl.run(&binding).await?;
+        // Denials are cached for a few seconds: the first 200 comes once that has passed.
+        wait_until("the token allowed after the RoleBinding", READY, || async {
+            match call(&target, Some(&good)).await {
+                Ok(r) if r.status == StatusCode::OK => Ok(()),
+                Ok(r) => Err(format!("{} {}", r.status, r.body)),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        })
+        .await?;
+        Ok(())
+    })
+    .await;
+}
+
+/// 1,000 requests with one token cost the API server a handful of TokenReviews (one per activator and cache
+/// lifetime), counted by the activators' metric.
+#[tokio::test]
+async fn t38_authenticated_requests_are_reviewed_once_per_token_not_per_request() {
+    runway_scenario("e2e-invoke-cache", |cluster, ns| async move {
+        let spec = json!({"invokers": "Authorized", "scaling": {"minScale": 1}});
+        let target = deploy(&cluster, &ns, "busy", &[], spec).await?;
+        let kubectl = cluster.kubectl();
+        kubectl.run(&["-n", &ns, "create", "serviceaccount", "caller"]).await?;
+        let binding = [
+            "-n",
+            &ns,
+            "create",
+            "rolebinding",
+            "callers",
+            "--clusterrole=runway-invoker",
+            &format!("--serviceaccount={ns}:caller"),
+        ];
+        kubectl.run(&binding).await?;
+        let good = token(&cluster, &ns, "caller", &format!("http://busy.{ns}.{DOMAIN}")).await?;
+        wait_until("the first authorized 200", READY, || async {
+            match call(&target, Some(&good)).await {
+                Ok(r) if r.status == StatusCode::OK => Ok(()),
+                Ok(r) => Err(format!("{} {}", r.status, r.body)),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        })
+        .await?;
+        let before = activators_counter(&cluster, "runway_activator_token_reviews_total").await?;
+        let mut failures = vec![];
+        for _ in 0..1000 {
+            let answer = call(&target, Some(&good)).await?;
+            if answer.status != StatusCode::OK {
+                failures.push(format!("{} {}", answer.status, answer.body));
+            }
+        }
+        let after = activators_counter(&cluster, "runway_activator_token_reviews_total").await?;
+        ensure!(
+            failures.is_empty(),
+            "{} of 1000 not 200, e.g. {:?}",
+            failures.len(),
+            failures.first()
+        );
+        let reviews = after - before;
+        eprintln!("1000 authenticated requests: {reviews} TokenReviews");
+        ensure!(
+            reviews <= 4.0,
+            "1000 requests with one token cost {reviews} TokenReviews"
+        );
+        Ok(())
+    })
+    .await;
 }
