@@ -34,6 +34,7 @@ fn service_with(image: &str, generation: i64) -> Service {
         "hello",
         ServiceSpec {
             visibility: Default::default(),
+            invokers: Default::default(),
             template: ServiceTemplate {
                 metadata: None,
                 spec: PodSpec {
