@@ -92,6 +92,12 @@ pub fn deployment_name(revision: &str) -> String {
     revision.to_owned()
 }
 
+/// Name of the NetworkPolicy that admits connections to a revision's pods only from the activators (and the probes'
+/// sources).
+pub fn network_policy_name(revision: &str) -> String {
+    revision.to_owned()
+}
+
 /// Name of the headless Kubernetes Service that selects a revision's pods; the activator reads its EndpointSlices.
 pub fn pods_service_name(revision: &str) -> String {
     format!("{revision}-pods")
@@ -142,6 +148,7 @@ mod tests {
         assert!(revision.len() <= crate::revision::MAX_NAME_LENGTH, "{revision}");
         for derived in [
             deployment_name(&revision),
+            network_policy_name(&revision),
             pods_service_name(&revision),
             pods_service_name(&"r".repeat(crate::revision::MAX_NAME_LENGTH)),
             route_service_name(&longest),

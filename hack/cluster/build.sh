@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds (or reuses) the local cluster's Go binaries: Kubernetes, etcd, CoreDNS, helm and Traefik, from their
-# upstream modules, unchanged, and fetches the Gateway API CRDs. Each set lands in a cache folder keyed by its
-# version (binaries also by the Go version), so a second run builds nothing. Prints the folder that holds each set
-# (one per line: name=path) on stdout.
+# Builds (or reuses) the local cluster's Go binaries: Kubernetes, etcd, CoreDNS, helm, Traefik and
+# kube-network-policies, from their upstream modules, unchanged, and fetches the Gateway API CRDs. Each set lands in
+# a cache folder keyed by its version (binaries also by the Go version), so a second run builds nothing. Prints the
+# folder that holds each set (one per line: name=path) on stdout.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -79,18 +79,18 @@ build_set() {
   echo "$name=$out"
 }
 
-# build_module NAME VERSION MODULE LDFLAGS PKG: builds PKG (relative to the module) into
-# $cache/bin/NAME-VERSION-GOVERSION inside a writable copy of MODULE@VERSION as published, so that the module's own
-# go.mod, go.sum and replace directives apply. (Replaces count only in the main module: a wrapper module like
+# build_module NAME VERSION MODULE LDFLAGS PKG [BIN]: builds PKG (relative to the module) as BIN (default: PKG's
+# last element) into $cache/bin/NAME-VERSION-GOVERSION inside a writable copy of MODULE@VERSION as published, so
+# that the module's own go.mod, go.sum and replace directives apply. (Replaces count only in the main module: a wrapper module like
 # gomod/ would ignore them, and `go install MODULE@VERSION` refuses a module that has them.)
 build_module() {
-  local name=$1 version=$2 module=$3 ldflags=$4 pkg=$5
+  local name=$1 version=$2 module=$3 ldflags=$4 pkg=$5 bin=${6:-${5##*/}}
   local out="$cache/bin/$name-$version-$gover"
   if [ -f "$out/.complete" ]; then
     echo "$name=$out"
     return
   fi
-  local start=$SECONDS bin=${pkg##*/} dir src
+  local start=$SECONDS dir src
   log "$name $version: downloading $module"
   dir=$(module_dir "$module@$version")
   src=$(mktemp -d)
@@ -143,4 +143,7 @@ build_set helm "$HELM_VERSION" helm "-X helm.sh/helm/v3/internal/version.version
 # and Traefik serves an empty dashboard (we do not enable it).
 build_module traefik "$TRAEFIK_VERSION" github.com/traefik/traefik/v3 \
   "-X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" ./cmd/traefik
+# kube-network-policies: its one main package is ./cmd (upstream's image calls the binary netpol).
+build_module kube-network-policies "$KUBE_NETWORK_POLICIES_VERSION" sigs.k8s.io/kube-network-policies "" ./cmd \
+  kube-network-policies
 fetch_crds gateway-api "$GATEWAY_API_VERSION" sigs.k8s.io/gateway-api config/crd/standard

@@ -1,7 +1,8 @@
 # Stopping the cluster and removing what it leaves on the host (sourced by down.sh, and by up.sh to recover from a
 # run that was killed). Everything here acts only on what this cluster owns: its recorded pids, processes in its
-# pod cgroups, shims serving its containerd socket, mounts under STATE, its bridge, and the KUBE-/CNI-/RUNWAY-
-# iptables chains that the kubelet, kube-proxy, the CNI plugins and up.sh create.
+# pod cgroups, shims serving its containerd socket, mounts under STATE, its bridge, the KUBE-/CNI-/RUNWAY-
+# iptables chains that the kubelet, kube-proxy, the CNI plugins and up.sh create, and the nftables table of
+# kube-network-policies.
 # shellcheck shell=bash
 
 # stop_components NAME...: SIGTERM to each one's recorded pid at once, SIGKILL to any still there after 20 s.
@@ -101,11 +102,20 @@ purge_iptables() {
   done
 }
 
+# purge_nftables: the table of kube-network-policies (netpol.sh), which it deletes itself only when stopped with
+# SIGINT; its pod is killed. While the table stays, new connections of pods that a NetworkPolicy selects are dropped.
+purge_nftables() {
+  if command -v nft >/dev/null && nft list table inet kube-network-policies >/dev/null 2>&1; then
+    nft delete table inet kube-network-policies
+  fi
+}
+
 remove_network() {
   if ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link delete "$BRIDGE"
   fi
   purge_iptables
+  purge_nftables
 }
 
 # cleanup: stops whatever of the cluster still runs and leaves the host as before `up`. Keeps the logs in

@@ -12,6 +12,7 @@ declare -A probe=(
   [bind9-dnsutils]=/usr/bin/dig [iproute2]=/usr/sbin/ip [curl]=/usr/bin/curl [gcc]=/usr/bin/gcc
   [libc6-dev]=/usr/include/stdio.h [util-linux]=/usr/bin/flock [gzip]=/usr/bin/gzip
   [docker-registry]=/usr/bin/docker-registry [skopeo]=/usr/bin/skopeo
+  [nftables]=/usr/sbin/nft # netpol-steer.sh probes the queue expression; down.sh removes kube-network-policies' table
 )
 missing=()
 for pkg in "${!probe[@]}"; do

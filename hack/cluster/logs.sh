@@ -17,6 +17,7 @@ status() {
       "$LOG_DIR/$name.log"
   done
   echo "container logs: $STATE/pod-logs/NAMESPACE_POD_UID/CONTAINER/N.log (or kubectl logs -n NS POD)"
+  echo "NetworkPolicy enforcement: kubectl -n kube-system logs daemonset/kube-network-policies (a pod, not a process here)"
   echo "logs of the last cluster after 'make down': $REPO/target/cluster-logs/"
   if [ -f "$KUBECONFIG_PATH" ] && [ -n "$(pid_of kube-apiserver)" ]; then
     echo

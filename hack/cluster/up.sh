@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts (or checks) the local single-node Kubernetes cluster: etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, containerd, kubelet and kube-proxy as plain processes on this machine, then CoreDNS and the
-# ingress (the Gateway API CRDs and Traefik) as pods.
+# kube-scheduler, containerd, kubelet and kube-proxy as plain processes on this machine, then kube-network-policies
+# (NetworkPolicy enforcement, a DaemonSet), CoreDNS and the ingress (the Gateway API CRDs and Traefik) as pods.
 # Idempotent: on a running cluster it only checks health and re-imports images. After a run that was killed
 # (nothing of the cluster running any more) it first clears what that run left behind, then starts afresh.
 set -euo pipefail
@@ -18,6 +18,8 @@ source "$here/cleanup.sh"
 source "$here/images.sh"
 # shellcheck source=ingress.sh
 source "$here/ingress.sh"
+# shellcheck source=netpol.sh
+source "$here/netpol.sh"
 
 build_binaries() {
   log "building (or reusing) the cluster binaries; first time ~20 min on 2 cores, see docs/benchmarks.md"
@@ -132,10 +134,13 @@ main() {
   make_pki
   make_kubeconfigs
   prepare_host
+  build_netpol_image # into target/images, which start_node imports
   start_control_plane
   start_node
+  deploy_netpol
   deploy_coredns
   await_cluster
+  await_netpol
   deploy_ingress
   await_ingress
   publish_kubeconfig

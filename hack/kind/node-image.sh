@@ -2,8 +2,9 @@
 # Builds (or reuses) Runway's kind node image for podman, without Docker and without pulling an image: a Debian
 # root filesystem with systemd, containerd, runc and the CNI plugins (mmdebstrap, Debian packages); kind's base image
 # files (entrypoint, kubelet units) from the pinned kind module; kubelet, kubeadm and kubectl of the local cluster's
-# Kubernetes version; and the control plane's images (API server, controller manager, scheduler, kube-proxy, etcd,
-# CoreDNS, pause) packed from our own builds, imported into the node's containerd when it boots.
+# Kubernetes version; and the images of the control plane (API server, controller manager, scheduler, kube-proxy,
+# etcd, CoreDNS, pause) and of kube-network-policies, packed from our own builds, imported into the node's containerd
+# when it boots.
 # Also builds kind, crictl and kubeadm from their Go modules. Everything is cached under ~/.cache/runway by version.
 # Prints two lines on stdout: kind=<kind binary> and image=<node image reference in podman's storage>.
 set -euo pipefail
@@ -12,6 +13,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../cluster/lib.sh"
 # shellcheck source=kind.env
 source "$here/kind.env"
+# shellcheck source=../cluster/netpol.sh
+source "$here/../cluster/netpol.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root (mmdebstrap, podman)"
 need go jq mmdebstrap podman gcc ctr
@@ -163,12 +166,23 @@ assemble() {
   gcc -static -O2 -s -Wall -Wextra -Werror -o "$work/pause" "$REPO/hack/cluster/pause/pause.c"
   pack "runway.local/pause:3.10" "$work/pause" 65532:65532
   pack_kube_proxy
+  # NetworkPolicy enforcement: kind applies /kind/manifests/default-cni.yaml once the control plane is up, the slot
+  # of its own kindnet (with disableDefaultCNI: false, see node/kind-config.yaml). Here it holds only
+  # kube-network-policies, as on the local cluster; pod networking stays the static CNI config above. The packets
+  # it judges reach it through the steering chain, made at the node's boot as on the local cluster's host.
+  pack "$KNP_IMAGE" "$(knp_bin)"
+  render_netpol_manifest >"$root/kind/manifests/default-cni.yaml"
+  install -m 0755 "$REPO/hack/cluster/netpol-steer.sh" "$root/usr/local/bin/runway-netpol-steer"
+  # This machine is the kind network's gateway, its first address.
+  sed -e "s|@KIND_POD_SUBNET@|$KIND_POD_SUBNET|" -e "s|@KIND_HOST_IP@|${KIND_NETWORK_SUBNET%.*}.1|" \
+    "$here/node/runway-netpol-steer.service" >"$root/etc/systemd/system/runway-netpol-steer.service"
+  chroot "$root" systemctl enable runway-netpol-steer.service >/dev/null 2>&1
 
   tar -C "$root" --numeric-owner --xattrs --xattrs-include='*' -cf "$1.tmp" .
   mv "$1.tmp" "$1"
 }
 
-"$REPO/hack/cluster/build.sh" >/dev/null # Kubernetes, etcd, CoreDNS, helm, Traefik (cached)
+"$REPO/hack/cluster/build.sh" >/dev/null # Kubernetes, etcd, CoreDNS, helm, Traefik, kube-network-policies (cached)
 bin_dirs
 KIND=$(go_tool kind "$KIND_VERSION" "sigs.k8s.io/kind@$KIND_VERSION")
 CRICTL=$(go_tool crictl "$CRICTL_VERSION" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION")
@@ -178,7 +192,8 @@ KUBEADM=$(build_kubeadm)
 key=$( {
   printf '%s\n' "$gover" "$NODE_SUITE" "$NODE_PACKAGES"
   cat "$here/kind.env" "$REPO/hack/cluster/versions.env" "$0" "$REPO/hack/cluster/oci-image.sh" \
-    "$REPO/hack/cluster/pause/pause.c" "$here"/node/*
+    "$REPO/hack/cluster/pause/pause.c" "$here"/node/* "$REPO/hack/cluster/netpol.sh" \
+    "$REPO/hack/cluster/netpol-steer.sh" "$REPO/hack/cluster/manifests/kube-network-policies.yaml"
 } | sha256sum | cut -c1-12)
 image=runway.local/kind-node:$K8S_VERSION-$key
 tarball=$kind_cache/node-$K8S_VERSION-$key.tar

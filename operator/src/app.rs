@@ -8,6 +8,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -26,7 +27,7 @@ use crate::domain;
 use crate::failure;
 use crate::leader::{self, ElectionConfig};
 use crate::metrics::Metrics;
-use crate::service::{self, ActivatorRef, Context, Settings};
+use crate::service::{self, ActivatorRef, Context, NetworkIsolation, Settings};
 
 /// Services reconciled at once.
 const RECONCILE_CONCURRENCY: u16 = 32;
@@ -108,6 +109,8 @@ async fn lead(
             name: args.activator_internal_service.clone(),
         },
         defaults,
+        isolation: args.isolation(),
+        pod_security: args.workloads.workload_pod_security,
     };
     // One watch of Runway's pods fills the cache that the reconciler and the autoscaler diagnose, and reconciles a
     // Service when something diagnosing reads of one of its pods changes (a restart, a waiting reason, readiness).
@@ -142,9 +145,21 @@ async fn lead(
 
     // Of the route and pods' Services, and of the Services whose spec changed, only names, labels and generations
     // are read: metadata-only watches spare decoding (and, while listing, holding) thousands of whole objects.
-    let kube_service_changes = watcher(Api::<PartialObjectMeta<KubeService>>::all(client.clone()), managed)
-        .default_backoff()
-        .touched_objects();
+    let kube_service_changes = watcher(
+        Api::<PartialObjectMeta<KubeService>>::all(client.clone()),
+        managed.clone(),
+    )
+    .default_backoff()
+    .touched_objects();
+    // The revisions' NetworkPolicies, likewise: one deleted or edited by hand is put back. Not watched while isolation
+    // is off: the reconcile that deletes each one reads it itself.
+    let network_policy_changes = match settings.isolation {
+        NetworkIsolation::Enforce(_) => watcher(Api::<PartialObjectMeta<NetworkPolicy>>::all(client.clone()), managed)
+            .default_backoff()
+            .touched_objects()
+            .boxed(),
+        NetworkIsolation::Off => futures::stream::empty().boxed(),
+    };
     let service_specs = watcher(
         Api::<PartialObjectMeta<Service>>::all(client.clone()),
         watcher::Config::default(),
@@ -165,6 +180,7 @@ async fn lead(
         .watches_stream(deployment_changes, |deployment| service_ref(&deployment))
         // Route Services (the Service's own and its tags') and the revisions' pods' Services.
         .watches_stream(kube_service_changes, |kube_service| service_ref(&kube_service))
+        .watches_stream(network_policy_changes, |policy| service_ref(&policy))
         // A new Service, or one whose spec changed, may take the host of another Service's tag (status writes do not
         // count; a tag freed by a deletion is found by the colliding Service's retries).
         .watches_stream(service_specs, move |changed| {

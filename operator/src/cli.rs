@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::autoscaler::policy::Defaults;
 use crate::domain::{IngressSettings, RouteSettings};
+use crate::service::{Admitted, CidrList, NetworkIsolation, PodSecurity};
 
 /// Reconciles Runway Services into Deployments and Kubernetes Services, and scales them on request load.
 #[derive(Parser, Debug)]
@@ -45,6 +46,8 @@ pub struct Args {
     pub(crate) autoscaler: AutoscalerArgs,
     #[command(flatten)]
     pub(crate) routes: RouteArgs,
+    #[command(flatten)]
+    pub(crate) workloads: WorkloadArgs,
     /// Namespace of the leader Lease (the operator's own).
     #[arg(long, env = "POD_NAMESPACE", default_value = "runway-system")]
     pub(crate) lease_namespace: String,
@@ -74,6 +77,73 @@ impl Args {
             }),
         }
     }
+}
+
+impl Args {
+    /// Whether revisions' pods are isolated, and from whom they take connections: the activators of
+    /// `--activator-namespace` and the probe sources.
+    pub(crate) fn isolation(&self) -> NetworkIsolation {
+        let workloads = &self.workloads;
+        match workloads.workload_network_policy {
+            NetworkPolicyMode::Enforce => NetworkIsolation::Enforce(Admitted {
+                activator_namespace: self.activator_namespace.clone(),
+                activator_labels: workloads.activator_pod_labels.clone(),
+                probe_sources: workloads.probe_source_cidrs.clone().unwrap_or_default().0,
+            }),
+            NetworkPolicyMode::Off => NetworkIsolation::Off,
+        }
+    }
+}
+
+/// What the operator adds to the revisions' pods for their security.
+#[derive(clap::Args, Debug)]
+pub(crate) struct WorkloadArgs {
+    /// Enforce: each revision gets a NetworkPolicy admitting connections to its pods only from the activators and
+    /// --probe-source-cidrs. Off: none, and the operator deletes those it made.
+    #[arg(long, env = "RUNWAY_WORKLOAD_NETWORK_POLICY", value_enum, default_value = "Enforce")]
+    pub(crate) workload_network_policy: NetworkPolicyMode,
+    /// Labels of every activator pod, key=value[,key=value]: with --activator-namespace, the peer those
+    /// NetworkPolicies admit.
+    #[arg(
+        long,
+        env = "RUNWAY_ACTIVATOR_POD_LABELS",
+        default_value = "app.kubernetes.io/name=runway-activator",
+        value_parser = pod_labels
+    )]
+    pub(crate) activator_pod_labels: BTreeMap<String, String>,
+    /// Comma-separated CIDRs the kubelet's probes come from (the nodes' addresses), admitted by those
+    /// NetworkPolicies too; unset: none, for network plugins that admit a node's traffic to its own pods anyway.
+    #[arg(long, env = "RUNWAY_PROBE_SOURCE_CIDRS")]
+    pub(crate) probe_source_cidrs: Option<CidrList>,
+    /// Restricted: new revisions' pods get the runtime's default seccomp profile, no privilege escalation and ALL
+    /// capabilities dropped but CHOWN, SETGID, SETUID, NET_BIND_SERVICE and KILL, wherever their template leaves
+    /// those fields unset. Unchanged: templates run as written. Existing revisions keep what they were made with.
+    #[arg(long, env = "RUNWAY_WORKLOAD_POD_SECURITY", value_enum, default_value = "Restricted")]
+    pub(crate) workload_pod_security: PodSecurity,
+}
+
+/// `--workload-network-policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "PascalCase")]
+pub(crate) enum NetworkPolicyMode {
+    Enforce,
+    Off,
+}
+
+/// Labels as `key=value[,key=value]`, at least one: an empty selector would admit every pod of the namespace.
+fn pod_labels(value: &str) -> Result<BTreeMap<String, String>, String> {
+    let labels = value
+        .split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+            _ => Err(format!("{pair:?} is not key=value")),
+        })
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
+    if labels.is_empty() {
+        return Err("at least one label is needed".into());
+    }
+    Ok(labels)
 }
 
 /// The routes of mapped domains (DomainMappings): per domain whose claim holds and whose Service exists, an
@@ -225,12 +295,51 @@ mod tests {
     }
 
     #[test]
+    fn isolation_is_enforced_by_default_and_admits_the_activator_pods() {
+        let args = parse(&["--activator-namespace=runway"]).unwrap();
+        let NetworkIsolation::Enforce(admitted) = args.isolation() else {
+            panic!("isolation is on by default");
+        };
+        assert_eq!(admitted.activator_namespace, "runway");
+        assert_eq!(
+            admitted.activator_labels,
+            BTreeMap::from([("app.kubernetes.io/name".to_owned(), "runway-activator".to_owned())])
+        );
+        assert!(admitted.probe_sources.is_empty());
+        assert_eq!(args.workloads.workload_pod_security, PodSecurity::Restricted);
+    }
+
+    #[test]
+    fn workload_flags_become_the_settings() {
+        let args = parse(&[
+            "--activator-pod-labels=app.kubernetes.io/name=runway-activator,app.kubernetes.io/instance=r1",
+            "--probe-source-cidrs=10.88.0.1/32,10.89.0.0/16",
+            "--workload-pod-security=Unchanged",
+        ])
+        .unwrap();
+        let NetworkIsolation::Enforce(admitted) = args.isolation() else {
+            panic!("enforced");
+        };
+        assert_eq!(admitted.activator_labels.len(), 2);
+        let sources: Vec<String> = admitted.probe_sources.iter().map(ToString::to_string).collect();
+        assert_eq!(sources, ["10.88.0.1/32", "10.89.0.0/16"]);
+        assert_eq!(args.workloads.workload_pod_security, PodSecurity::Unchanged);
+        let off = parse(&["--workload-network-policy=Off"]).unwrap();
+        assert_eq!(off.isolation(), NetworkIsolation::Off);
+    }
+
+    #[test]
     fn bad_parent_refs_and_annotations_are_refused() {
         for bad in [
             "--gateway-parent-refs=[]",
             "--gateway-parent-refs={}",
             r#"--gateway-parent-refs=[{"namespace":"traefik"}]"#,
             r#"--ingress-annotations={"a":1}"#,
+            "--activator-pod-labels=",
+            "--activator-pod-labels=runway-activator",
+            "--probe-source-cidrs=node",
+            "--workload-network-policy=off",
+            "--workload-pod-security=Privileged",
         ] {
             assert!(parse(&[bad]).is_err(), "{bad}");
         }

@@ -54,30 +54,54 @@ pub async fn get(url: &str, timeout: Duration) -> anyhow::Result<Response> {
     send(request, timeout).await
 }
 
+/// Starts a pod of the sample app named `name` in `ns` (unless it exists) and waits until it is ready: a client for
+/// requests from inside the cluster ([`get_once_from_a_pod`]).
+pub async fn client_pod(cluster: &Cluster, ns: &str, name: &str) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    if pods.get_opt(name).await?.is_none() {
+        pods.create(&Default::default(), &crate::workloads::hello_pod(name, &[]))
+            .await?;
+    }
+    crate::pods::wait_ready(&pods, &format!("app={name}"), 1, READY).await?;
+    Ok(())
+}
+
+/// One GET of `url` (with `host` as the Host header if given) from the client pod `pod` in `ns`, bounded by
+/// `timeout`: the body of a 2xx answer, or what went wrong (no answer, or another status).
+pub async fn get_once_from_a_pod(
+    cluster: &Cluster,
+    ns: &str,
+    pod: &str,
+    url: &str,
+    host: Option<&str>,
+    timeout: Duration,
+) -> Result<String, String> {
+    let timeout = format!("{}ms", timeout.as_millis());
+    let mut args = vec![
+        "-n",
+        ns,
+        "exec",
+        pod,
+        "--",
+        "/usr/local/bin/runway-hello",
+        "get",
+        url,
+        "--timeout",
+        &timeout,
+    ];
+    if let Some(host) = host {
+        args.extend(["--host", host]);
+    }
+    cluster.kubectl().run(&args).await.map_err(|e| format!("{e:#}"))
+}
+
 /// GETs `url` from a pod of the sample app in `ns` (started on first use, named `client`) until the body starts
 /// with `want`.
 pub async fn get_from_a_pod(cluster: &Cluster, ns: &str, url: &str, want: &str) -> anyhow::Result<String> {
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
-    if pods.get_opt("client").await?.is_none() {
-        pods.create(&Default::default(), &crate::workloads::hello_pod("client", &[]))
-            .await?;
-    }
-    crate::pods::wait_ready(&pods, "app=client", 1, READY).await?;
+    client_pod(cluster, ns, "client").await?;
     let body = wait_until(format!("GET {url} from a pod"), Duration::from_secs(30), || async {
-        cluster
-            .kubectl()
-            .run(&[
-                "-n",
-                ns,
-                "exec",
-                "client",
-                "--",
-                "/usr/local/bin/runway-hello",
-                "get",
-                url,
-            ])
+        get_once_from_a_pod(cluster, ns, "client", url, None, Duration::from_secs(10))
             .await
-            .map_err(|e| format!("{e:#}"))
             .and_then(|body| if body.starts_with(want) { Ok(body) } else { Err(body) })
     })
     .await?;

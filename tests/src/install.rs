@@ -112,6 +112,22 @@ pub async fn ensure_installed(cluster: &Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `helm uninstall` of release `runway`, waiting until its objects are gone (the CRDs stay: they are kept).
+pub async fn uninstall(cluster: &Cluster) -> anyhow::Result<()> {
+    let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
+    helm(&[
+        "uninstall",
+        "runway",
+        "--namespace",
+        NAMESPACE,
+        "--wait",
+        "--kubeconfig",
+        &kubeconfig,
+    ])
+    .await
+    .map(drop)
+}
+
 /// `helm upgrade` of the installed release to the suite's chart with its values kept and `sets` (`key=value`)
 /// changed, waiting for it.
 pub async fn upgrade_with(cluster: &Cluster, sets: &[&str]) -> anyhow::Result<String> {

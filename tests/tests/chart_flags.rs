@@ -128,7 +128,7 @@ fn a_flag_is_found_as_a_whole_word_only() {
 }
 
 /// The Helm value behind each flag the chart passes from a value with the same default, by component.
-const VALUE_OF_FLAG: [(&str, &str, &str); 42] = [
+const VALUE_OF_FLAG: [(&str, &str, &str); 43] = [
     ("activator", "--domain", "domain"),
     ("activator", "--log-level", "logLevel"),
     ("activator", "--log-format", "logFormat"),
@@ -196,6 +196,7 @@ const VALUE_OF_FLAG: [(&str, &str, &str); 42] = [
     ("operator", "--log-level", "logLevel"),
     ("operator", "--log-format", "logFormat"),
     ("operator", "--lease-name", "operator.leaseName"),
+    ("operator", "--workload-pod-security", "workloads.podSecurity"),
     ("operator", "--activator-service-port", "activator.service.port"),
     ("operator", "--max-scale-up-rate", "autoscaler.maxScaleUpRate"),
     ("operator", "--max-scale-down-rate", "autoscaler.maxScaleDownRate"),

@@ -20,7 +20,7 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use runway_api::names::{GROUP, revision_name};
 use runway_tests::answers::seen;
-use runway_tests::cluster::{Cluster, repo_root};
+use runway_tests::cluster::Cluster;
 use runway_tests::install::{self, helm, upgrade_with};
 use runway_tests::load::{self, Target};
 use runway_tests::release::Release;
@@ -55,16 +55,7 @@ async fn uninstall_and_reinstall(cluster: &Cluster, ns: &str) -> anyhow::Result<
     let uid_before = deployments.get(&revision).await?.metadata.uid;
 
     let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
-    helm(&[
-        "uninstall",
-        "runway",
-        "--namespace",
-        NAMESPACE,
-        "--wait",
-        "--kubeconfig",
-        &kubeconfig,
-    ])
-    .await?;
+    install::uninstall(cluster).await?;
     let stays = what_stays(cluster, ns, &revision).await?;
     eprintln!("after helm uninstall: {stays}");
 
@@ -243,17 +234,6 @@ async fn long_drain(cluster: &Cluster, ns: &str) -> anyhow::Result<()> {
         "the request through the draining activator failed: {}",
         seen(&outcome)
     );
-    cluster
-        .kubectl()
-        .run(&[
-            "-n",
-            NAMESPACE,
-            "rollout",
-            "status",
-            "deployment/runway-activator",
-            "--timeout=180s",
-        ])
-        .await?;
     Ok(())
 }
 

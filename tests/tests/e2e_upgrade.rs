@@ -21,7 +21,7 @@ use runway_api::names::revision_name;
 use runway_tests::answers::{ensure_all_ok, print_failures, seen, unix_ms};
 use runway_tests::cluster::{Cluster, repo_root};
 use runway_tests::command::run;
-use runway_tests::install::helm;
+use runway_tests::install::{self, helm};
 use runway_tests::load::{self, Load};
 use runway_tests::runway::{self, DOMAIN, NAMESPACE, READY, REQUEST, deploy};
 use runway_tests::scenario::runway_scenario;
@@ -46,16 +46,7 @@ async fn t31_an_upgrade_from_the_previous_release_fails_no_request() {
 
 async fn upgrade_from_previous(cluster: &Cluster, ns: &str, chart: &str) -> anyhow::Result<()> {
     let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
-    helm(&[
-        "uninstall",
-        "runway",
-        "--namespace",
-        NAMESPACE,
-        "--wait",
-        "--kubeconfig",
-        &kubeconfig,
-    ])
-    .await?;
+    install::uninstall(cluster).await?;
     // A cluster that only ever had the previous release: its CRDs, as its chart's crds/ folder installs them.
     delete_crds(cluster).await?;
     helm(&[

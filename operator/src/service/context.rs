@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service as KubeService};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
@@ -15,6 +16,8 @@ use runway_api::{Revision, Service, ServiceStatus};
 use tracing::{info, warn};
 
 use super::rules::desired::ActivatorRef;
+use super::rules::network_policy::NetworkIsolation;
+use super::rules::pod_security::PodSecurity;
 use super::rules::revision_status;
 use super::rules::status::ChildProblem;
 use crate::autoscaler::board::Board;
@@ -30,6 +33,10 @@ pub(crate) struct Settings {
     pub(crate) domain: String,
     pub(crate) activator: ActivatorRef,
     pub(crate) defaults: Defaults,
+    /// Whether each revision gets its NetworkPolicy, and whom it admits.
+    pub(crate) isolation: NetworkIsolation,
+    /// The pod security policy of the revisions made from now on.
+    pub(crate) pod_security: PodSecurity,
 }
 
 /// Shared by every reconcile.
@@ -102,6 +109,7 @@ impl Step {
 pub(super) struct Apis {
     pub(super) deployments: Api<Deployment>,
     pub(super) kube_services: Api<KubeService>,
+    pub(super) network_policies: Api<NetworkPolicy>,
     pub(super) revisions: Api<Revision>,
     pub(super) services: Api<Service>,
 }

@@ -40,6 +40,8 @@ use upgrade::Upgrade;
 
 pub(crate) use context::{Context, Error, Settings};
 pub(crate) use rules::desired::ActivatorRef;
+pub(crate) use rules::network_policy::{Admitted, CidrList, NetworkIsolation};
+pub(crate) use rules::pod_security::PodSecurity;
 
 /// Reconcile again this often even without changes, to repair drift.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -94,6 +96,7 @@ async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Err
         apis: Apis {
             deployments: Api::namespaced(client.clone(), &namespace),
             kube_services: Api::namespaced(client.clone(), &namespace),
+            network_policies: Api::namespaced(client.clone(), &namespace),
             revisions: Api::namespaced(client.clone(), &namespace),
             services: Api::namespaced(client.clone(), &namespace),
         },
@@ -104,8 +107,8 @@ async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Err
     };
     let mut problems = vec![];
 
-    let (owned, latest_created) = run.latest_created(&mut problems).await?;
     let legacy = run.legacy_deployment();
+    let (owned, latest_created) = run.latest_created(&mut problems, legacy.as_deref()).await?;
     let latest_revision = owned
         .iter()
         .find(|r| latest_created.as_deref() == r.metadata.name.as_deref())

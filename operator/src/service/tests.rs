@@ -25,6 +25,8 @@ use crate::autoscaler::policy::Defaults;
 use crate::children;
 use crate::metrics::Metrics;
 use rules::desired;
+use rules::network_policy::{Admitted, NetworkIsolation};
+use rules::pod_security::{POD_SECURITY_ANNOTATION, PodSecurity};
 use rules::upgrade::UPGRADE_ANNOTATION;
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
@@ -67,7 +69,12 @@ fn service() -> Service {
 
 /// Revision `name` of the Service at `generation` with `image`, as the API server returns it.
 fn revision(name: &str, image: &str, generation: i64) -> Revision {
-    let mut r = desired::revision(&service_with(image, generation), name);
+    revision_under(PodSecurity::Restricted, name, image, generation)
+}
+
+/// Likewise, made under pod security policy `security`.
+fn revision_under(security: PodSecurity, name: &str, image: &str, generation: i64) -> Revision {
+    let mut r = desired::revision(&service_with(image, generation), name, security);
     r.metadata.uid = Some(format!("uid-{name}"));
     r.metadata.generation = Some(1);
     r
@@ -133,6 +140,19 @@ where
 }
 
 fn context(client: Client, caches: Caches) -> Arc<Context> {
+    context_with(client, caches, isolated())
+}
+
+/// Revisions' pods take connections from the activators of runway-system only.
+fn isolated() -> NetworkIsolation {
+    NetworkIsolation::Enforce(Admitted {
+        activator_namespace: "runway-system".into(),
+        activator_labels: [("app.kubernetes.io/name".to_owned(), "runway-activator".to_owned())].into(),
+        probe_sources: vec![],
+    })
+}
+
+fn context_with(client: Client, caches: Caches, isolation: NetworkIsolation) -> Arc<Context> {
     let reporter = kube::runtime::events::Reporter {
         controller: "runway-operator".into(),
         instance: None,
@@ -147,6 +167,8 @@ fn context(client: Client, caches: Caches) -> Arc<Context> {
                 name: "runway-activator".into(),
             },
             defaults: Defaults::default(),
+            isolation,
+            pod_security: PodSecurity::Restricted,
         },
         metrics: Arc::new(Metrics::default()),
         pods: store(caches.pods),
@@ -253,14 +275,40 @@ fn revision_path(name: &str) -> String {
     format!("{REVISIONS}/{name}")
 }
 
+fn network_policy_path(name: &str) -> String {
+    format!("/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/{name}")
+}
+
 fn run_reconcile(service: Service, caches: Caches) -> (tokio::task::JoinHandle<Result<Action, Error>>, ApiHandle) {
+    run_reconcile_with(service, caches, isolated())
+}
+
+fn run_reconcile_with(
+    service: Service,
+    caches: Caches,
+    isolation: NetworkIsolation,
+) -> (tokio::task::JoinHandle<Result<Action, Error>>, ApiHandle) {
     let (mock, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context(Client::new(mock, "default"), caches);
+    let ctx = context_with(Client::new(mock, "default"), caches, isolation);
     (tokio::spawn(reconcile(Arc::new(service), ctx)), handle)
 }
 
-/// Expects the creation of a revision's Deployment (at `replicas`, handed to the autoscaler) and pods' Service.
+/// Expects the creation of a revision's NetworkPolicy, then its Deployment (at `replicas`, handed to the
+/// autoscaler) and pods' Service.
 async fn creates_workload(api: &mut ApiHandle, events: &mut Vec<Value>, revision: &str, replicas: i32) {
+    let policy = network_policy_path(revision);
+    expect(api, events, Method::GET, &policy, |_| not_found()).await;
+    let policy = expect(api, events, Method::PATCH, &policy, echo).await;
+    assert_eq!(
+        policy["metadata"]["ownerReferences"][0]["uid"],
+        format!("uid-{revision}"),
+        "owned by the revision"
+    );
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"][names::REVISION_LABEL],
+        revision,
+        "before the pods it selects exist"
+    );
     let path = deployment_path(revision);
     expect(api, events, Method::GET, &path, |_| not_found()).await;
     let deployment = expect(api, events, Method::PATCH, &path, echo).await;
@@ -281,8 +329,11 @@ async fn creates_workload(api: &mut ApiHandle, events: &mut Vec<Value>, revision
 }
 
 /// Expects an existing revision's workload to be read, answering with `deployment`: it already has everything
-/// Runway sets, so it is not patched.
+/// Runway sets, so it is not patched. Its NetworkPolicy and pods' Service are missing, and created.
 async fn applies_workload(api: &mut ApiHandle, events: &mut Vec<Value>, revision: &str, deployment: &Value) {
+    let policy = network_policy_path(revision);
+    expect(api, events, Method::GET, &policy, |_| not_found()).await;
+    expect(api, events, Method::PATCH, &policy, echo).await;
     let path = deployment_path(revision);
     expect(api, events, Method::GET, &path, ok(deployment.clone())).await;
     let pods = kube_service_path(&format!("{revision}-pods"));
@@ -344,6 +395,10 @@ async fn a_new_service_gets_its_first_revision_its_workload_a_route_and_a_status
     assert_eq!(created["metadata"]["labels"][names::GENERATION_LABEL], "1");
     assert_eq!(created["metadata"]["ownerReferences"][0]["uid"], "uid-1");
     assert_eq!(created["spec"]["template"]["spec"]["containers"][0]["image"], "hello:1");
+    assert_eq!(
+        created["metadata"]["annotations"][POD_SECURITY_ANNOTATION], "Restricted",
+        "a new revision runs restricted pods"
+    );
     creates_workload(&mut api, &mut events, "hello-00001", 1).await;
     applies_route(&mut api, &mut events).await;
     let created: Revision = serde_json::from_value(created).unwrap();
@@ -378,7 +433,10 @@ async fn a_new_service_gets_its_first_revision_its_workload_a_route_and_a_status
     );
     let action = task.await.unwrap().unwrap();
     assert_eq!(action, Action::requeue(RESYNC));
-    assert_eq!(reasons(&events), ["Created", "Created", "Created", "Created"]);
+    assert_eq!(
+        reasons(&events),
+        ["Created", "Created", "Created", "Created", "Created"]
+    );
 }
 
 #[tokio::test]
@@ -410,7 +468,7 @@ async fn a_revision_the_cache_does_not_show_yet_is_used_as_the_api_server_has_it
     assert_eq!(task.await.unwrap().unwrap(), Action::requeue(RESYNC));
     assert_eq!(
         reasons(&events),
-        ["Created", "Created", "Created"],
+        ["Created", "Created", "Created", "Created"],
         "no event for the revision"
     );
 }
@@ -433,6 +491,9 @@ async fn a_deployment_that_is_not_ours_is_left_alone_and_reported() {
     };
     let (task, mut api) = run_reconcile(service(), caches);
     let mut events = vec![];
+    let policy = network_policy_path("hello-00001");
+    expect(&mut api, &mut events, Method::GET, &policy, |_| not_found()).await;
+    expect(&mut api, &mut events, Method::PATCH, &policy, echo).await;
     let foreign = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hello-00001", "namespace": "default"}});
     expect(
         &mut api,
@@ -463,7 +524,7 @@ async fn a_deployment_that_is_not_ours_is_left_alone_and_reported() {
         "Deployment default/hello-00001 exists and is not owned by this Runway Revision"
     );
     assert_eq!(task.await.unwrap().unwrap(), Action::requeue(RETRY));
-    assert_eq!(reasons(&events), ["NotOwned", "Created", "Created"]);
+    assert_eq!(reasons(&events), ["Created", "NotOwned", "Created", "Created"]);
 }
 
 #[tokio::test]
@@ -490,6 +551,9 @@ async fn an_unfinished_replicas_hand_over_is_completed_before_the_apply() {
     };
     let (task, mut api) = run_reconcile(service(), caches);
     let mut events = vec![];
+    let policy = network_policy_path("hello-00001");
+    expect(&mut api, &mut events, Method::GET, &policy, |_| not_found()).await;
+    expect(&mut api, &mut events, Method::PATCH, &policy, echo).await;
     let path = deployment_path("hello-00001");
     expect(&mut api, &mut events, Method::GET, &path, ok(live.clone())).await;
     let scale = expect(&mut api, &mut events, Method::PATCH, &format!("{path}/scale"), echo).await;
@@ -509,7 +573,7 @@ async fn an_unfinished_replicas_hand_over_is_completed_before_the_apply() {
     task.await.unwrap().unwrap();
     assert_eq!(
         reasons(&events),
-        ["Created", "Created"],
+        ["Created", "Created", "Created"],
         "the unchanged Deployment has no event"
     );
 }
@@ -523,6 +587,19 @@ async fn a_child_that_drifted_is_patched_back_and_one_that_did_not_is_left_alone
     };
     let (task, mut api) = run_reconcile(service(), caches);
     let mut events = vec![];
+    let mut live_policy = serde_json::to_value(rules::network_policy::network_policy(
+        "hello",
+        &r,
+        &match isolated() {
+            NetworkIsolation::Enforce(admitted) => admitted,
+            NetworkIsolation::Off => unreachable!(),
+        },
+    ))
+    .unwrap();
+    live_policy["metadata"]["resourceVersion"] = json!("4");
+    live_policy["metadata"]["generation"] = json!(1);
+    let policy = network_policy_path("hello-00001");
+    expect(&mut api, &mut events, Method::GET, &policy, ok(live_policy)).await;
     let path = deployment_path("hello-00001");
     let repaired = live_deployment(&r, 2, 2);
     let mut drifted = repaired.clone();
@@ -534,7 +611,8 @@ async fn a_child_that_drifted_is_patched_back_and_one_that_did_not_is_left_alone
         applied["spec"].get("replicas").is_none(),
         "replicas are the autoscaler's"
     );
-    // The pods' Service and the route Service already have what Runway sets: read, not patched.
+    // The NetworkPolicy (above), the pods' Service and the route Service already have what Runway sets: read, not
+    // patched.
     let pods = kube_service_path("hello-00001-pods");
     let mut live_pods = serde_json::to_value(desired::pods_service("hello", &r)).unwrap();
     live_pods["metadata"]["resourceVersion"] = json!("3");
@@ -558,6 +636,87 @@ async fn a_child_that_drifted_is_patched_back_and_one_that_did_not_is_left_alone
     task.await.unwrap().unwrap();
     remaining_events(&mut api, &mut events).await;
     assert_eq!(reasons(&events), ["Updated"], "only the Deployment changed");
+}
+
+#[tokio::test]
+async fn with_isolation_off_the_policies_revisions_control_are_deleted_and_others_left_alone() {
+    let first = with_status(revision("hello-00001", "hello:1", 1), "True", 100);
+    let second = with_status(revision("hello-00002", "hello:2", 2), "True", 0);
+    let mut svc = service_with("hello:2", 2);
+    svc.status = Some(ServiceStatus {
+        latest_created_revision_name: Some("hello-00002".into()),
+        latest_ready_revision_name: Some("hello-00002".into()),
+        ..ServiceStatus::default()
+    });
+    let caches = Caches {
+        revisions: vec![first.clone(), second.clone()],
+        ..Caches::default()
+    };
+    let (task, mut api) = run_reconcile_with(svc, caches, NetworkIsolation::Off);
+    let mut events = vec![];
+    let policy = |name: &str, owner: &str| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-policy-{name}"),
+                "ownerReferences": [{"apiVersion": "serving.runway.dev/v1alpha1", "kind": "Revision", "name": name,
+                    "uid": owner, "controller": true}]},
+            "spec": {"podSelector": {}}})
+    };
+    // hello-00001's own policy, made while isolation was on: deleted, while it is still that object.
+    let path = network_policy_path("hello-00001");
+    let owned = policy("hello-00001", "uid-hello-00001");
+    expect(&mut api, &mut events, Method::GET, &path, ok(owned)).await;
+    let success = json!({"kind": "Status", "apiVersion": "v1", "status": "Success"});
+    let delete = expect(&mut api, &mut events, Method::DELETE, &path, ok(success)).await;
+    assert_eq!(delete["preconditions"]["uid"], "uid-policy-hello-00001");
+    let deployment = deployment_path("hello-00001");
+    expect(
+        &mut api,
+        &mut events,
+        Method::GET,
+        &deployment,
+        ok(live_deployment(&first, 1, 1)),
+    )
+    .await;
+    let pods = kube_service_path("hello-00001-pods");
+    expect(&mut api, &mut events, Method::GET, &pods, |_| not_found()).await;
+    expect(&mut api, &mut events, Method::PATCH, &pods, echo).await;
+    // hello-00002's name is taken by someone else's policy: not Runway's to delete, and no problem either.
+    let foreign = policy("hello-00002", "someone-else");
+    expect(
+        &mut api,
+        &mut events,
+        Method::GET,
+        &network_policy_path("hello-00002"),
+        ok(foreign),
+    )
+    .await;
+    let deployment = deployment_path("hello-00002");
+    expect(
+        &mut api,
+        &mut events,
+        Method::GET,
+        &deployment,
+        ok(live_deployment(&second, 1, 1)),
+    )
+    .await;
+    let pods = kube_service_path("hello-00002-pods");
+    expect(&mut api, &mut events, Method::GET, &pods, |_| not_found()).await;
+    expect(&mut api, &mut events, Method::PATCH, &pods, echo).await;
+    applies_route(&mut api, &mut events).await;
+    for r in [&first, &second] {
+        let path = format!("{}/status", revision_path(&r.name_any()));
+        let written = expect(&mut api, &mut events, Method::PATCH, &path, revision_status(r)).await;
+        assert_eq!(state(&written, "Ready").0, "True", "{}", r.name_any());
+    }
+    expect(&mut api, &mut events, Method::PATCH, STATUS, service_status).await;
+    remaining_events(&mut api, &mut events).await;
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(RESYNC));
+    let deleted: Vec<&Value> = events.iter().filter(|e| e["reason"] == "Deleted").collect();
+    assert_eq!(deleted.len(), 1, "{events:?}");
+    assert_eq!(
+        deleted[0]["note"],
+        "NetworkPolicy hello-00001 deleted: workload network policies are off"
+    );
 }
 
 fn crashing_pod(revision: &str, namespace: &str) -> Pod {
@@ -608,9 +767,9 @@ async fn crashing_pods_make_the_revision_and_the_service_not_ready_with_their_re
     }
     remaining_events(&mut api, &mut events).await;
     let action = task.await.unwrap().unwrap();
-    assert_eq!(reasons(&events), ["Created", "Created", "ContainerExits"]);
-    assert_eq!(events[2]["type"], "Warning");
-    assert_eq!(events[2]["note"], format!("hello-00001: {EXITS}"));
+    assert_eq!(reasons(&events), ["Created", "Created", "Created", "ContainerExits"]);
+    assert_eq!(events[3]["type"], "Warning");
+    assert_eq!(events[3]["note"], format!("hello-00001: {EXITS}"));
     // The pod is 30 s into the 120 s deadline: look again when it passes.
     let after = format!("{action:?}");
     assert!(after.contains("requeue_after: Some(90."), "{after}");
@@ -821,10 +980,8 @@ async fn a_taken_revision_name_is_refused_and_the_previous_revision_stays() {
 /// The Deployment the release before revisions made for the Service: rolled out at `replicas`, running the pods
 /// revision `hello-00004` would run at `image` (the release's labels, without the revision's).
 fn legacy_deployment(replicas: i32, image: &str) -> Deployment {
-    let mut template = desired::deployment("hello", &revision("hello-00004", image, 4), None)
-        .spec
-        .unwrap()
-        .template;
+    let revision = revision_under(PodSecurity::Unchanged, "hello-00004", image, 4);
+    let mut template = desired::deployment("hello", &revision, None).spec.unwrap().template;
     if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         labels.remove(names::REVISION_LABEL);
     }
@@ -840,9 +997,9 @@ fn legacy_deployment(replicas: i32, image: &str) -> Deployment {
     .unwrap()
 }
 
-/// Revision `hello-00004` at hello:1 with the upgrade's mark.
+/// Revision `hello-00004` at hello:1 with the upgrade's mark, made to run the old pods unchanged.
 fn marked_revision() -> Revision {
-    let mut r = revision("hello-00004", "hello:1", 4);
+    let mut r = revision_under(PodSecurity::Unchanged, "hello-00004", "hello:1", 4);
     r.metadata
         .annotations
         .get_or_insert_default()
@@ -867,6 +1024,10 @@ const REPLICA_SETS: &str = "/apis/apps/v1/namespaces/default/replicasets";
 async fn creates_the_marked_revision(api: &mut ApiHandle, events: &mut Vec<Value>) -> Revision {
     let created = expect(api, events, Method::POST, REVISIONS, echo).await;
     assert_eq!(created["metadata"]["name"], "hello-00004");
+    assert_eq!(
+        created["metadata"]["annotations"][POD_SECURITY_ANNOTATION], "Unchanged",
+        "the old pods' template, so that they are handed over without a restart"
+    );
     let created: Revision = serde_json::from_value(created).unwrap();
     let marked = serde_json::to_value(marked_revision()).unwrap();
     let mark = expect(api, events, Method::PATCH, &revision_path("hello-00004"), ok(marked)).await;
@@ -1214,7 +1375,7 @@ async fn a_reconcile_before_the_revisions_are_listed_changes_nothing_and_runs_ag
     writer.apply_watcher_event(&Event::InitDone);
     let task = tokio::spawn(reconcile(service, ctx));
     let mut events = vec![];
-    let path = deployment_path("hello-00001");
+    let path = network_policy_path("hello-00001");
     expect(&mut api, &mut events, Method::GET, &path, |_| not_found()).await;
     drop(api);
     let _ = task.await;

@@ -95,7 +95,7 @@ fn soak_flags() -> Flags {
 }
 
 /// Flags of other tools that docs name in inline code, with the tool.
-const OTHER_TOOLS: [(&str, &str); 16] = [
+const OTHER_TOOLS: [(&str, &str); 19] = [
     ("--resolve", "curl"),
     ("--set", "helm"),
     ("--plain-http", "helm"),
@@ -112,6 +112,9 @@ const OTHER_TOOLS: [(&str, &str); 16] = [
     ("--test-threads", "libtest"),
     ("--idle-seconds", "hack/bench/many-services.py"),
     ("--label", "hack/cluster/oci-image.sh"),
+    ("--reuse-values", "helm"),
+    ("--reset-then-reuse-values", "helm"),
+    ("--v", "kube-network-policies"),
 ];
 
 /// The flag tables, by document and heading, with their program.

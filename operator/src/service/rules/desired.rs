@@ -1,5 +1,6 @@
 //! The objects a Service should have, built by pure functions: its revisions, each revision's Deployment and pods'
-//! Service, and the Service's route Services (its own and one per tag).
+//! Service, and the Service's route Services (its own and one per tag). A revision's NetworkPolicy is built by
+//! `network_policy.rs`, and the security defaults of its pods are `pod_security.rs`'s.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use runway_api::serving::{DEFAULT_PORT_NAME, ServingPort, serving_port};
 use runway_api::{Revision, RevisionSpec, Service, names};
+
+use super::pod_security::{self, POD_SECURITY_ANNOTATION, PodSecurity};
 
 /// Seconds a pod keeps serving after it is marked terminating, so the activator stops routing to it before SIGTERM.
 pub(crate) const PRE_STOP_SLEEP_SECONDS: i64 = 3;
@@ -49,11 +52,11 @@ pub(crate) fn revision_labels(service: &str, revision: &str) -> BTreeMap<String,
 }
 
 /// Labels that select a revision's pods.
-fn selector(revision: &str) -> BTreeMap<String, String> {
+pub(super) fn selector(revision: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(names::REVISION_LABEL.to_owned(), revision.to_owned())])
 }
 
-fn meta(
+pub(super) fn meta(
     name: String,
     namespace: Option<String>,
     labels: BTreeMap<String, String>,
@@ -69,20 +72,25 @@ fn meta(
 }
 
 /// Revision `name` of the Service, made from its current spec: labelled with the Service, its own name and the
-/// Service's generation, and controlled by the Service.
-pub(crate) fn revision(service: &Service, name: &str) -> Revision {
+/// Service's generation, annotated with the pod security policy its pods run under, and controlled by the Service.
+pub(crate) fn revision(service: &Service, name: &str, security: PodSecurity) -> Revision {
     let mut labels = revision_labels(&service.name_any(), name);
     labels.insert(
         names::GENERATION_LABEL.to_owned(),
         service.metadata.generation.unwrap_or_default().to_string(),
     );
+    let mut metadata = meta(
+        name.to_owned(),
+        service.namespace(),
+        labels,
+        service.controller_owner_ref(&()),
+    );
+    metadata.annotations = Some(BTreeMap::from([(
+        POD_SECURITY_ANNOTATION.to_owned(),
+        security.as_str().to_owned(),
+    )]));
     Revision {
-        metadata: meta(
-            name.to_owned(),
-            service.namespace(),
-            labels,
-            service.controller_owner_ref(&()),
-        ),
+        metadata,
         spec: RevisionSpec::from_service_spec(&service.spec),
         status: None,
     }
@@ -127,7 +135,7 @@ pub(crate) fn deployment(service: &str, revision: &Revision, replicas: Option<i3
                     annotations: Some(user_meta.annotations).filter(|a| !a.is_empty()),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(&revision.spec)),
+                spec: Some(pod_spec(&revision.spec, PodSecurity::of(revision))),
             },
             ..DeploymentSpec::default()
         }),
@@ -135,8 +143,9 @@ pub(crate) fn deployment(service: &str, revision: &Revision, replicas: Option<i3
     }
 }
 
-/// The user's pod spec with Runway's defaults filled in where the user left a field unset.
-fn pod_spec(revision: &RevisionSpec) -> PodSpec {
+/// The user's pod spec with Runway's defaults filled in where the user left a field unset, the security defaults
+/// too when the revision runs under the restricted policy.
+fn pod_spec(revision: &RevisionSpec, security: PodSecurity) -> PodSpec {
     let mut pod = revision.template.spec.clone();
     // The CRD defaults a missing name, but a typed client may have sent an empty one.
     for container in pod.containers.iter_mut().filter(|c| c.name.is_empty()) {
@@ -162,6 +171,10 @@ fn pod_spec(revision: &RevisionSpec) -> PodSpec {
         .get_or_insert(i64::from(revision.timeout_seconds) + PRE_STOP_SLEEP_SECONDS);
     // Service links put an env var per Service of the namespace into every pod: slow starts, no use here.
     pod.enable_service_links.get_or_insert(false);
+    match security {
+        PodSecurity::Restricted => pod_security::restrict(&mut pod),
+        PodSecurity::Unchanged => {}
+    }
     pod
 }
 
@@ -310,7 +323,7 @@ mod tests {
 
     /// The Service's revision hello-00002, as the API server returns it.
     fn rev(service: &Service) -> Revision {
-        let mut revision = revision(service, "hello-00002");
+        let mut revision = revision(service, "hello-00002", PodSecurity::Restricted);
         revision.metadata.uid = Some("rev-uid".into());
         revision
     }
@@ -372,7 +385,7 @@ mod tests {
     fn a_revision_copies_the_spec_and_is_labelled_and_owned_by_its_service() {
         let mut svc = service(vec![container("app", None)]);
         svc.spec.template.metadata.as_mut().unwrap().name = Some("hello-blue".into());
-        let r = revision(&svc, "hello-blue");
+        let r = revision(&svc, "hello-blue", PodSecurity::Restricted);
         assert_eq!(r.metadata.name.as_deref(), Some("hello-blue"));
         let labels = r.metadata.labels.as_ref().unwrap();
         assert_eq!(
@@ -386,11 +399,51 @@ mod tests {
         let owner = &r.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Service", "uid-1"));
         assert_eq!(r.spec, RevisionSpec::from_service_spec(&svc.spec));
+        assert_eq!(r.annotations()[POD_SECURITY_ANNOTATION], "Restricted");
         assert_eq!(
             r.spec.template.metadata.unwrap().name,
             None,
             "the name is not part of the spec"
         );
+    }
+
+    #[test]
+    fn a_restricted_revision_runs_restricted_pods_and_an_older_one_its_template_as_before() {
+        let mut svc = service(vec![container("app", None)]);
+        svc.spec.template.spec.init_containers = Some(vec![container("migrate", None)]);
+        let restricted = deploy(&svc, None);
+        let seccomp = pod(&restricted)
+            .security_context
+            .as_ref()
+            .unwrap()
+            .seccomp_profile
+            .as_ref();
+        assert_eq!(seccomp.unwrap().type_, "RuntimeDefault");
+        for c in pod(&restricted)
+            .containers
+            .iter()
+            .chain(pod(&restricted).init_containers.iter().flatten())
+        {
+            let context = c.security_context.as_ref().unwrap();
+            assert_eq!(context.allow_privilege_escalation, Some(false), "{}", c.name);
+            assert_eq!(
+                context.capabilities.as_ref().unwrap().drop.as_deref(),
+                Some(&["ALL".to_owned()][..])
+            );
+        }
+
+        // A revision made before the policy existed has no annotation: its Deployment's template stays what it was,
+        // so that an operator upgrade restarts none of its pods.
+        let mut older = rev(&svc);
+        older.metadata.annotations = None;
+        let unchanged = deployment("hello", &older, None);
+        assert_eq!(pod(&unchanged).security_context, None);
+        assert!(pod(&unchanged).containers.iter().all(|c| c.security_context.is_none()));
+        let mut unchanged_now = rev(&svc);
+        unchanged_now
+            .annotations_mut()
+            .insert(POD_SECURITY_ANNOTATION.into(), "Unchanged".into());
+        assert_eq!(deployment("hello", &unchanged_now, None), unchanged);
     }
 
     #[test]

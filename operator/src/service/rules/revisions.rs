@@ -164,7 +164,11 @@ mod tests {
 
     /// A revision of `owner` made from `image` at `generation`.
     fn revision(name: &str, image: &str, generation: i64, owner: &str) -> Arc<Revision> {
-        let mut r = crate::service::rules::desired::revision(&service(image, generation), name);
+        let mut r = crate::service::rules::desired::revision(
+            &service(image, generation),
+            name,
+            crate::service::rules::pod_security::PodSecurity::Restricted,
+        );
         r.metadata.owner_references = Some(vec![OwnerReference {
             uid: owner.into(),
             controller: Some(true),
