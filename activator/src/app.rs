@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::access::{AccessCheck, AccessSettings, ApiClient};
 use crate::control::reports::{self, LoadHub};
 use crate::control::{ProbeConfig, handoff, prober};
 use crate::revision::Metrics;
@@ -47,12 +48,18 @@ pub struct Options {
     pub probe: ProbeConfig,
     /// Threads serving requests, each with its own listeners, backend pools and single-threaded scheduler.
     pub workers: usize,
+    /// How the callers of Authorized Services are checked (`--auth-*`).
+    pub access: AccessSettings,
+    /// The API server that reviews their tokens; without one (standalone mode) they get 503.
+    pub api: Option<ApiClient>,
 }
 
 /// A running activator.
 pub struct Activator {
     pub registry: Arc<Registry>,
     pub health: Arc<Health>,
+    /// The access checks of Authorized Services.
+    pub access: Arc<AccessCheck>,
     /// The load reports, as the autoscaler's streams get them.
     pub hub: Arc<LoadHub>,
     /// The external entry point.
@@ -94,6 +101,12 @@ impl Activator {
         let (phase, phase_receiver) = watch::channel(Phase::Serving);
         let gate = server::Gate::new(options.limits.max_connections);
         let budget = RequestBudget::new(options.request_budget_bytes);
+        let access = Arc::new(AccessCheck::new(
+            options.access.clone(),
+            options.domain.clone(),
+            options.api.clone(),
+            &metrics,
+        ));
         let settings = ProxySettings {
             connect_timeout: options.connect_timeout,
             trusted_proxies: options.trusted_proxies.clone(),
@@ -101,7 +114,13 @@ impl Activator {
         };
         let mut workers = Vec::with_capacity(count);
         for (index, (external, internal)) in external.into_iter().zip(internal).enumerate() {
-            let proxy = Proxy::new(registry.clone(), hub.clone(), settings.clone(), budget.clone());
+            let proxy = Proxy::new(
+                registry.clone(),
+                hub.clone(),
+                access.clone(),
+                settings.clone(),
+                budget.clone(),
+            );
             let worker = server::Worker {
                 external,
                 internal,
@@ -136,6 +155,7 @@ impl Activator {
         Ok(Activator {
             registry,
             health,
+            access,
             hub,
             proxy_addr,
             internal_addr,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::access::AccessSettings;
 use crate::app::Options;
 use crate::control::ProbeConfig;
 use crate::serve::budget;
@@ -97,6 +98,32 @@ pub struct Args {
     /// Bound on one readiness probe.
     #[arg(long, env = "RUNWAY_PROBE_TIMEOUT", default_value = "250ms", value_parser = parse_duration)]
     pub probe_timeout: Duration,
+    /// Authorized Services: how long an authenticated bearer token's TokenReview is reused (per token and Service),
+    /// never past the token's own expiry (its exp claim).
+    #[arg(long, env = "RUNWAY_AUTH_TOKEN_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub auth_token_ttl: Duration,
+    /// Authorized Services: how long an allowed SubjectAccessReview is reused (per user and Service).
+    #[arg(long, env = "RUNWAY_AUTH_ACCESS_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub auth_access_ttl: Duration,
+    /// Authorized Services: how long an invalid token's or a denied user's answer is reused.
+    #[arg(long, env = "RUNWAY_AUTH_NEGATIVE_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub auth_negative_ttl: Duration,
+    /// Authorized Services: entries of each review cache (tokens, users); past it the least used go.
+    #[arg(long, env = "RUNWAY_AUTH_CACHE_ENTRIES", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub auth_cache_entries: u32,
+    /// Authorized Services: token and access reviews per second this activator asks the API server for at most;
+    /// past it and the burst, a request that needs a review gets 503.
+    #[arg(long, env = "RUNWAY_AUTH_REVIEWS_PER_SECOND", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub auth_reviews_per_second: u32,
+    /// Authorized Services: reviews that may be asked for at once beyond the rate.
+    #[arg(long, env = "RUNWAY_AUTH_REVIEW_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub auth_review_burst: u32,
+    /// Authorized Services: reviews waiting for the API server at once; a request that needs another gets 503.
+    #[arg(long, env = "RUNWAY_AUTH_REVIEWS_IN_FLIGHT", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub auth_reviews_in_flight: u32,
+    /// Authorized Services: bound on one review; past it the request gets 503.
+    #[arg(long, env = "RUNWAY_AUTH_REVIEW_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub auth_review_timeout: Duration,
     /// Networks (CIDRs, comma-separated) of proxies in front whose X-Forwarded-* and Forwarded headers are kept and
     /// appended to; from any other client they are replaced, since they could be forged.
     #[arg(long, env = "RUNWAY_TRUSTED_PROXIES")]
@@ -139,6 +166,10 @@ impl Args {
     }
 
     pub fn options(&self) -> anyhow::Result<Options> {
+        anyhow::ensure!(
+            !self.auth_review_timeout.is_zero(),
+            "--auth-review-timeout must be above zero"
+        );
         let bounds = budget::derive(
             self.memory_limit,
             budget::open_files_limit(),
@@ -176,6 +207,18 @@ impl Args {
                 timeout: self.probe_timeout,
             },
             workers: self.worker_threads(),
+            access: AccessSettings {
+                token_ttl: self.auth_token_ttl,
+                access_ttl: self.auth_access_ttl,
+                negative_ttl: self.auth_negative_ttl,
+                cache_entries: self.auth_cache_entries as usize,
+                reviews_per_second: self.auth_reviews_per_second,
+                review_burst: self.auth_review_burst,
+                reviews_in_flight: self.auth_reviews_in_flight,
+                review_timeout: self.auth_review_timeout,
+            },
+            // The cluster client, made in main once the flags are read.
+            api: None,
         })
     }
 }
@@ -253,6 +296,53 @@ mod tests {
             Args::try_parse_from(["runway-activator", "--standalone", "--route", "a.b=127.0.0.1:1"]).unwrap();
         assert_eq!(standalone.options().unwrap().pod_ip, IpAddr::from([127, 0, 0, 1]));
         assert!(Args::try_parse_from(["runway-activator", "--max-header-bytes", "100"]).is_err());
+    }
+
+    #[test]
+    fn the_access_flags_default_to_the_access_settings_and_parse() {
+        let args = Args::try_parse_from(["runway-activator", "--standalone"]).unwrap();
+        assert_eq!(args.options().unwrap().access, AccessSettings::default());
+        let args = Args::try_parse_from([
+            "runway-activator",
+            "--standalone",
+            "--auth-token-ttl=2m",
+            "--auth-negative-ttl=1s",
+            "--auth-cache-entries=100",
+            "--auth-reviews-per-second=5",
+            "--auth-review-burst=7",
+            "--auth-reviews-in-flight=3",
+            "--auth-review-timeout=250ms",
+        ])
+        .unwrap();
+        let access = args.options().unwrap().access;
+        assert_eq!(
+            (
+                access.token_ttl,
+                access.access_ttl,
+                access.negative_ttl,
+                access.cache_entries
+            ),
+            (
+                Duration::from_secs(120),
+                Duration::from_secs(60),
+                Duration::from_secs(1),
+                100
+            )
+        );
+        assert_eq!(
+            (access.reviews_per_second, access.review_burst, access.reviews_in_flight),
+            (5, 7, 3)
+        );
+        assert_eq!(access.review_timeout, Duration::from_millis(250));
+        let zero = Args::try_parse_from(["runway-activator", "--standalone", "--auth-review-timeout=0"]).unwrap();
+        assert!(
+            zero.options()
+                .unwrap_err()
+                .to_string()
+                .contains("--auth-review-timeout")
+        );
+        assert!(Args::try_parse_from(["runway-activator", "--auth-reviews-per-second=0"]).is_err());
+        assert!(Args::try_parse_from(["runway-activator", "--auth-cache-entries=0"]).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
+use runway_activator::access::ApiClient;
 use runway_activator::app::Activator;
 use runway_activator::config::Args;
 use runway_activator::sources::cluster::{self, PeerSource};
@@ -24,7 +25,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let options = args.options()?;
+    let mut options = args.options()?;
     // Read the routes before binding anything: a bad file is a startup error, not a half-configured proxy.
     let mut routes = match &args.routes_file {
         Some(path) => StaticConfig::from_file(path)?,
@@ -35,14 +36,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    let activator = Activator::start(options.clone()).await?;
-    if args.standalone {
-        standalone::apply(&activator.registry, &routes, &args.domain)?;
-        activator.health.set_synced();
+    // In a cluster the client both watches and reviews the tokens of Authorized Services' callers.
+    let client = if args.standalone {
+        None
     } else {
         let client = kube::Client::try_default()
             .await
             .map_err(|error| anyhow::anyhow!("cannot reach the Kubernetes API: {error}"))?;
+        Some(client)
+    };
+    options.api = client.clone().map(ApiClient::new);
+    let activator = Activator::start(options).await?;
+    if let Some(client) = client {
         let (synced_tx, mut synced_rx) = tokio::sync::mpsc::channel(1);
         let source = PeerSource {
             namespace: args.namespace.clone(),
@@ -58,6 +63,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 health.set_synced();
             }
         });
+    } else {
+        standalone::apply(&activator.registry, &routes, &args.domain)?;
+        activator.health.set_synced();
     }
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM"),

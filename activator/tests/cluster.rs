@@ -29,6 +29,12 @@ fn runway_service(namespace: &str, name: &str, traffic: Option<Value>) -> Value 
     })
 }
 
+/// `service` with `spec.invokers: Authorized`.
+fn authorized(mut service: Value) -> Value {
+    service["spec"]["invokers"] = json!("Authorized");
+    service
+}
+
 fn revision(namespace: &str, service: &str, name: &str, cc: i32) -> Value {
     json!({
         "apiVersion": "serving.runway.dev/v1alpha1", "kind": "Revision",
@@ -125,8 +131,8 @@ async fn watched_services_revisions_slices_pods_and_peers_become_routes() {
                     "ServiceList",
                     vec![
                         runway_service("default", "hello", Some(traffic)),
-                        // Just created: the operator has not resolved its traffic yet.
-                        runway_service("default", "fresh", None),
+                        // Just created: the operator has not resolved its traffic yet. Only authorized callers.
+                        authorized(runway_service("default", "fresh", None)),
                     ],
                 )
             } else if uri.starts_with("/apis/serving.runway.dev/v1alpha1/revisions") {
@@ -202,7 +208,7 @@ async fn watched_services_revisions_slices_pods_and_peers_become_routes() {
         .expect("the watches sync")
         .unwrap();
     // The first request of a 90/10 split goes to the 90% revision.
-    let Route::Revision(hello) = registry.route("hello.default.svc.cluster.local", Entry::Internal, None) else {
+    let Route::Revision(hello, _) = registry.route("hello.default.svc.cluster.local", Entry::Internal, None) else {
         panic!("hello is routed");
     };
     assert_eq!(hello.id.key.name, "hello-00002");
@@ -210,21 +216,28 @@ async fn watched_services_revisions_slices_pods_and_peers_become_routes() {
         registry.route("other.default", Entry::Internal, None),
         Route::Unknown
     ));
-    assert!(matches!(
-        registry.route("fresh.default", Entry::Internal, None),
-        Route::NotReady(_)
-    ));
+    let fresh = registry.route("fresh.default", Entry::Internal, None);
+    assert!(matches!(fresh, Route::NotReady(..)));
+    // Who may invoke a Service comes with its routes, as its visibility does.
+    assert_eq!(fresh.authorized_only(), Some(("default", "fresh")));
+    assert_eq!(
+        registry
+            .route("hello.default.svc.cluster.local", Entry::Internal, None)
+            .authorized_only(),
+        None
+    );
     // A claimed custom domain reaches its Service through the external entry point; an unclaimed one does not.
     assert!(matches!(
         registry.route("API.example.org:80", Entry::External, None),
-        Route::Revision(_)
+        Route::Revision(..)
     ));
     assert!(matches!(
         registry.route("www.example.org", Entry::External, None),
         Route::Unknown
     ));
     // The tag's host reaches its revision and that revision's pod only.
-    let Route::Revision(previous) = registry.route("previous-hello.default.example.com", Entry::External, None) else {
+    let Route::Revision(previous, _) = registry.route("previous-hello.default.example.com", Entry::External, None)
+    else {
         panic!("the tag is routed");
     };
     assert_eq!(previous.id.key.name, "hello-00001");

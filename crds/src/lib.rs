@@ -23,6 +23,6 @@ pub use names::{RevisionKey, ServiceKey};
 pub use replicas::ReplicaStatus;
 pub use revision::{Revision, RevisionSpec, RevisionStatus};
 pub use service::{
-    Rollout, RolloutPhase, RolloutStatus, Scaling, ScalingMetric, Service, ServiceSpec, ServiceStatus, ServiceTemplate,
-    TemplateMetadata, TrafficTarget, TrafficTargetStatus, Visibility,
+    Invokers, Rollout, RolloutPhase, RolloutStatus, Scaling, ScalingMetric, Service, ServiceSpec, ServiceStatus,
+    ServiceTemplate, TemplateMetadata, TrafficTarget, TrafficTargetStatus, Visibility,
 };

@@ -127,6 +127,16 @@ pub fn url(service: &str, namespace: &str, domain: &str, visibility: Visibility)
     }
 }
 
+/// The audiences a token must be for to invoke an Authorized Service: its URL under the domain and its cluster URL,
+/// whatever its visibility, so that one token works at both entry points and a caller need not know which URL
+/// `status.url` shows. A token for another Service (or for the API server) has neither and is refused.
+pub fn invoke_audiences(service: &str, namespace: &str, domain: &str) -> [String; 2] {
+    [
+        url(service, namespace, domain, Visibility::External),
+        url(service, namespace, domain, Visibility::ClusterLocal),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +187,17 @@ mod tests {
         assert_eq!(
             tag_url("canary", "hello", "default", "example.com", Visibility::ClusterLocal),
             "http://canary-hello.default.svc.cluster.local"
+        );
+    }
+
+    #[test]
+    fn a_service_is_invoked_with_a_token_for_either_of_its_urls() {
+        assert_eq!(
+            invoke_audiences("hello", "default", "example.com"),
+            [
+                "http://hello.default.example.com".to_owned(),
+                "http://hello.default.svc.cluster.local".to_owned()
+            ]
         );
     }
 

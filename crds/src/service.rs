@@ -114,6 +114,16 @@ pub struct ServiceSpec {
     /// that does not exist).
     #[serde(default)]
     pub visibility: Visibility,
+
+    /// Who may invoke the Service, at every URL it has (its tags' and mapped domains' too). Anyone (the default):
+    /// every request that reaches an entry point serving it. Authorized: only a caller that sends
+    /// "Authorization: Bearer <token>" with a Kubernetes ServiceAccount token whose audience is the Service's URL
+    /// (http://{name}.{namespace}.{domain} or http://{name}.{namespace}.svc.cluster.local, e.g. from `kubectl create
+    /// token`), and whom RBAC allows the verb invoke on this Service (services.serving.runway.dev; the chart's
+    /// ClusterRole runway-invoker grants it). The activator answers 401 without a valid token and 403 without
+    /// permission, before the request can wake the Service; the header reaches the app unchanged.
+    #[serde(default)]
+    pub invokers: Invokers,
 }
 
 /// The default of spec.revisionHistoryLimit.
@@ -172,6 +182,16 @@ pub enum Visibility {
     External,
     /// Only the internal entry point: pods of the cluster.
     ClusterLocal,
+}
+
+/// Who may invoke a Service.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Invokers {
+    /// Every request that reaches an entry point serving the Service.
+    #[default]
+    Anyone,
+    /// Callers with a ServiceAccount token for the Service's URL whom RBAC allows to invoke it.
+    Authorized,
 }
 
 fn default_timeout_seconds() -> i32 {

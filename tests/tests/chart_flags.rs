@@ -128,7 +128,7 @@ fn a_flag_is_found_as_a_whole_word_only() {
 }
 
 /// The Helm value behind each flag the chart passes from a value with the same default, by component.
-const VALUE_OF_FLAG: [(&str, &str, &str); 35] = [
+const VALUE_OF_FLAG: [(&str, &str, &str); 43] = [
     ("activator", "--domain", "domain"),
     ("activator", "--log-level", "logLevel"),
     ("activator", "--log-format", "logFormat"),
@@ -176,6 +176,22 @@ const VALUE_OF_FLAG: [(&str, &str, &str); 35] = [
     ),
     ("activator", "--probe-interval", "activator.backends.probe.interval"),
     ("activator", "--probe-timeout", "activator.backends.probe.timeout"),
+    ("activator", "--auth-token-ttl", "activator.auth.tokenTtl"),
+    ("activator", "--auth-access-ttl", "activator.auth.accessTtl"),
+    ("activator", "--auth-negative-ttl", "activator.auth.negativeTtl"),
+    ("activator", "--auth-cache-entries", "activator.auth.cacheEntries"),
+    (
+        "activator",
+        "--auth-reviews-per-second",
+        "activator.auth.reviewsPerSecond",
+    ),
+    ("activator", "--auth-review-burst", "activator.auth.reviewBurst"),
+    (
+        "activator",
+        "--auth-reviews-in-flight",
+        "activator.auth.reviewsInFlight",
+    ),
+    ("activator", "--auth-review-timeout", "activator.auth.reviewTimeout"),
     ("operator", "--domain", "domain"),
     ("operator", "--log-level", "logLevel"),
     ("operator", "--log-format", "logFormat"),

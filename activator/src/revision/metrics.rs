@@ -1,4 +1,5 @@
-//! Prometheus metrics of the data path.
+//! The activator's Prometheus metrics: the data path's, per revision, and the access checks' of Authorized Services
+//! (one registry, so that /metrics and the docs' table have one source).
 
 use std::sync::Arc;
 
@@ -38,6 +39,25 @@ pub struct RequestLabels {
     pub code: u16,
 }
 
+/// A review's or an access check's result, one of a few fixed values.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+/// Which cache of the access checks: `token` (TokenReviews) or `access` (SubjectAccessReviews).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub cache: &'static str,
+}
+
+/// The results a TokenReview counts under: the three answers, and a review not made for the rate limit.
+pub const TOKEN_REVIEW_RESULTS: [&str; 4] = ["authenticated", "unauthenticated", "error", "limited"];
+/// The results a SubjectAccessReview counts under.
+pub const ACCESS_REVIEW_RESULTS: [&str; 4] = ["allowed", "denied", "error", "limited"];
+/// The caches of the access checks.
+pub const ACCESS_CACHES: [&str; 2] = ["token", "access"];
+
 #[derive(Clone, Copy, Debug)]
 struct LatencyBuckets;
 
@@ -58,6 +78,10 @@ pub struct Metrics {
     abandoned: Family<RevisionLabels, Counter>,
     abandoned_cut: Family<RevisionLabels, Counter>,
     latency: Family<RevisionLabels, Histogram, LatencyBuckets>,
+    token_reviews: Family<ResultLabels, Counter>,
+    access_reviews: Family<ResultLabels, Counter>,
+    auth_cache_hits: Family<CacheLabels, Counter>,
+    auth_cache_entries: Family<CacheLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -71,6 +95,10 @@ impl Default for Metrics {
             abandoned: Family::default(),
             abandoned_cut: Family::default(),
             latency: Family::new_with_constructor(LatencyBuckets),
+            token_reviews: Family::default(),
+            access_reviews: Family::default(),
+            auth_cache_hits: Family::default(),
+            auth_cache_entries: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -100,6 +128,38 @@ impl Default for Metrics {
             "Time from request arrival to response headers, queueing included",
             metrics.latency.clone(),
         );
+        registry.register(
+            "token_reviews",
+            "Bearer tokens of requests to Authorized Services, by the TokenReview's result (limited: not reviewed, past the rate limit)",
+            metrics.token_reviews.clone(),
+        );
+        registry.register(
+            "access_reviews",
+            "Callers of Authorized Services, by the SubjectAccessReview's result (limited: not reviewed, past the rate limit)",
+            metrics.access_reviews.clone(),
+        );
+        registry.register(
+            "auth_cache_hits",
+            "Access checks answered from a cache instead of a review",
+            metrics.auth_cache_hits.clone(),
+        );
+        registry.register(
+            "auth_cache_entries",
+            "Entries in a cache of the access checks (bounded by --auth-cache-entries)",
+            metrics.auth_cache_entries.clone(),
+        );
+        // Every series from the start: a counter that appears only at its first increment hides that increment from
+        // rate(), and the fixed label values cost nothing.
+        for result in TOKEN_REVIEW_RESULTS {
+            let _ = metrics.token_reviews.get_or_create(&ResultLabels { result });
+        }
+        for result in ACCESS_REVIEW_RESULTS {
+            let _ = metrics.access_reviews.get_or_create(&ResultLabels { result });
+        }
+        for cache in ACCESS_CACHES {
+            let _ = metrics.auth_cache_hits.get_or_create(&CacheLabels { cache });
+            let _ = metrics.auth_cache_entries.get_or_create(&CacheLabels { cache });
+        }
         Metrics { registry, ..metrics }
     }
 }
@@ -110,6 +170,25 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
+    }
+
+    /// The counter of TokenReviews with `result` (one of `TOKEN_REVIEW_RESULTS`).
+    pub fn token_reviews(&self, result: &'static str) -> Counter {
+        self.token_reviews.get_or_create(&ResultLabels { result }).clone()
+    }
+
+    /// The counter of SubjectAccessReviews with `result` (one of `ACCESS_REVIEW_RESULTS`).
+    pub fn access_reviews(&self, result: &'static str) -> Counter {
+        self.access_reviews.get_or_create(&ResultLabels { result }).clone()
+    }
+
+    /// The hits and the size of one of `ACCESS_CACHES`.
+    pub fn auth_cache(&self, cache: &'static str) -> (Counter, Gauge) {
+        let labels = CacheLabels { cache };
+        (
+            self.auth_cache_hits.get_or_create(&labels).clone(),
+            self.auth_cache_entries.get_or_create(&labels).clone(),
+        )
     }
 
     /// The series of one revision, resolved once so that the request path only touches atomics.

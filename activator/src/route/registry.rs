@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 use runway_api::stats::ServiceLoad;
-use runway_api::{RevisionKey, ServiceKey};
+use runway_api::{Invokers, RevisionKey, ServiceKey};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
@@ -75,14 +75,28 @@ impl Table {
     }
 }
 
-/// What a host leads to.
+/// What a host leads to. Both routes to a Service carry who may invoke it: a request is checked before anything is
+/// done for it, also before it waits for a revision.
 pub enum Route {
-    Revision(Arc<RevisionHandle>),
+    Revision(Arc<RevisionHandle>, Invokers),
     /// The Service exists but routes to no revision known here yet (its status has no traffic yet, or the watch
     /// has not brought the revision yet): answer 503, the client may retry.
-    NotReady(ServiceKey),
+    NotReady(ServiceKey, Invokers),
     /// The host names no Service known here.
     Unknown,
+}
+
+impl Route {
+    /// The namespace and name of the Service the route leads to, when only authorized callers may invoke it.
+    pub fn authorized_only(&self) -> Option<(&str, &str)> {
+        match self {
+            Route::Revision(revision, Invokers::Authorized) => {
+                Some((revision.id.key.namespace.as_str(), revision.id.service.as_str()))
+            }
+            Route::NotReady(service, Invokers::Authorized) => Some((service.namespace.as_str(), service.name.as_str())),
+            Route::Revision(_, Invokers::Anyone) | Route::NotReady(_, Invokers::Anyone) | Route::Unknown => None,
+        }
+    }
 }
 
 impl Registry {
@@ -164,9 +178,10 @@ impl Registry {
                 .or_else(|| table.split.lock().pick().and_then(known)),
             (None, None) => table.split.lock().pick().and_then(known),
         };
+        let invokers = table.traffic.invokers;
         match handle {
-            Some(handle) => Route::Revision(handle),
-            None => Route::NotReady(key),
+            Some(handle) => Route::Revision(handle, invokers),
+            None => Route::NotReady(key, invokers),
         }
     }
 
@@ -373,6 +388,7 @@ mod tests {
     fn traffic(split: &[(&str, u32)], tags: &[(&str, &str)], visibility: Visibility) -> Option<ServiceTraffic> {
         Some(ServiceTraffic {
             visibility,
+            invokers: runway_api::Invokers::Anyone,
             split: split.iter().map(|(r, p)| ((*r).to_owned(), *p)).collect(),
             tags: tags.iter().map(|(t, r)| ((*t).to_owned(), (*r).to_owned())).collect(),
         })
@@ -391,8 +407,8 @@ mod tests {
     /// The revision `host` leads to at `entry`, or what else it leads to.
     fn revision(registry: &Registry, host: &str, entry: Entry, pinned: Option<&str>) -> String {
         match registry.route(host, entry, pinned) {
-            Route::Revision(revision) => revision.id.key.name.clone(),
-            Route::NotReady(key) => format!("not ready: {key}"),
+            Route::Revision(revision, _) => revision.id.key.name.clone(),
+            Route::NotReady(key, _) => format!("not ready: {key}"),
             Route::Unknown => "unknown".to_owned(),
         }
     }
@@ -477,6 +493,51 @@ mod tests {
         );
         registry.set_service(&key, None);
         assert_eq!(revision(&registry, "hello.default", Entry::Internal, None), "unknown");
+    }
+
+    #[tokio::test]
+    async fn every_route_to_an_authorized_service_says_so_and_names_the_service() {
+        let registry = registry();
+        add_revision(&registry, "hello", "hello-1");
+        let key = ServiceKey::new("default", "hello");
+        let authorized = |split: &[(&str, u32)]| {
+            let mut table = traffic(split, &[("t", "hello-1")], Visibility::External);
+            if let Some(table) = table.as_mut() {
+                table.invokers = Invokers::Authorized;
+            }
+            table
+        };
+        registry.set_service(&key, authorized(&[("hello-1", 100)]));
+        registry.set_domains([("app.example.org".to_owned(), key.clone())].into());
+        for (host, entry) in [
+            ("hello.default.example.com", Entry::External),
+            ("t-hello.default.example.com", Entry::External),
+            ("app.example.org", Entry::External),
+            ("hello.default.svc.cluster.local", Entry::Internal),
+        ] {
+            let route = registry.route(host, entry, None);
+            assert!(matches!(route, Route::Revision(..)), "{host}");
+            assert_eq!(route.authorized_only(), Some(("default", "hello")), "{host}");
+        }
+        // Before its revision is known too: the request is checked before it waits.
+        registry.set_service(&key, authorized(&[("hello-2", 100)]));
+        let route = registry.route("hello.default.example.com", Entry::External, None);
+        assert!(matches!(route, Route::NotReady(..)));
+        assert_eq!(route.authorized_only(), Some(("default", "hello")));
+        // Anyone may invoke it again: nothing to check.
+        registry.set_service(&key, traffic(&[("hello-1", 100)], &[], Visibility::External));
+        assert_eq!(
+            registry
+                .route("hello.default.example.com", Entry::External, None)
+                .authorized_only(),
+            None
+        );
+        assert_eq!(
+            registry
+                .route("nothing.default.example.com", Entry::External, None)
+                .authorized_only(),
+            None
+        );
     }
 
     #[tokio::test]

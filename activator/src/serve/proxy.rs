@@ -17,6 +17,7 @@ use runway_api::names::{COLD_START_HEADER, REVISION_HEADER};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::access::{AccessCheck, Decision};
 use crate::control::reports::LoadHub;
 use crate::model::{Answerer, Origin};
 use crate::revision::{Admission, Grant, Lease, Peers, RevisionHandle, Target};
@@ -106,6 +107,8 @@ pub struct Proxy {
     peers: watch::Receiver<Arc<Peers>>,
     /// Where pokes go, for requests that find their revision at zero.
     hub: Arc<LoadHub>,
+    /// Who may invoke Authorized Services; shared by the serving threads' proxies.
+    access: Arc<AccessCheck>,
     clients: Clients,
     /// Clients whose forwarded headers are kept (`--trusted-proxies`).
     trusted_proxies: TrustedProxies,
@@ -141,14 +144,21 @@ struct Waited {
 }
 
 impl Proxy {
-    /// `budget` is shared by the serving threads' proxies.
-    pub fn new(registry: Arc<Registry>, hub: Arc<LoadHub>, settings: ProxySettings, budget: RequestBudget) -> Self {
+    /// `access` and `budget` are shared by the serving threads' proxies.
+    pub fn new(
+        registry: Arc<Registry>,
+        hub: Arc<LoadHub>,
+        access: Arc<AccessCheck>,
+        settings: ProxySettings,
+        budget: RequestBudget,
+    ) -> Self {
         let peers = registry.watch_peers();
         let me = peers.borrow().me();
         Proxy {
             registry,
             peers,
             hub,
+            access,
             clients: Clients::new(settings.connect_timeout, me),
             trusted_proxies: settings.trusted_proxies,
             budget,
@@ -189,19 +199,31 @@ impl Proxy {
             .remove(REVISION)
             .filter(|_| origin == Origin::Peer);
         let pinned = pinned.as_ref().and_then(|value| value.to_str().ok());
+        // A caller that may not invoke the Service is answered here, before the request holds any of the activator's
+        // bounds, counts as load or wakes a revision at zero (`forward` does all three).
+        let route = self.registry.route(&host, entry, pinned);
+        if let Some(refused) = self.refused(&route, origin, request.headers()).await {
+            return Ok(refused);
+        }
         // A Service with nothing to route to yet (just created, or written by a release without revisions until
         // the operator resolves its traffic) holds its requests for a while instead of failing them; only those
-        // requests pay for waiting.
-        let route = match self.registry.route(&host, entry, pinned) {
-            Route::NotReady(_) => {
-                self.wait_for_route(&host, entry, pinned, arrival + NOT_READY_WAIT)
-                    .await
+        // requests pay for waiting. The Service may have changed meanwhile (its invokers, or the Service a mapped
+        // domain names), so the check is made again; a fresh answer is in the cache.
+        let route = match route {
+            Route::NotReady(..) => {
+                let route = self
+                    .wait_for_route(&host, entry, pinned, arrival + NOT_READY_WAIT)
+                    .await;
+                if let Some(refused) = self.refused(&route, origin, request.headers()).await {
+                    return Ok(refused);
+                }
+                route
             }
             route => route,
         };
         let revision = match route {
-            Route::Revision(revision) => revision,
-            Route::NotReady(service) => return Ok(respond::no_revision_ready(&service)),
+            Route::Revision(revision, _) => revision,
+            Route::NotReady(service, _) => return Ok(respond::no_revision_ready(&service)),
             Route::Unknown => return Ok(respond::no_service_for_host(&host)),
         };
         let (mut response, answerer) = self.forward(&revision, request, remote, origin, &host, arrival).await;
@@ -213,6 +235,27 @@ impl Proxy {
         Ok(response)
     }
 
+    /// The answer for a client that may not invoke the Service `route` leads to; `None` lets the request go on. A
+    /// Service anyone may invoke costs one comparison here. A peer's request is not checked again: the activator
+    /// that took it from its client checked it, and only an activator of the peer set is taken for a peer (the hop
+    /// header from the IP of an activator pod).
+    async fn refused(
+        &self,
+        route: &Route,
+        origin: Origin,
+        headers: &http::HeaderMap,
+    ) -> Option<Response<ResponseBody>> {
+        if origin == Origin::Peer {
+            return None;
+        }
+        let (namespace, service) = route.authorized_only()?;
+        // Boxed: the reviews' futures are large, and only requests to Authorized Services should carry them.
+        match Box::pin(self.access.check(headers, namespace, service)).await {
+            Decision::Allowed => None,
+            Decision::Refused(refusal) => Some(respond::access_refused(&refusal, namespace, service)),
+        }
+    }
+
     /// Routes `host` again each time a routing table or a revision arrives, until it leads somewhere or `until`.
     async fn wait_for_route(&self, host: &str, entry: Entry, pinned: Option<&str>, until: Instant) -> Route {
         loop {
@@ -221,7 +264,7 @@ impl Proxy {
             tokio::pin!(changed);
             changed.as_mut().enable();
             match self.registry.route(host, entry, pinned) {
-                Route::NotReady(_) if Instant::now() < until => {
+                Route::NotReady(..) if Instant::now() < until => {
                     let _ = tokio::time::timeout_at(until, changed).await;
                 }
                 route => return route,

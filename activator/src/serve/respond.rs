@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use runway_api::ServiceKey;
 
+use crate::access::{Challenge, Refusal, Review, Unavailable};
 use crate::serve::body::ResponseBody;
 use crate::serve::head::HeadError;
 
@@ -52,6 +53,60 @@ pub fn no_revision_ready(service: &ServiceKey) -> Response<ResponseBody> {
         format!("no revision of {service} is ready to route yet\n"),
         "1",
     )
+}
+
+/// The answer to a caller the access check of an Authorized Service did not let through: 401 with a Bearer challenge (RFC 6750 §3) without a valid token, 403 for a
+/// user RBAC does not allow, 503 when the check could not be made (fail closed).
+pub fn access_refused(refusal: &Refusal, namespace: &str, service: &str) -> Response<ResponseBody> {
+    match refusal {
+        Refusal::Unauthenticated(challenge) => {
+            let (header, body) = match challenge {
+                Challenge::NoToken => (
+                    r#"Bearer realm="runway""#,
+                    format!("{namespace}/{service} requires an Authorization: Bearer token\n"),
+                ),
+                Challenge::Malformed => (
+                    r#"Bearer realm="runway", error="invalid_request""#,
+                    "the Authorization header holds no bearer token\n".to_owned(),
+                ),
+                Challenge::InvalidToken => (
+                    r#"Bearer realm="runway", error="invalid_token""#,
+                    format!("the bearer token is not valid for {namespace}/{service}\n"),
+                ),
+            };
+            let mut response = local(StatusCode::UNAUTHORIZED, body);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(header));
+            response
+        }
+        Refusal::Forbidden { user } => local(
+            StatusCode::FORBIDDEN,
+            format!("{user} may not invoke {namespace}/{service}\n"),
+        ),
+        Refusal::Unavailable(Unavailable::NoApi) => retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Kubernetes API to review tokens with\n",
+            "10",
+        ),
+        Refusal::Unavailable(Unavailable::Limited(review, limit)) => retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} reviews {limit}, retry later\n", review_name(*review)),
+            "1",
+        ),
+        Refusal::Unavailable(Unavailable::Failed(review, reason)) => retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} review failed: {reason}\n", review_name(*review)),
+            "1",
+        ),
+    }
+}
+
+fn review_name(review: Review) -> &'static str {
+    match review {
+        Review::Token => "token",
+        Review::Access => "access",
+    }
 }
 
 /// 503: the bytes of the requests this activator holds reached its bound.

@@ -113,6 +113,7 @@ pub fn apply(registry: &Registry, config: &StaticConfig, domain: &str) -> anyhow
             &key,
             Some(ServiceTraffic {
                 visibility: runway_api::Visibility::External,
+                invokers: runway_api::Invokers::Anyone,
                 split: revisions.iter().map(|r| (r.name.clone(), r.percent)).collect(),
                 tags: revisions
                     .iter()

@@ -26,6 +26,7 @@ pub fn traffic_of_service(service: &Service) -> ServiceTraffic {
         .unwrap_or_default();
     ServiceTraffic {
         visibility: service.spec.visibility,
+        invokers: service.spec.invokers,
         split: traffic
             .iter()
             .filter_map(|t| {
@@ -55,6 +56,7 @@ mod tests {
             "metadata": {"name": "hello", "namespace": "default", "managedFields": [{"manager": "kubectl"}]},
             "spec": {
                 "visibility": "ClusterLocal",
+                "invokers": "Authorized",
                 "template": {"spec": {"containers": [{"image": "hello", "env": [{"name": "A", "value": "b"}]}]}},
             },
             "status": {
@@ -69,6 +71,7 @@ mod tests {
         let mut kept = service.clone();
         keep_only_routing(&mut kept);
         assert_eq!(traffic_of_service(&kept), traffic_of_service(&service));
+        assert_eq!(traffic_of_service(&kept).invokers, runway_api::Invokers::Authorized);
         assert!(kept.spec.template.spec.containers.is_empty());
         assert_eq!(kept.metadata.managed_fields, None);
         assert!(kept.status.as_ref().unwrap().conditions.is_empty());

@@ -38,6 +38,7 @@ pub fn revision() -> RevisionId {
 pub fn traffic(split: &[(&str, u32)], tags: &[(&str, &str)]) -> ServiceTraffic {
     ServiceTraffic {
         visibility: runway_api::Visibility::External,
+        invokers: runway_api::Invokers::Anyone,
         split: split.iter().map(|(r, p)| ((*r).to_owned(), *p)).collect(),
         tags: tags.iter().map(|(t, r)| ((*t).to_owned(), (*r).to_owned())).collect(),
     }
@@ -77,6 +78,8 @@ pub fn options(ip: IpAddr) -> Options {
         trusted_proxies: Default::default(),
         probe: ProbeConfig::default(),
         workers: 1,
+        access: Default::default(),
+        api: None,
     }
 }
 

@@ -36,6 +36,7 @@ fn service_with(image: &str, generation: i64) -> Service {
         "hello",
         ServiceSpec {
             visibility: Default::default(),
+            invokers: Default::default(),
             template: ServiceTemplate {
                 metadata: None,
                 spec: PodSpec {

@@ -294,6 +294,7 @@ mod tests {
             "hello",
             ServiceSpec {
                 visibility: Default::default(),
+                invokers: Default::default(),
                 template: ServiceTemplate {
                     metadata: Some(TemplateMetadata {
                         name: None,

@@ -153,6 +153,7 @@ mod tests {
             rollout: None,
             revision_history_limit: None,
             visibility: Default::default(),
+            invokers: Default::default(),
         };
         let mut s = Service::new("hello", spec);
         s.metadata.namespace = Some("default".into());

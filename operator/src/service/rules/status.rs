@@ -157,6 +157,7 @@ mod tests {
             "hello",
             ServiceSpec {
                 visibility: Default::default(),
+                invokers: Default::default(),
                 template: ServiceTemplate::default(),
                 container_concurrency: 0,
                 timeout_seconds: 300,
