@@ -95,7 +95,7 @@ fn soak_flags() -> Flags {
 }
 
 /// Flags of other tools that docs name in inline code, with the tool.
-const OTHER_TOOLS: [(&str, &str); 19] = [
+const OTHER_TOOLS: [(&str, &str); 21] = [
     ("--resolve", "curl"),
     ("--set", "helm"),
     ("--plain-http", "helm"),
@@ -115,6 +115,8 @@ const OTHER_TOOLS: [(&str, &str); 19] = [
     ("--reuse-values", "helm"),
     ("--reset-then-reuse-values", "helm"),
     ("--v", "kube-network-policies"),
+    ("--fail-open", "kube-network-policies"),
+    ("--queue-bypass", "iptables"),
 ];
 
 /// The flag tables, by document and heading, with their program.
