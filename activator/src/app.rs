@@ -15,9 +15,9 @@ use crate::revision::Metrics;
 use crate::route::Registry;
 use crate::serve::admin::{self, Admin, AdminServer, Health};
 use crate::serve::budget::RequestBudget;
-use crate::serve::headers::TrustedProxies;
 use crate::serve::proxy::{Proxy, ProxySettings};
 use crate::serve::server::{self, ConnectionLimits, Phase};
+use runway_api::cidr::CidrList;
 
 /// Everything an activator needs to run, whatever feeds its routes.
 #[derive(Clone, Debug)]
@@ -44,7 +44,7 @@ pub struct Options {
     pub tunnel_idle_timeout: Option<Duration>,
     pub connect_timeout: Duration,
     /// Networks whose forwarded headers are kept (`--trusted-proxies`).
-    pub trusted_proxies: TrustedProxies,
+    pub trusted_proxies: CidrList,
     pub probe: ProbeConfig,
     /// Threads serving requests, each with its own listeners, backend pools and single-threaded scheduler.
     pub workers: usize,

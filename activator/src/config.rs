@@ -10,9 +10,9 @@ use crate::access::AccessSettings;
 use crate::app::Options;
 use crate::control::ProbeConfig;
 use crate::serve::budget;
-use crate::serve::headers::TrustedProxies;
 use crate::serve::server::{ConnectionLimits, H2_CONNECTION_WINDOW};
 use crate::sources::standalone::{StaticRoute, parse_route_flag};
+use runway_api::cidr::CidrList;
 
 /// Runway's activator: the data plane in front of every Service's pods.
 #[derive(Debug, Parser)]
@@ -127,7 +127,7 @@ pub struct Args {
     /// Networks (CIDRs, comma-separated) of proxies in front whose X-Forwarded-* and Forwarded headers are kept and
     /// appended to; from any other client they are replaced, since they could be forged.
     #[arg(long, env = "RUNWAY_TRUSTED_PROXIES")]
-    pub trusted_proxies: Option<TrustedProxies>,
+    pub trusted_proxies: Option<CidrList>,
     /// Threads serving requests, each with its own listeners (SO_REUSEPORT), backend connection pools and
     /// single-threaded scheduler; defaults to the CPUs this process may use.
     #[arg(long, env = "RUNWAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -357,9 +357,9 @@ mod tests {
         }
         assert!(!trusted.contains("192.168.1.2".parse().unwrap()));
         // An empty list (RUNWAY_TRUSTED_PROXIES="") trusts nobody, like no flag at all.
-        assert_eq!(parse(""), TrustedProxies::default());
+        assert_eq!(parse(""), CidrList::default());
         let standalone = Args::try_parse_from(["runway-activator", "--standalone"]).unwrap();
-        assert_eq!(standalone.options().unwrap().trusted_proxies, TrustedProxies::default());
+        assert_eq!(standalone.options().unwrap().trusted_proxies, CidrList::default());
         let error = Args::try_parse_from(["runway-activator", "--trusted-proxies", "10.0.0.0/8,10.0.0.0/33"])
             .unwrap_err()
             .to_string();

@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
@@ -19,7 +18,6 @@ use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use parking_lot::Mutex;
@@ -29,7 +27,6 @@ use runway_activator::model::ServiceTraffic;
 use runway_activator::revision::{Peers, first_ranked};
 use runway_api::Invokers;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 const CALLER: &str = "system:serviceaccount:client:caller";
 const STRANGER: &str = "system:serviceaccount:client:stranger";
@@ -144,28 +141,13 @@ impl FakeApi {
     }
 }
 
-/// Serves `api` on loopback.
+/// Serves `api` on loopback (HTTP/1.1, as kube's client speaks to it).
 async fn serve_api(api: Arc<FakeApi>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let api = api.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let api = api.clone();
-                    async move { Ok::<_, Infallible>(api.answer(request).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    backend(move |request| {
+        let api = api.clone();
+        async move { api.answer(request).await }
+    })
+    .await
 }
 
 /// A kube client for the API server at `addr`.

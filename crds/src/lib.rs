@@ -3,6 +3,7 @@
 //! the wire format in which activators report load to the autoscaler.
 #![forbid(unsafe_code)]
 
+pub mod cidr;
 pub mod conditions;
 pub mod crd;
 pub mod domain_mapping;

@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use crate::autoscaler::policy::Defaults;
 use crate::domain::{IngressSettings, RouteSettings};
-use crate::service::{Admitted, CidrList, NetworkIsolation, PodSecurity};
+use runway_api::cidr::CidrList;
+
+use crate::service::{Admitted, NetworkIsolation, PodSecurity};
 
 /// Reconciles Runway Services into Deployments and Kubernetes Services, and scales them on request load.
 #[derive(Parser, Debug)]

@@ -391,3 +391,33 @@ async fn t38_authenticated_requests_are_reviewed_once_per_token_not_per_request(
     })
     .await;
 }
+
+/// An activator's admin port (load stream, metrics, slot handoff) answers the release's own pods only: a pod of
+/// another namespace gets no answer, while its internal entry point answers it.
+#[tokio::test]
+async fn t40_the_activators_admin_port_is_closed_to_other_namespaces() {
+    runway_scenario("e2e-admin-port", |cluster, ns| async move {
+        client_pod(&cluster, &ns, "caller").await?;
+        let activator = runway::activator_pods(&cluster)
+            .await?
+            .into_iter()
+            .next()
+            .context("no activator")?;
+        let ip = activator.address.ip();
+        let admin = format!("http://{ip}:9090/metrics");
+        let seen = get_once_from_a_pod(&cluster, &ns, "caller", &admin, None, DIRECT_ATTEMPT).await;
+        ensure!(
+            seen.is_err(),
+            "{admin} answered a pod of {ns}: {:?}",
+            seen.map(|b| b.len())
+        );
+        let health = format!("http://{ip}:8081/");
+        let internal = get_once_from_a_pod(&cluster, &ns, "caller", &health, Some("nothing.here"), REQUEST).await;
+        ensure!(
+            internal.as_ref().is_err_and(|e| e.contains("404")),
+            "the internal entry point did not answer 404 for an unknown host: {internal:?}"
+        );
+        Ok(())
+    })
+    .await;
+}

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use runway_api::cidr::CidrList;
 use runway_api::names::{COLD_START_HEADER, REVISION_HEADER};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -26,9 +27,7 @@ use crate::serve::body::{BodySlot, OutgoingBody, ResponseBody};
 use crate::serve::budget::{RequestBudget, request_cost};
 use crate::serve::exchange::Exchange;
 use crate::serve::head;
-use crate::serve::headers::{
-    HOP_HEADER, TrustedProxies, remove_hop_by_hop, requested_upgrade, restore_upgrade, set_forwarded,
-};
+use crate::serve::headers::{HOP_HEADER, remove_hop_by_hop, requested_upgrade, restore_upgrade, set_forwarded};
 use crate::serve::respond;
 use crate::serve::tunnel;
 
@@ -96,7 +95,7 @@ pub struct ProxySettings {
     /// Bound on connecting to a pod or peer.
     pub connect_timeout: Duration,
     /// Clients whose forwarded headers are kept (`--trusted-proxies`).
-    pub trusted_proxies: TrustedProxies,
+    pub trusted_proxies: CidrList,
     /// Upgraded connections idle this long are closed; `None` never.
     pub tunnel_idle_timeout: Option<Duration>,
 }
@@ -111,7 +110,7 @@ pub struct Proxy {
     access: Arc<AccessCheck>,
     clients: Clients,
     /// Clients whose forwarded headers are kept (`--trusted-proxies`).
-    trusted_proxies: TrustedProxies,
+    trusted_proxies: CidrList,
     /// Bytes of the requests not yet answered, bounded.
     budget: RequestBudget,
     tunnel_idle_timeout: Option<Duration>,

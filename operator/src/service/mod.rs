@@ -40,7 +40,7 @@ use upgrade::Upgrade;
 
 pub(crate) use context::{Context, Error, Settings};
 pub(crate) use rules::desired::ActivatorRef;
-pub(crate) use rules::network_policy::{Admitted, CidrList, NetworkIsolation};
+pub(crate) use rules::network_policy::{Admitted, NetworkIsolation};
 pub(crate) use rules::pod_security::PodSecurity;
 
 /// Reconcile again this often even without changes, to repair drift.

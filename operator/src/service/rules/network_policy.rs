@@ -5,15 +5,13 @@
 //! more sources beside these, such as a metrics scraper.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::net::IpAddr;
-use std::str::FromStr;
 
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{Resource, ResourceExt};
+use runway_api::cidr::Cidr;
 use runway_api::{Revision, names};
 
 use super::desired::{meta, revision_labels, selector};
@@ -90,63 +88,6 @@ fn match_labels(labels: BTreeMap<String, String>) -> LabelSelector {
     }
 }
 
-/// An IP network in CIDR notation, as a NetworkPolicy's ipBlock takes it: `10.88.0.0/16`, `fd00::/8`; a bare address
-/// is one host (`10.88.0.1` is `10.88.0.1/32`). Host bits must be zero, so that what is admitted is what was written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let invalid = || format!("{text:?} is not a CIDR such as 10.88.0.0/16, 10.88.0.1/32 or fd00::/8");
-        let (address, prefix) = match text.split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (text, None),
-        };
-        let network: IpAddr = address.parse().map_err(|_| invalid())?;
-        let bits: u8 = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => bits,
-            Some(prefix) => prefix.parse::<u8>().ok().filter(|p| *p <= bits).ok_or_else(invalid)?,
-        };
-        let host_bits = match network {
-            IpAddr::V4(v4) => u128::from(u32::from(v4) & u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0)),
-            IpAddr::V6(v6) => u128::from(v6) & u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0),
-        };
-        if host_bits != 0 {
-            return Err(format!("{text:?} has host bits set: write the network's first address"));
-        }
-        Ok(Cidr { network, prefix })
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
-    }
-}
-
-/// A comma-separated list of [`Cidr`]s (`--probe-source-cidrs`); empty items are skipped, so an empty list is "".
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct CidrList(pub(crate) Vec<Cidr>);
-
-impl FromStr for CidrList {
-    type Err = String;
-
-    fn from_str(list: &str) -> Result<Self, String> {
-        list.split(',')
-            .filter(|item| !item.trim().is_empty())
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .map(CidrList)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,7 +112,7 @@ mod tests {
         Admitted {
             activator_namespace: "runway-system".into(),
             activator_labels: BTreeMap::from([("app.kubernetes.io/name".into(), "runway-activator".into())]),
-            probe_sources: probe_sources.parse::<CidrList>().unwrap().0,
+            probe_sources: probe_sources.parse::<runway_api::cidr::CidrList>().unwrap().0,
         }
     }
 
@@ -218,24 +159,5 @@ mod tests {
         assert_eq!(from.as_array().unwrap().len(), 3);
         assert_eq!(from[1], json!({"ipBlock": {"cidr": "10.88.0.1/32"}}));
         assert_eq!(from[2], json!({"ipBlock": {"cidr": "fd00::/64"}}));
-    }
-
-    #[test]
-    fn cidrs_are_written_in_full_and_bad_ones_refused() {
-        for (text, shown) in [
-            ("10.88.0.1", "10.88.0.1/32"),
-            (" 10.88.0.0/16 ", "10.88.0.0/16"),
-            ("0.0.0.0/0", "0.0.0.0/0"),
-            ("fd00::1", "fd00::1/128"),
-            ("fd00::/8", "fd00::/8"),
-        ] {
-            assert_eq!(text.parse::<Cidr>().unwrap().to_string(), shown, "{text}");
-        }
-        for bad in ["", "10.88.0.1/33", "10.88.0.0/x", "node", "fd00::/129", "10.88.0.1/16"] {
-            assert!(bad.parse::<Cidr>().is_err(), "{bad:?}");
-        }
-        assert_eq!("".parse::<CidrList>().unwrap(), CidrList::default());
-        assert_eq!("10.88.0.1,".parse::<CidrList>().unwrap().0.len(), 1);
-        assert!("10.88.0.1,bad".parse::<CidrList>().is_err());
     }
 }
