@@ -222,18 +222,9 @@ fn get_with_token(proxy: SocketAddr, token: &str) -> Request<Full<Bytes>> {
 }
 
 async fn metric(activator: &Activator, series: &str) -> f64 {
-    let (_, _, text) = send(
-        &client(),
-        Request::get(format!("http://{}/metrics", activator.admin_addr))
-            .body(Full::default())
-            .unwrap(),
-    )
-    .await;
-    text.lines()
-        .find(|line| line.starts_with(series))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+    metric_value(activator, series)
+        .await
+        .unwrap_or_else(|| panic!("no series {series} in the activator's metrics"))
 }
 
 /// A JWT-shaped token (unsigned: the fake API server does not verify) expiring at `exp`.

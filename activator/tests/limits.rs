@@ -24,18 +24,7 @@ use tokio::net::TcpStream;
 const LONG: Duration = Duration::from_secs(30);
 
 async fn metric(activator: &Activator, name: &str) -> f64 {
-    let (_, _, text) = send(
-        &client(),
-        Request::get(format!("http://{}/metrics", activator.admin_addr))
-            .body(Full::default())
-            .unwrap(),
-    )
-    .await;
-    text.lines()
-        .find(|line| line.starts_with(name))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0)
+    metric_value(activator, name).await.unwrap_or(0.0)
 }
 
 #[tokio::test]

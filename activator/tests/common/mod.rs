@@ -236,3 +236,15 @@ pub async fn h2c_connection(proxy: SocketAddr) -> hyper::client::conn::http2::Se
     tokio::spawn(connection);
     sender
 }
+
+/// The value of the first series of the activator's `/metrics` whose line starts with `series`, if there is one.
+pub async fn metric_value(activator: &Activator, series: &str) -> Option<f64> {
+    let request = Request::get(format!("http://{}/metrics", activator.admin_addr))
+        .body(Full::default())
+        .unwrap();
+    let (_, _, text) = send(&client(), request).await;
+    text.lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
