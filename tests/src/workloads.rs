@@ -12,12 +12,12 @@ pub fn hello_image() -> String {
     crate::release::Release::current().images.hello.clone()
 }
 
-/// The sample app's container: image from the cluster's registry, readiness on /healthz, non-root, `env` added.
-fn hello_container(env: &[(&str, &str)]) -> Value {
+/// The sample app's container running `image`: readiness on /healthz, non-root, `env` added.
+fn container(image: &str, env: &[(&str, &str)]) -> Value {
     let env: Vec<Value> = env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
     json!({
         "name": "hello",
-        "image": hello_image(),
+        "image": image,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": HELLO_PORT}],
         "env": env,
@@ -26,8 +26,12 @@ fn hello_container(env: &[(&str, &str)]) -> Value {
     })
 }
 
-/// A Deployment of the sample app whose pods carry the label `app=<name>`.
+/// A Deployment of the sample app ([`hello_image`]) whose pods carry the label `app=<name>`.
 pub fn hello_deployment(name: &str, replicas: i32, env: &[(&str, &str)]) -> Deployment {
+    deployment(&hello_image(), name, replicas, env)
+}
+
+fn deployment(image: &str, name: &str, replicas: i32, env: &[(&str, &str)]) -> Deployment {
     serde_json::from_value(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -37,7 +41,7 @@ pub fn hello_deployment(name: &str, replicas: i32, env: &[(&str, &str)]) -> Depl
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [hello_container(env)], "terminationGracePeriodSeconds": 5},
+                "spec": {"containers": [container(image, env)], "terminationGracePeriodSeconds": 5},
             },
         },
     }))
@@ -50,7 +54,7 @@ pub fn hello_pod(name: &str, env: &[(&str, &str)]) -> Pod {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {"containers": [hello_container(env)], "terminationGracePeriodSeconds": 1},
+        "spec": {"containers": [container(&hello_image(), env)], "terminationGracePeriodSeconds": 1},
     }))
     .expect("a valid Pod")
 }
@@ -76,13 +80,13 @@ mod tests {
 
     #[test]
     fn deployment_selects_its_own_pods() {
-        let d = hello_deployment("web", 2, &[("REJECT_OVERLAP", "true")]);
+        let d = deployment("registry.example/hello:1", "web", 2, &[("REJECT_OVERLAP", "true")]);
         let spec = d.spec.unwrap();
         assert_eq!(spec.replicas, Some(2));
         let labels = spec.template.metadata.unwrap().labels.unwrap();
         assert_eq!(spec.selector.match_labels.unwrap(), labels);
         let container = &spec.template.spec.unwrap().containers[0];
-        assert_eq!(container.image.as_deref(), Some(hello_image().as_str()));
+        assert_eq!(container.image.as_deref(), Some("registry.example/hello:1"));
         assert_eq!(container.env.as_ref().unwrap()[0].name, "REJECT_OVERLAP");
     }
 
