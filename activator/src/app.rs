@@ -11,6 +11,8 @@ use tokio::task::JoinHandle;
 use crate::access::{AccessCheck, AccessSettings, ApiClient};
 use crate::control::reports::{self, LoadHub};
 use crate::control::{ProbeConfig, handoff, prober};
+use crate::model::AccessLogShare;
+use crate::observe::AccessLog;
 use crate::revision::Metrics;
 use crate::route::Registry;
 use crate::serve::admin::{self, Admin, AdminServer, Health};
@@ -18,6 +20,7 @@ use crate::serve::budget::RequestBudget;
 use crate::serve::proxy::{Proxy, ProxySettings};
 use crate::serve::server::{self, ConnectionLimits, Phase};
 use runway_api::cidr::CidrList;
+use runway_api::logging::LogFormat;
 
 /// Everything an activator needs to run, whatever feeds its routes.
 #[derive(Clone, Debug)]
@@ -52,6 +55,14 @@ pub struct Options {
     pub access: AccessSettings,
     /// The API server that reviews their tokens; without one (standalone mode) they get 503.
     pub api: Option<ApiClient>,
+    pub access_log: AccessLogSettings,
+}
+
+/// The access log's format and the share of requests it records by default.
+#[derive(Clone, Copy, Debug)]
+pub struct AccessLogSettings {
+    pub format: LogFormat,
+    pub default: AccessLogShare,
 }
 
 /// A running activator.
@@ -77,8 +88,16 @@ pub struct Activator {
 }
 
 impl Activator {
-    /// Binds both ports and starts serving. Routes come later, through `registry`.
+    /// Binds both ports and starts serving, with the access log on stdout. Routes come later, through `registry`.
     pub async fn start(options: Options) -> anyhow::Result<Self> {
+        Self::start_logging_to(options, std::io::stdout()).await
+    }
+
+    /// [`Activator::start`], with the access log written to `access_log`.
+    pub async fn start_logging_to(
+        options: Options,
+        access_log: impl std::io::Write + Send + 'static,
+    ) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(LoadHub::new(options.pod_name.clone()));
         let (probes, probe_requests) = mpsc::unbounded_channel();
@@ -107,6 +126,12 @@ impl Activator {
             options.api.clone(),
             &metrics,
         ));
+        let access_log = Arc::new(AccessLog::start(
+            options.access_log.format,
+            options.access_log.default,
+            metrics.access_log_dropped(),
+            access_log,
+        ));
         let settings = ProxySettings {
             connect_timeout: options.connect_timeout,
             trusted_proxies: options.trusted_proxies.clone(),
@@ -118,6 +143,7 @@ impl Activator {
                 registry.clone(),
                 hub.clone(),
                 access.clone(),
+                access_log.clone(),
                 settings.clone(),
                 budget.clone(),
             );

@@ -7,8 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::access::AccessSettings;
-use crate::app::Options;
+use crate::app::{AccessLogSettings, Options};
 use crate::control::ProbeConfig;
+use crate::model::AccessLogShare;
 use crate::serve::budget;
 use crate::serve::server::{ConnectionLimits, H2_CONNECTION_WINDOW};
 use crate::sources::standalone::{StaticRoute, parse_route_flag};
@@ -132,6 +133,10 @@ pub struct Args {
     /// single-threaded scheduler; defaults to the CPUs this process may use.
     #[arg(long, env = "RUNWAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: Option<u16>,
+    /// The share of requests the access log (stdout, one line per request, in the --log-format) records, in
+    /// percent: 0 none, 100 every one, between a random sample. A Service's spec.accessLogPercent overrides it.
+    #[arg(long, env = "RUNWAY_ACCESS_LOG_PERCENT", default_value = "100")]
+    pub access_log_percent: AccessLogShare,
     #[command(flatten)]
     pub logs: runway_api::logging::LogArgs,
     /// Run without a cluster: routes from --route and --routes-file.
@@ -207,6 +212,10 @@ impl Args {
                 timeout: self.probe_timeout,
             },
             workers: self.worker_threads(),
+            access_log: AccessLogSettings {
+                format: self.logs.log_format,
+                default: self.access_log_percent,
+            },
             access: AccessSettings {
                 token_ttl: self.auth_token_ttl,
                 access_ttl: self.auth_access_ttl,

@@ -4,8 +4,8 @@
 //!
 //! In layers, each folder importing only those listed before it (`runway-tests`' `layers` test checks it):
 //! `model` (the values), `revision` (the per-revision core), `route` (host to revision), `sources` (what feeds the
-//! registry), `control` (background tasks), `access` (who may invoke an Authorized Service), `serve` (sockets and
-//! HTTP); `app` and `config` sit on top. See docs/architecture.md.
+//! registry), `control` (background tasks), `access` (who may invoke an Authorized Service), `observe` (request IDs and the access
+//! log), `serve` (sockets and HTTP); `app` and `config` sit on top. See docs/architecture.md.
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -13,6 +13,7 @@ pub mod app;
 pub mod config;
 pub mod control;
 pub mod model;
+pub mod observe;
 pub mod revision;
 pub mod route;
 pub mod serve;

@@ -178,6 +178,7 @@ fn authorized_service(activator: &Activator, pods: &[SocketAddr]) {
     route(activator, 0, Duration::from_secs(30), pods);
     let traffic = ServiceTraffic {
         invokers: Invokers::Authorized,
+        access_log: None,
         ..traffic(&[(REVISION, 100)], &[])
     };
     activator.registry.set_service(&key(), Some(traffic));
@@ -690,6 +691,7 @@ async fn a_peers_request_is_checked_once_and_a_client_cannot_pose_as_a_peer() {
         route(activator, 1, Duration::from_secs(30), &[pod]);
         let traffic = ServiceTraffic {
             invokers: Invokers::Authorized,
+            access_log: None,
             ..traffic(&[(REVISION, 100)], &[])
         };
         activator.registry.set_service(&key(), Some(traffic));

@@ -124,6 +124,12 @@ pub struct ServiceSpec {
     /// permission, before the request can wake the Service; the header reaches the app unchanged.
     #[serde(default)]
     pub invokers: Invokers,
+
+    /// The share of the Service's requests the activators' access log records, in percent: 0 none, 100 every one,
+    /// between a random sample. Unset: the activators' default (the chart's activator.accessLog.percent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub access_log_percent: Option<i32>,
 }
 
 /// The default of spec.revisionHistoryLimit.

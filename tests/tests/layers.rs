@@ -1,6 +1,6 @@
 //! The crates' module graphs have no import circle, between files or between top-level modules, and the activator's
-//! folders import only the folders above them: `model`, `revision`, `route`, `sources`, `control`, `access`, `serve` (see
-//! docs/architecture.md). Read from the sources as text: every `use crate::...` (also `super::`, `self::` and a
+//! folders import only the folders above them: `model`, `revision`, `route`, `sources`, `control`, `access`,
+//! `observe`, `serve` (see docs/architecture.md). Read from the sources as text: every `use crate::...` (also `super::`, `self::` and a
 //! child module's name at the start of a file's own imports, and inline `crate::x::` paths), resolved to the file
 //! that defines what it names, through the `pub use` re-exports of `mod.rs` and `lib.rs`.
 
@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 /// The activator's folders, each allowed to import only those before it; `app`, `config`, `lib` and `main` sit on
 /// top of them all.
-const ACTIVATOR_LAYERS: [&str; 7] = ["model", "revision", "route", "sources", "control", "access", "serve"];
+const ACTIVATOR_LAYERS: [&str; 8] = [
+    "model", "revision", "route", "sources", "control", "access", "observe", "serve",
+];
 const ACTIVATOR_TOP: [&str; 4] = ["app", "config", "lib", "main"];
 
 #[test]

@@ -13,4 +13,4 @@ pub use ids::RevisionId;
 pub(crate) use origin::Answerer;
 pub use origin::Origin;
 pub use settings::{FastProbe, RevisionSettings};
-pub use traffic::ServiceTraffic;
+pub use traffic::{AccessLogShare, ServicePolicy, ServiceTraffic};

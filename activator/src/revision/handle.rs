@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::model::{Answerer, EndpointState, FastProbe, Origin, RevisionId, RevisionSettings};
 use crate::revision::balance::{PodLoad, choose_pod};
+use crate::revision::cold_start::ColdStart;
 use crate::revision::load::{LoadSample, LoadTracker};
 use crate::revision::metrics::RevisionMetrics;
 use crate::revision::peers::Peers;
@@ -70,8 +71,17 @@ struct RevisionState {
     rotation: usize,
     load: LoadTracker,
     last_poke: Option<Instant>,
-    /// A cold start is under way (requests arrived with no routable pod); counted once.
-    cold_start: bool,
+    warmth: Warmth,
+    /// The last cold start that ended, for the requests that waited through it.
+    last_cold_start: Option<ColdStart>,
+}
+
+/// Whether a cold start is under way.
+enum Warmth {
+    /// A pod is routable, or no request has waited for one since the last went.
+    Warm,
+    /// Requests arrived with no routable pod; counted once, timed until a pod is routable.
+    Cold(ColdStart),
 }
 
 /// A pod this revision wants probed, sent on its probe channel to the prober. The prober holds no more of the
@@ -124,7 +134,8 @@ impl RevisionHandle {
                 rotation: 0,
                 load: LoadTracker::new(Instant::now()),
                 last_poke: None,
-                cold_start: false,
+                warmth: Warmth::Warm,
+                last_cold_start: None,
             }),
         })
     }
@@ -144,11 +155,17 @@ impl RevisionHandle {
 
     /// Counts a response of this revision: in the metrics, and in the load report when this activator answered it
     /// rather than the peer it forwarded the request to (which counts it in its own report).
-    pub fn answered(&self, status: u16, answerer: Answerer) {
-        self.metrics.count_response(status);
+    /// `elapsed`: from the request's arrival to the response head.
+    pub fn answered(&self, status: u16, answerer: Answerer, elapsed: Duration) {
+        self.metrics.count_response(status, elapsed);
         if answerer == Answerer::ThisActivator {
             self.lock().load.answered(status);
         }
+    }
+
+    /// The last cold start that ended: the timeline a request that waited through one splits its wait by.
+    pub fn last_cold_start(&self) -> Option<ColdStart> {
+        self.lock().last_cold_start
     }
 
     /// Asks for a slot for a request that just arrived from `origin`.
@@ -176,12 +193,16 @@ impl RevisionHandle {
         }
         state.load.arrived();
         let state = &mut *state;
+        let nobody_waited = state.queue.is_empty();
         let Ok((id, receiver)) = state.queue.push(origin, &mut state.load, now) else {
             return Admission::QueueFull;
         };
         let cold = !state.pods.iter().any(Pod::routable);
-        if cold && !state.cold_start {
-            state.cold_start = true;
+        // A cold start lasts while requests wait with no routable pod: one whose requests all gave up is over, and
+        // the next request begins another (else its duration would count the idle time between them).
+        if cold && (matches!(state.warmth, Warmth::Warm) || nobody_waited) {
+            let listed = state.pods.iter().any(|pod| !pod.is_removed());
+            state.warmth = Warmth::Cold(ColdStart::began(now, listed));
             self.metrics.cold_starts.inc();
         }
         let poke = cold && state.last_poke.is_none_or(|at| now - at >= POKE_INTERVAL);
@@ -238,6 +259,12 @@ impl RevisionHandle {
             }
         }
         state.pods.retain(|p| !p.is_removed() || p.in_flight > 0);
+        let listed = state.pods.iter().any(|pod| !pod.is_removed());
+        if let Warmth::Cold(cold) = &mut state.warmth
+            && listed
+        {
+            cold.pod_listed(Instant::now());
+        }
         state.recompute_slots();
         let probes = state.claim_probes(&self.this);
         self.dispatch(&mut state);
@@ -360,8 +387,13 @@ impl RevisionHandle {
                 let _ = waiter.grant.send(Grant::Peer(peer));
             }
         }
-        if state.pods.iter().any(Pod::routable) {
-            state.cold_start = false;
+        if let Warmth::Cold(cold) = &mut state.warmth
+            && state.pods.iter().any(Pod::routable)
+        {
+            let took = cold.finish(now);
+            self.metrics.cold_start_duration.observe(took.as_secs_f64());
+            state.last_cold_start = Some(*cold);
+            state.warmth = Warmth::Warm;
         }
         self.publish_gauges(state);
     }
@@ -860,9 +892,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn responses_a_peer_answered_are_left_to_its_report() {
         let service = service(0, 10);
-        service.answered(200, Answerer::ThisActivator);
-        service.answered(503, Answerer::ThisActivator);
-        service.answered(500, Answerer::Peer);
+        service.answered(200, Answerer::ThisActivator, Duration::from_millis(1));
+        service.answered(503, Answerer::ThisActivator, Duration::from_millis(1));
+        service.answered(500, Answerer::Peer, Duration::from_millis(1));
         let load = service
             .take_load(Instant::now())
             .expect("responses make the interval active");

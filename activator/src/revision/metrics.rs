@@ -2,6 +2,7 @@
 //! (one registry, so that /metrics and the docs' table have one source).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -29,6 +30,30 @@ pub struct RevisionLabels {
     pub namespace: SharedLabel,
     pub service: SharedLabel,
     pub revision: SharedLabel,
+}
+
+/// A response's status class, as `2xx`: the label of the request duration histogram, few values per revision.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct StatusClass(u16);
+
+impl StatusClass {
+    pub fn of(code: u16) -> Self {
+        StatusClass(code / 100)
+    }
+}
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_fmt(encoder, format_args!("{}xx", self.0))
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DurationLabels {
+    pub namespace: SharedLabel,
+    pub service: SharedLabel,
+    pub revision: SharedLabel,
+    pub status_class: StatusClass,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,6 +93,16 @@ impl MetricConstructor<Histogram> for LatencyBuckets {
     }
 }
 
+#[derive(Clone, Copy, Debug)]
+struct ColdStartBuckets;
+
+impl MetricConstructor<Histogram> for ColdStartBuckets {
+    fn new_metric(&self) -> Histogram {
+        // 50 ms .. ~102 s: from a warm node's fastest pod start to a large model server's.
+        Histogram::new(exponential_buckets(0.05, 2.0, 12))
+    }
+}
+
 /// All series, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -77,7 +112,10 @@ pub struct Metrics {
     cold_starts: Family<RevisionLabels, Counter>,
     abandoned: Family<RevisionLabels, Counter>,
     abandoned_cut: Family<RevisionLabels, Counter>,
-    latency: Family<RevisionLabels, Histogram, LatencyBuckets>,
+    request_duration: Family<DurationLabels, Histogram, LatencyBuckets>,
+    queue_wait: Family<RevisionLabels, Histogram, LatencyBuckets>,
+    cold_start_duration: Family<RevisionLabels, Histogram, ColdStartBuckets>,
+    access_log_dropped: Counter,
     token_reviews: Family<ResultLabels, Counter>,
     access_reviews: Family<ResultLabels, Counter>,
     auth_cache_hits: Family<CacheLabels, Counter>,
@@ -94,7 +132,10 @@ impl Default for Metrics {
             cold_starts: Family::default(),
             abandoned: Family::default(),
             abandoned_cut: Family::default(),
-            latency: Family::new_with_constructor(LatencyBuckets),
+            request_duration: Family::new_with_constructor(LatencyBuckets),
+            queue_wait: Family::new_with_constructor(LatencyBuckets),
+            cold_start_duration: Family::new_with_constructor(ColdStartBuckets),
+            access_log_dropped: Counter::default(),
             token_reviews: Family::default(),
             access_reviews: Family::default(),
             auth_cache_hits: Family::default(),
@@ -124,9 +165,24 @@ impl Default for Metrics {
             metrics.abandoned_cut.clone(),
         );
         registry.register(
-            "proxy_duration_seconds",
-            "Time from request arrival to response headers, queueing included",
-            metrics.latency.clone(),
+            "request_duration_seconds",
+            "Time from a request's arrival to its response head, queueing included, by status class",
+            metrics.request_duration.clone(),
+        );
+        registry.register(
+            "queue_wait_seconds",
+            "Time requests that found no free slot waited in the queue",
+            metrics.queue_wait.clone(),
+        );
+        registry.register(
+            "cold_start_duration_seconds",
+            "Time from the first request that found the revision with no routable pod to its first routable pod",
+            metrics.cold_start_duration.clone(),
+        );
+        registry.register(
+            "access_log_dropped",
+            "Access log lines dropped because the writer fell behind (its queue is bounded)",
+            metrics.access_log_dropped.clone(),
         );
         registry.register(
             "token_reviews",
@@ -191,6 +247,11 @@ impl Metrics {
         )
     }
 
+    /// The access log's counter of dropped lines.
+    pub fn access_log_dropped(&self) -> Counter {
+        self.access_log_dropped.clone()
+    }
+
     /// The series of one revision, resolved once so that the request path only touches atomics.
     pub fn for_revision(&self, id: &RevisionId) -> RevisionMetrics {
         let labels = RevisionLabels {
@@ -204,8 +265,10 @@ impl Metrics {
             cold_starts: self.cold_starts.get_or_create(&labels).clone(),
             abandoned: self.abandoned.get_or_create(&labels).clone(),
             abandoned_cut: self.abandoned_cut.get_or_create(&labels).clone(),
-            latency: self.latency.get_or_create(&labels).clone(),
+            queue_wait: self.queue_wait.get_or_create(&labels).clone(),
+            cold_start_duration: self.cold_start_duration.get_or_create(&labels).clone(),
             requests: self.requests.clone(),
+            request_duration: self.request_duration.clone(),
             by_code: Mutex::new(Vec::new()),
             labels,
         }
@@ -219,9 +282,11 @@ impl Metrics {
         self.cold_starts.remove(labels);
         self.abandoned.remove(labels);
         self.abandoned_cut.remove(labels);
-        self.latency.remove(labels);
-        for (code, _) in series.by_code.lock().iter() {
-            self.requests.remove(&series.request_labels(*code));
+        self.queue_wait.remove(labels);
+        self.cold_start_duration.remove(labels);
+        for response in series.by_code.lock().iter() {
+            self.requests.remove(&series.request_labels(response.code));
+            self.request_duration.remove(&series.duration_labels(response.code));
         }
     }
 }
@@ -234,22 +299,49 @@ pub struct RevisionMetrics {
     pub cold_starts: Counter,
     pub abandoned: Counter,
     pub abandoned_cut: Counter,
-    pub latency: Histogram,
+    pub queue_wait: Histogram,
+    pub cold_start_duration: Histogram,
     requests: Family<RequestLabels, Counter>,
-    /// Counters per status code seen so far (a handful per revision).
-    by_code: Mutex<Vec<(u16, Counter)>>,
+    request_duration: Family<DurationLabels, Histogram, LatencyBuckets>,
+    /// The series of each status code seen so far (a handful per revision).
+    by_code: Mutex<Vec<CodeSeries>>,
+}
+
+/// The series a response with one status code counts in.
+struct CodeSeries {
+    code: u16,
+    requests: Counter,
+    /// Shared by the codes of one class.
+    duration: Histogram,
 }
 
 impl RevisionMetrics {
-    pub fn count_response(&self, code: u16) {
+    /// Counts a response with status `code` whose head left `elapsed` after the request arrived.
+    pub fn count_response(&self, code: u16, elapsed: Duration) {
         let mut by_code = self.by_code.lock();
-        if let Some((_, counter)) = by_code.iter().find(|(c, _)| *c == code) {
-            counter.inc();
-            return;
+        let index = match by_code.iter().position(|series| series.code == code) {
+            Some(index) => index,
+            None => {
+                by_code.push(CodeSeries {
+                    code,
+                    requests: self.requests.get_or_create(&self.request_labels(code)).clone(),
+                    duration: self.request_duration.get_or_create(&self.duration_labels(code)).clone(),
+                });
+                by_code.len() - 1
+            }
+        };
+        let series = &by_code[index];
+        series.requests.inc();
+        series.duration.observe(elapsed.as_secs_f64());
+    }
+
+    fn duration_labels(&self, code: u16) -> DurationLabels {
+        DurationLabels {
+            namespace: self.labels.namespace.clone(),
+            service: self.labels.service.clone(),
+            revision: self.labels.revision.clone(),
+            status_class: StatusClass::of(code),
         }
-        let counter = self.requests.get_or_create(&self.request_labels(code)).clone();
-        counter.inc();
-        by_code.push((code, counter));
     }
 
     fn request_labels(&self, code: u16) -> RequestLabels {
@@ -271,12 +363,18 @@ mod tests {
         let metrics = Metrics::default();
         let old = metrics.for_revision(&RevisionId::new("default", "hello", "hello-00001"));
         let new = metrics.for_revision(&RevisionId::new("default", "hello", "hello-00002"));
-        old.count_response(200);
-        new.count_response(503);
+        old.count_response(200, Duration::from_millis(3));
+        new.count_response(503, Duration::from_millis(3));
         let text = metrics.encode();
         assert!(
             text.contains(
                 "runway_activator_requests_total{namespace=\"default\",service=\"hello\",revision=\"hello-00002\",code=\"503\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "runway_activator_request_duration_seconds_count{namespace=\"default\",service=\"hello\",revision=\"hello-00002\",status_class=\"5xx\"} 1"
             ),
             "{text}"
         );

@@ -5,6 +5,7 @@
 //! on the revision's probe channel. Pure state and rules: no sockets, no tasks. Imports `model` only.
 
 mod balance;
+mod cold_start;
 mod handle;
 mod load;
 mod metrics;
@@ -14,6 +15,7 @@ mod queue;
 mod releases;
 mod slots;
 
+pub use cold_start::{ColdStart, ColdStartPhase};
 pub use handle::{Admission, Grant};
 pub(crate) use handle::{Lease, ProbeRequest, RevisionHandle};
 pub use metrics::Metrics;

@@ -13,7 +13,7 @@ use runway_api::{Invokers, RevisionKey, ServiceKey};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::model::{EndpointState, RevisionId, RevisionSettings, ServiceTraffic};
+use crate::model::{EndpointState, RevisionId, RevisionSettings, ServicePolicy, ServiceTraffic};
 use crate::revision::{Metrics, Peers, ProbeRequest, Releases, RevisionHandle};
 use crate::route::host::{Entry, Named, host_name, resolve, service_for_domain_host, service_for_host};
 use crate::route::split::Split;
@@ -78,23 +78,33 @@ impl Table {
 /// What a host leads to. Both routes to a Service carry who may invoke it: a request is checked before anything is
 /// done for it, also before it waits for a revision.
 pub enum Route {
-    Revision(Arc<RevisionHandle>, Invokers),
+    Revision(Arc<RevisionHandle>, ServicePolicy),
     /// The Service exists but routes to no revision known here yet (its status has no traffic yet, or the watch
     /// has not brought the revision yet): answer 503, the client may retry.
-    NotReady(ServiceKey, Invokers),
+    NotReady(ServiceKey, ServicePolicy),
     /// The host names no Service known here.
     Unknown,
 }
 
 impl Route {
+    /// The policy of the Service the route leads to, if it leads to one.
+    pub fn policy(&self) -> Option<ServicePolicy> {
+        match self {
+            Route::Revision(_, policy) | Route::NotReady(_, policy) => Some(*policy),
+            Route::Unknown => None,
+        }
+    }
+
     /// The namespace and name of the Service the route leads to, when only authorized callers may invoke it.
     pub fn authorized_only(&self) -> Option<(&str, &str)> {
         match self {
-            Route::Revision(revision, Invokers::Authorized) => {
+            Route::Revision(revision, policy) if policy.invokers == Invokers::Authorized => {
                 Some((revision.id.key.namespace.as_str(), revision.id.service.as_str()))
             }
-            Route::NotReady(service, Invokers::Authorized) => Some((service.namespace.as_str(), service.name.as_str())),
-            Route::Revision(_, Invokers::Anyone) | Route::NotReady(_, Invokers::Anyone) | Route::Unknown => None,
+            Route::NotReady(service, policy) if policy.invokers == Invokers::Authorized => {
+                Some((service.namespace.as_str(), service.name.as_str()))
+            }
+            Route::Revision(..) | Route::NotReady(..) | Route::Unknown => None,
         }
     }
 }
@@ -178,10 +188,10 @@ impl Registry {
                 .or_else(|| table.split.lock().pick().and_then(known)),
             (None, None) => table.split.lock().pick().and_then(known),
         };
-        let invokers = table.traffic.invokers;
+        let policy = table.traffic.policy();
         match handle {
-            Some(handle) => Route::Revision(handle, invokers),
-            None => Route::NotReady(key, invokers),
+            Some(handle) => Route::Revision(handle, policy),
+            None => Route::NotReady(key, policy),
         }
     }
 
@@ -389,6 +399,7 @@ mod tests {
         Some(ServiceTraffic {
             visibility,
             invokers: runway_api::Invokers::Anyone,
+            access_log: None,
             split: split.iter().map(|(r, p)| ((*r).to_owned(), *p)).collect(),
             tags: tags.iter().map(|(t, r)| ((*t).to_owned(), (*r).to_owned())).collect(),
         })

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::access::{AccessCheck, Decision};
 use crate::control::reports::LoadHub;
 use crate::model::{Answerer, Origin};
+use crate::observe::{AccessLog, AccessRecord, REQUEST_ID, Via, client_address, request_id, trace_id};
 use crate::revision::{Admission, Grant, Lease, Peers, RevisionHandle, Target};
 use crate::route::{Entry, Registry, Route};
 use crate::serve::body::{BodySlot, OutgoingBody, ResponseBody};
@@ -108,6 +109,7 @@ pub struct Proxy {
     hub: Arc<LoadHub>,
     /// Who may invoke Authorized Services; shared by the serving threads' proxies.
     access: Arc<AccessCheck>,
+    access_log: Arc<AccessLog>,
     clients: Clients,
     /// Clients whose forwarded headers are kept (`--trusted-proxies`).
     trusted_proxies: CidrList,
@@ -142,12 +144,38 @@ struct Waited {
     cold: bool,
 }
 
+/// What the request path saw of a request, for its access log line.
+#[derive(Default)]
+struct Seen {
+    /// What the line needs of the request's head; `None` when the access log does not record this request.
+    head: Option<LoggedHead>,
+    revision: Option<Arc<RevisionHandle>>,
+    /// The pod or peer it was last sent to.
+    backend: Option<SocketAddr>,
+    /// The request body, to count what was sent of it.
+    body: Option<BodySlot>,
+    waited: Waited,
+}
+
+/// What an access log line needs of a request's head, taken before the head goes to the pod.
+struct LoggedHead {
+    entry: Entry,
+    host: String,
+    method: http::Method,
+    path: String,
+    user_agent: Option<HeaderValue>,
+    client: IpAddr,
+    via: Via,
+    trace_id: Option<String>,
+}
+
 impl Proxy {
-    /// `access` and `budget` are shared by the serving threads' proxies.
+    /// `access`, `access_log` and `budget` are shared by the serving threads' proxies.
     pub fn new(
         registry: Arc<Registry>,
         hub: Arc<LoadHub>,
         access: Arc<AccessCheck>,
+        access_log: Arc<AccessLog>,
         settings: ProxySettings,
         budget: RequestBudget,
     ) -> Self {
@@ -158,6 +186,7 @@ impl Proxy {
             peers,
             hub,
             access,
+            access_log,
             clients: Clients::new(settings.connect_timeout, me),
             trusted_proxies: settings.trusted_proxies,
             budget,
@@ -173,8 +202,28 @@ impl Proxy {
         entry: Entry,
     ) -> Result<Response<ResponseBody>, Infallible> {
         let arrival = Instant::now();
+        let request_id = request_id(request.headers());
+        request.headers_mut().insert(REQUEST_ID, request_id.clone());
+        let mut seen = Seen::default();
+        let mut response = self.answer(request, remote, entry, arrival, &mut seen).await;
+        response.headers_mut().insert(REQUEST_ID, request_id.clone());
+        Ok(match seen.head.take() {
+            Some(head) => self.log_when_sent(response, head, seen, request_id, arrival),
+            None => response,
+        })
+    }
+
+    /// The response to a request, noting in `seen` what the access log needs.
+    async fn answer(
+        &self,
+        mut request: Request<Incoming>,
+        remote: SocketAddr,
+        entry: Entry,
+        arrival: Instant,
+        seen: &mut Seen,
+    ) -> Response<ResponseBody> {
         if request.method() == http::Method::CONNECT {
-            return Ok(respond::connect_not_supported());
+            return respond::connect_not_supported();
         }
         // Only a request with the hop header can be a peer's: the peer lookup stays off the common path.
         let origin = if request.headers().contains_key(HOP_HEADER) && self.peers.borrow().is_peer(remote.ip()) {
@@ -186,7 +235,7 @@ impl Proxy {
             Ok(host) => host,
             Err(error) => {
                 tracing::debug!(%remote, %error, "request head refused");
-                return Ok(respond::refused_head(error));
+                return respond::refused_head(error);
             }
         };
         if let Some(value) = host.host_header() {
@@ -198,11 +247,27 @@ impl Proxy {
             .remove(REVISION)
             .filter(|_| origin == Origin::Peer);
         let pinned = pinned.as_ref().and_then(|value| value.to_str().ok());
+        let route = self.registry.route(&host, entry, pinned);
+        // Decided once the Service (and its share) is known; the head is taken before it is changed on its way.
+        if self
+            .access_log
+            .picks(route.policy().and_then(|policy| policy.access_log))
+        {
+            seen.head = Some(LoggedHead {
+                entry,
+                host: host.to_string(),
+                method: request.method().clone(),
+                path: request.uri().path().to_owned(),
+                user_agent: request.headers().get(header::USER_AGENT).cloned(),
+                client: client_address(remote.ip(), request.headers(), &self.trusted_proxies, origin),
+                via: origin.into(),
+                trace_id: trace_id(request.headers()).map(str::to_owned),
+            });
+        }
         // A caller that may not invoke the Service is answered here, before the request holds any of the activator's
         // bounds, counts as load or wakes a revision at zero (`forward` does all three).
-        let route = self.registry.route(&host, entry, pinned);
         if let Some(refused) = self.refused(&route, origin, request.headers()).await {
-            return Ok(refused);
+            return refused;
         }
         // A Service with nothing to route to yet (just created, or written by a release without revisions until
         // the operator resolves its traffic) holds its requests for a while instead of failing them; only those
@@ -214,7 +279,7 @@ impl Proxy {
                     .wait_for_route(&host, entry, pinned, arrival + NOT_READY_WAIT)
                     .await;
                 if let Some(refused) = self.refused(&route, origin, request.headers()).await {
-                    return Ok(refused);
+                    return refused;
                 }
                 route
             }
@@ -222,16 +287,58 @@ impl Proxy {
         };
         let revision = match route {
             Route::Revision(revision, _) => revision,
-            Route::NotReady(service, _) => return Ok(respond::no_revision_ready(&service)),
-            Route::Unknown => return Ok(respond::no_service_for_host(&host)),
+            Route::NotReady(service, _) => return respond::no_revision_ready(&service),
+            Route::Unknown => return respond::no_service_for_host(&host),
         };
-        let (mut response, answerer) = self.forward(&revision, request, remote, origin, &host, arrival).await;
+        if seen.head.is_some() {
+            seen.revision = Some(revision.clone());
+        }
+        let (mut response, answerer) = self
+            .forward(&revision, request, (remote, origin), &host, arrival, seen)
+            .await;
         if let Some(name) = &revision.header {
             response.headers_mut().insert(REVISION, name.clone());
         }
-        revision.answered(response.status().as_u16(), answerer);
-        revision.metrics.latency.observe(arrival.elapsed().as_secs_f64());
-        Ok(response)
+        revision.answered(response.status().as_u16(), answerer, arrival.elapsed());
+        response
+    }
+
+    /// `response`, with its access log line written once it has been sent (or the client left).
+    fn log_when_sent(
+        &self,
+        response: Response<ResponseBody>,
+        head: LoggedHead,
+        seen: Seen,
+        request_id: HeaderValue,
+        arrival: Instant,
+    ) -> Response<ResponseBody> {
+        let log = self.access_log.clone();
+        let status = response.status().as_u16();
+        response.map(|body| {
+            body.observed(move |bytes_out| {
+                let duration = arrival.elapsed();
+                log.record(AccessRecord {
+                    time: std::time::SystemTime::now() - duration,
+                    entry: head.entry,
+                    host: head.host,
+                    revision: seen.revision.map(|revision| revision.id.clone()),
+                    backend: seen.backend,
+                    via: head.via,
+                    method: head.method,
+                    path: head.path,
+                    status,
+                    bytes_in: seen.body.as_ref().map_or(0, BodySlot::bytes_sent),
+                    bytes_out,
+                    duration,
+                    queue_wait: seen.waited.queued,
+                    cold_start: seen.waited.cold,
+                    client: head.client,
+                    user_agent: head.user_agent,
+                    request_id,
+                    trace_id: head.trace_id,
+                });
+            })
+        })
     }
 
     /// The answer for a client that may not invoke the Service `route` leads to; `None` lets the request go on. A
@@ -276,10 +383,10 @@ impl Proxy {
         &self,
         revision: &Arc<RevisionHandle>,
         mut request: Request<Incoming>,
-        remote: SocketAddr,
-        origin: Origin,
+        (remote, origin): (SocketAddr, Origin),
         host: &str,
         arrival: Instant,
+        seen: &mut Seen,
     ) -> (Response<ResponseBody>, Answerer) {
         request.headers_mut().remove(HOP_HEADER);
         // Held until the response head: what waits in queues is bounded whatever clients send.
@@ -305,7 +412,10 @@ impl Proxy {
             parts.headers.insert(header::HOST, value);
         }
         let body = BodySlot::new(body);
-        let mut waited = Waited::default();
+        if seen.head.is_some() {
+            seen.body = Some(body.clone());
+        }
+        let waited = &mut seen.waited;
         // Read next to the admission: the revision may have been deleted since it was routed.
         let Some(timeout) = revision.timeout() else {
             return (respond::no_service_for_host(host), Answerer::ThisActivator);
@@ -313,10 +423,11 @@ impl Proxy {
         let deadline = arrival + timeout;
 
         for _ in 0..MAX_ATTEMPTS {
-            let destination = match self.admit(revision, origin, deadline, &mut waited).await {
+            let destination = match self.admit(revision, origin, deadline, waited).await {
                 Ok(destination) => destination,
                 Err(response) => return (response, Answerer::ThisActivator),
             };
+            seen.backend = Some(destination.target.addr);
             let h2 = destination.speaks_h2(parts.version);
             let outgoing = match build_request(&parts, &destination, revision, h2, body.outgoing()) {
                 Ok(outgoing) => outgoing,
@@ -334,7 +445,7 @@ impl Proxy {
                         deadline,
                         self.tunnel_idle_timeout,
                         client_upgrade,
-                        &waited,
+                        waited,
                     );
                     return (response, destination.answerer);
                 }
@@ -383,7 +494,9 @@ impl Proxy {
                 waited.cold |= waiting.cold;
                 let started = Instant::now();
                 let grant = tokio::time::timeout_at(deadline, waiting.granted()).await;
-                *waited.queued.get_or_insert_default() += started.elapsed();
+                let wait = started.elapsed();
+                revision.metrics.queue_wait.observe(wait.as_secs_f64());
+                *waited.queued.get_or_insert_default() += wait;
                 match grant {
                     Ok(Some(grant)) => grant,
                     Ok(None) => return Err(respond::revision_deleted_while_waiting()),

@@ -114,6 +114,7 @@ pub fn apply(registry: &Registry, config: &StaticConfig, domain: &str) -> anyhow
             Some(ServiceTraffic {
                 visibility: runway_api::Visibility::External,
                 invokers: runway_api::Invokers::Anyone,
+                access_log: None,
                 split: revisions.iter().map(|r| (r.name.clone(), r.percent)).collect(),
                 tags: revisions
                     .iter()

@@ -3,7 +3,7 @@
 
 use runway_api::{Service, ServiceStatus, ServiceTemplate};
 
-use crate::model::ServiceTraffic;
+use crate::model::{AccessLogShare, ServiceTraffic};
 
 /// Drops from a watched Service all that `traffic_of_service` does not read (its pod template, bookkeeping, the rest
 /// of its status) before the mirror keeps it: with 1,000 Services, most of the memory their copies took.
@@ -27,6 +27,10 @@ pub fn traffic_of_service(service: &Service) -> ServiceTraffic {
     ServiceTraffic {
         visibility: service.spec.visibility,
         invokers: service.spec.invokers,
+        access_log: service
+            .spec
+            .access_log_percent
+            .and_then(|percent| AccessLogShare::percent(percent.into())),
         split: traffic
             .iter()
             .filter_map(|t| {

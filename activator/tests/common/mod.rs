@@ -14,11 +14,12 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 pub use hyper_util::rt::{TokioExecutor, TokioIo};
-use runway_activator::app::{Activator, Options};
+use runway_activator::app::{AccessLogSettings, Activator, Options};
 use runway_activator::control::ProbeConfig;
-use runway_activator::model::{EndpointState, FastProbe, RevisionId, RevisionSettings, ServiceTraffic};
+use runway_activator::model::{AccessLogShare, EndpointState, FastProbe, RevisionId, RevisionSettings, ServiceTraffic};
 use runway_activator::serve::ConnectionLimits;
 use runway_api::ServiceKey;
+use runway_api::logging::LogFormat;
 use tokio::net::{TcpListener, TcpStream};
 
 pub const HOST: &str = "hello.default.example.com";
@@ -39,6 +40,7 @@ pub fn traffic(split: &[(&str, u32)], tags: &[(&str, &str)]) -> ServiceTraffic {
     ServiceTraffic {
         visibility: runway_api::Visibility::External,
         invokers: runway_api::Invokers::Anyone,
+        access_log: None,
         split: split.iter().map(|(r, p)| ((*r).to_owned(), *p)).collect(),
         tags: tags.iter().map(|(t, r)| ((*t).to_owned(), (*r).to_owned())).collect(),
     }
@@ -80,6 +82,11 @@ pub fn options(ip: IpAddr) -> Options {
         workers: 1,
         access: Default::default(),
         api: None,
+        // Off: the loopback tests that read the access log turn it on.
+        access_log: AccessLogSettings {
+            format: LogFormat::Json,
+            default: AccessLogShare::percent(0).unwrap(),
+        },
     }
 }
 

@@ -37,6 +37,7 @@ fn service_with(image: &str, generation: i64) -> Service {
         ServiceSpec {
             visibility: Default::default(),
             invokers: Default::default(),
+            access_log_percent: None,
             template: ServiceTemplate {
                 metadata: None,
                 spec: PodSpec {

@@ -87,8 +87,9 @@ fn every_metric_name_in_the_docs_exists() {
 fn activator_registry() -> Registered {
     let metrics = Metrics::default();
     let series = metrics.for_revision(&RevisionId::new("ns", "svc", "svc-00001"));
-    series.count_response(200);
-    series.latency.observe(0.1);
+    series.count_response(200, std::time::Duration::from_millis(100));
+    series.queue_wait.observe(0.1);
+    series.cold_start_duration.observe(0.1);
     let text = metrics.encode();
     let mut out = Registered::new();
     let mut kinds = BTreeMap::new();

@@ -295,6 +295,7 @@ mod tests {
             ServiceSpec {
                 visibility: Default::default(),
                 invokers: Default::default(),
+                access_log_percent: None,
                 template: ServiceTemplate {
                     metadata: Some(TemplateMetadata {
                         name: None,

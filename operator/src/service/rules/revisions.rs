@@ -154,6 +154,7 @@ mod tests {
             revision_history_limit: None,
             visibility: Default::default(),
             invokers: Default::default(),
+            access_log_percent: None,
         };
         let mut s = Service::new("hello", spec);
         s.metadata.namespace = Some("default".into());

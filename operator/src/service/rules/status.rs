@@ -158,6 +158,7 @@ mod tests {
             ServiceSpec {
                 visibility: Default::default(),
                 invokers: Default::default(),
+                access_log_percent: None,
                 template: ServiceTemplate::default(),
                 container_concurrency: 0,
                 timeout_seconds: 300,
