@@ -130,9 +130,10 @@ def median_run(values):
     return merged
 
 
-def start_activator(binary, listen, admin, cpus, workers):
+def start_activator(binary, listen, admin, cpus, workers, extra):
     return start([binary, "--standalone", "--listen", listen, "--admin-listen", admin, "--worker-threads", str(workers),
-                  "--domain", DOMAIN, "--route", f"{FAST_SERVICE}={FAST_BACKEND}", "--route", f"{SLOW_SERVICE}={SLOW_BACKEND}"],
+                  "--domain", DOMAIN, "--route", f"{FAST_SERVICE}={FAST_BACKEND}", "--route", f"{SLOW_SERVICE}={SLOW_BACKEND}",
+                  *extra],
                  cpus, env={**os.environ, "RUNWAY_LOG_LEVEL": "warn", "RUNWAY_INTERNAL_LISTEN": "127.0.0.1:0"})
 
 
@@ -151,6 +152,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--compare", help="a second activator binary, run as target activator-b")
+    parser.add_argument("--args", default="", help="extra flags of the activator (space-separated)")
+    parser.add_argument("--compare-args", default="", help="extra flags of activator-b (space-separated)")
     parser.add_argument("--workers", type=int, choices=(1, 2), default=1, help="workers per proxy")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of " + ",".join(SCENARIOS))
     args = parser.parse_args()
@@ -166,11 +169,12 @@ def main():
     try:
         procs.append(start([args.backend, FAST_BACKEND, "0"], load_cpus))
         procs.append(start([args.backend, SLOW_BACKEND, "100"], load_cpus))
-        activator = start_activator(args.activator, ACTIVATOR, ACTIVATOR_ADMIN, proxy_cpus, args.workers)
+        activator = start_activator(args.activator, ACTIVATOR, ACTIVATOR_ADMIN, proxy_cpus, args.workers, args.args.split())
         procs.append(activator)
         listening = [FAST_BACKEND, SLOW_BACKEND, ACTIVATOR, NGINX_FAST, NGINX_SLOW]
         if args.compare:
-            procs.append(start_activator(args.compare, ACTIVATOR_B, ACTIVATOR_B_ADMIN, proxy_cpus, args.workers))
+            procs.append(start_activator(args.compare, ACTIVATOR_B, ACTIVATOR_B_ADMIN, proxy_cpus, args.workers,
+                                         args.compare_args.split()))
             listening.append(ACTIVATOR_B)
         nginx_dir = pathlib.Path(tempfile.mkdtemp(prefix="runway-bench-nginx-"))
         (nginx_dir / "nginx.conf").write_text(NGINX_CONF.format(

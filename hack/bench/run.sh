@@ -7,6 +7,8 @@
 #                                                      1 or 2; these are the defaults)
 #   SCENARIOS=uncapped COMPARE=path/to/other/runway-activator hack/bench/run.sh   (a subset of fixed,slow,uncapped;
 #                                                      an A/B run against another activator build)
+#   ARGS="--access-log-percent 100" COMPARE=path/to/same/runway-activator COMPARE_ARGS="--access-log-percent 0" \
+#     hack/bench/run.sh                                (extra flags of each activator: an A/B run of one build)
 # OUT_DIR/summary.json holds every round; hack/bench/plot-proxy.py draws docs/img/proxy.png from it.
 set -euo pipefail
 
@@ -28,4 +30,5 @@ exec python3 "$repo/hack/bench/bench.py" \
   --backend "$target_dir/release/examples/bench_backend" \
   --duration "${DURATION:-5}" --rounds "${ROUNDS:-3}" --workers "${WORKERS:-1}" \
   --scenarios "${SCENARIOS:-fixed,slow,uncapped}" ${COMPARE:+--compare "$COMPARE"} \
+  "--args=${ARGS:-}" "--compare-args=${COMPARE_ARGS:-}" \
   --out-dir "${OUT_DIR:-$(mktemp -d)}"
