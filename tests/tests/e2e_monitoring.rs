@@ -253,21 +253,18 @@ async fn t43_the_chart_renders_its_monitors_where_their_crds_are_and_the_api_ser
         );
 
         // The API server accepts the monitors and the rule (the local cluster has the Prometheus Operator's CRDs).
-        let monitoring: Vec<String> = objects
+        let mut monitoring: Vec<Value> = objects
             .iter()
             .filter(|o| o["apiVersion"] == "monitoring.coreos.com/v1")
-            .map(serde_json::to_string)
-            .collect::<Result<_, _>>()?;
-        ensure!(
-            monitoring.len() == 2,
-            "ServiceMonitor and PrometheusRule: {monitoring:?}"
-        );
-        let pod_monitor = objects_of(&["--set=metrics.podMonitor.enabled=true"], "PodMonitor").await?;
-        let text = [monitoring, vec![pod_monitor]].concat().join("\n---\n");
-        chart::server_dry_run_of(&cluster, "monitoring", &text).await?;
+            .cloned()
+            .collect();
+        ensure!(monitoring.len() == 2, "ServiceMonitor and PrometheusRule: {monitoring:?}");
+        monitoring.push(object_of(&["--set=metrics.podMonitor.enabled=true"], "PodMonitor").await?);
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": monitoring});
+        chart::server_dry_run_of(&cluster, "monitoring", &list.to_string()).await?;
 
         // promtool: the rules are valid, with their default thresholds and with others.
-        for args in [&[][..], &["--set=metrics.prometheusRule.coldStartP95Seconds=2.5"][..]] {
+        for args in [&[][..], &["--set-json=metrics.prometheusRule.coldStartP95Seconds=2.5"][..]] {
             let script = repo_root().join("hack/check-rules.sh");
             let checked = command::run(&script.to_string_lossy(), args, &repo_root()).await?;
             ensure!(checked.contains("SUCCESS"), "promtool: {checked}");
@@ -277,9 +274,9 @@ async fn t43_the_chart_renders_its_monitors_where_their_crds_are_and_the_api_ser
     .await;
 }
 
-/// The one object of `kind` named runway rendered with `sets` (and no CRDs), as JSON.
-async fn objects_of(sets: &[&str], kind: &str) -> anyhow::Result<String> {
+/// The one object of `kind` named runway rendered with `sets` (and no CRDs).
+async fn object_of(sets: &[&str], kind: &str) -> anyhow::Result<Value> {
     let args: Vec<String> = sets.iter().map(|s| (*s).to_owned()).collect();
     let objects = objects(&chart::template(&args).await?)?;
-    Ok(serde_json::to_string(find(&objects, kind, "runway")?)?)
+    Ok(find(&objects, kind, "runway")?.clone())
 }
