@@ -101,15 +101,13 @@ async fn alert_exprs() -> anyhow::Result<Vec<(String, String)>> {
 async fn t42_prometheus_scrapes_runway_and_every_dashboard_and_alert_query_evaluates_with_data_after_traffic() {
     runway_scenario("e2e-monitoring", |cluster, ns| async move {
         let client = cluster.client.clone();
-        // Both components are targets: their builds are scraped.
-        prometheus::wait_for(
-            &client,
-            "both components scraped",
-            "count by (component) (runway_build_info)",
-            SCRAPED,
-            |s| s.len() == 2,
-        )
-        .await?;
+        // Both components are targets: a leader's gauge and the activators' access caches (there from the start).
+        for expr in [
+            "runway_operator_leader == 1",
+            r#"runway_activator_auth_cache_entries{cache="token"}"#,
+        ] {
+            prometheus::wait_for(&client, "Runway scraped", expr, SCRAPED, |s| !s.is_empty()).await?;
+        }
 
         // A Service that scales to zero and is woken by a request (a cold start), and one whose app fails.
         let web = runway::deploy(&cluster, &ns, "web", &[], runway::quick_zero()).await?;
@@ -138,6 +136,8 @@ async fn t42_prometheus_scrapes_runway_and_every_dashboard_and_alert_query_evalu
             format!(r#"runway_operator_service_ready{{namespace="{ns}", service="web"}} == 1"#),
             format!(r#"runway_operator_autoscaler_ready_pods{{namespace="{ns}", service="web"}}"#),
             format!(r#"runway_operator_autoscaler_stable_concurrency{{namespace="{ns}", service="web"}}"#),
+            r#"runway_build_info{component="operator"}"#.to_owned(),
+            r#"runway_build_info{component="activator"}"#.to_owned(),
         ];
         let mut problems = Vec::new();
         for expr in &scraped {
@@ -258,13 +258,19 @@ async fn t43_the_chart_renders_its_monitors_where_their_crds_are_and_the_api_ser
             .filter(|o| o["apiVersion"] == "monitoring.coreos.com/v1")
             .cloned()
             .collect();
-        ensure!(monitoring.len() == 2, "ServiceMonitor and PrometheusRule: {monitoring:?}");
+        ensure!(
+            monitoring.len() == 2,
+            "ServiceMonitor and PrometheusRule: {monitoring:?}"
+        );
         monitoring.push(object_of(&["--set=metrics.podMonitor.enabled=true"], "PodMonitor").await?);
         let list = json!({"apiVersion": "v1", "kind": "List", "items": monitoring});
         chart::server_dry_run_of(&cluster, "monitoring", &list.to_string()).await?;
 
         // promtool: the rules are valid, with their default thresholds and with others.
-        for args in [&[][..], &["--set-json=metrics.prometheusRule.coldStartP95Seconds=2.5"][..]] {
+        for args in [
+            &[][..],
+            &["--set-json=metrics.prometheusRule.coldStartP95Seconds=2.5"][..],
+        ] {
             let script = repo_root().join("hack/check-rules.sh");
             let checked = command::run(&script.to_string_lossy(), args, &repo_root()).await?;
             ensure!(checked.contains("SUCCESS"), "promtool: {checked}");
