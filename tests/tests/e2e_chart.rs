@@ -14,7 +14,7 @@
 
 use anyhow::{Context, ensure};
 use runway_tests::chart::{self, TEMPLATE, find, has, objects, server_dry_run, server_dry_run_of};
-use runway_tests::cluster::{Cluster, repo_root};
+use runway_tests::cluster::repo_root;
 use runway_tests::install::{self, helm};
 use runway_tests::runway::{self, NAMESPACE};
 use runway_tests::scenario::runway_scenario;
