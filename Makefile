@@ -19,9 +19,10 @@ help:
 	@echo "make manifests     render the Helm chart into deploy/manifests/runway.yaml"
 	@echo "make kind-test     e2e on kind: with Docker (no root), else podman + a node image built here (root)"
 
-# Runway's release binaries: the operator, the activator and the sample app.
+# Runway's release binaries: the operator, the activator and the sample app, with the commit they are built from in
+# runway_build_info (runway_api::build). Only here: the debug builds of lint and tests would rebuild at every commit.
 release-binaries:
-	cargo build --release -p runway-hello -p runway-operator -p runway-activator
+	RUNWAY_GIT_REVISION=$$(git rev-parse HEAD 2>/dev/null) cargo build --release -p runway-hello -p runway-operator -p runway-activator
 
 # The images as OCI tarballs (without Docker), for `docker load` or `kind load image-archive`.
 images: release-binaries
@@ -62,13 +63,16 @@ logs:
 	@$(CLUSTER)/logs.sh tail $(LINES)
 
 # Formatting and lints, as CI requires them. hadolint has no Debian package: it runs only where installed. The chart
-# (with its values.schema.json) is linted where helm is built (make up builds it; e2e test t00 lints it too).
+# (with its values.schema.json) is linted where helm is built (make up builds it; e2e test t00 lints it too), and its
+# PrometheusRule checked by promtool (hack/check-rules.sh) where the prometheus package is installed.
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	shellcheck -x hack/*.sh hack/*/*.sh .ci/run
 	@if [ -x .cluster/bin/helm ]; then .cluster/bin/helm lint --strict deploy/runway; \
 	else echo "lint: helm not built yet (make up), the chart is linted by e2e test t00"; fi
+	@if [ -x .cluster/bin/helm ] && command -v promtool >/dev/null; then hack/check-rules.sh; \
+	else echo "lint: helm or promtool missing (make up installs both), the alert rules are checked by e2e test t43"; fi
 	@if command -v hadolint >/dev/null; then hadolint deploy/docker/Dockerfile; \
 	else echo "lint: hadolint not installed, deploy/docker/Dockerfile not checked"; fi
 

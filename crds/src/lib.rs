@@ -1,8 +1,9 @@
 //! Runway's API: the `Service` and `Revision` custom resources (serving.runway.dev/v1alpha1), its conditions and when they say the
 //! Service is failing, the names of the objects derived from it, which of its containers serves on which port, and
-//! the wire format in which activators report load to the autoscaler.
+//! the wire format in which activators report load to the autoscaler, and which build a binary is (`build`).
 #![forbid(unsafe_code)]
 
+pub mod build;
 pub mod cidr;
 pub mod conditions;
 pub mod crd;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the local cluster's Go binaries: Kubernetes, etcd, CoreDNS, helm, Traefik and
-# kube-network-policies, from their upstream modules, unchanged, and fetches the Gateway API CRDs. Each set lands in
+# kube-network-policies, from their upstream modules, unchanged, and fetches the Gateway API and Prometheus Operator
+# CRDs. Each set lands in
 # a cache folder keyed by its version (binaries also by the Go version), so a second run builds nothing. Prints the
 # folder that holds each set (one per line: name=path) on stdout.
 set -euo pipefail
@@ -107,17 +108,21 @@ build_module() {
   echo "$name=$out"
 }
 
-# fetch_crds NAME VERSION MODULE DIR: copies the CRD files (*.yaml but kustomization.yaml) of DIR inside
-# MODULE@VERSION into $cache/crds/NAME-VERSION.
+# fetch_crds NAME VERSION MODULE DIR [FILE...]: copies the CRD files of DIR inside MODULE@VERSION (the FILEs, else
+# every *.yaml but kustomization.yaml) into $cache/crds/NAME-VERSION.
 fetch_crds() {
   local name=$1 version=$2 module=$3 sub=$4
+  shift 4
   local out="$cache/crds/$name-$version"
   if [ ! -f "$out/.complete" ]; then
-    local dir file
+    local dir file files=("$@")
     dir=$(module_dir "$module@$version")
+    if [ ${#files[@]} -eq 0 ]; then
+      for file in "$dir/$sub"/*.yaml; do files+=("${file##*/}"); done
+    fi
     mkdir -p "$out"
-    for file in "$dir/$sub"/*.yaml; do
-      [ "$(basename "$file")" = kustomization.yaml ] || install -m 0644 "$file" "$out/"
+    for file in "${files[@]}"; do
+      [ "$file" = kustomization.yaml ] || install -m 0644 "$dir/$sub/$file" "$out/"
     done
     touch "$out/.complete"
     log "$name $version: CRDs from $module/$sub"
@@ -147,3 +152,7 @@ build_module traefik "$TRAEFIK_VERSION" github.com/traefik/traefik/v3 \
 build_module kube-network-policies "$KUBE_NETWORK_POLICIES_VERSION" sigs.k8s.io/kube-network-policies "" ./cmd \
   kube-network-policies
 fetch_crds gateway-api "$GATEWAY_API_VERSION" sigs.k8s.io/gateway-api config/crd/standard
+# Only the kinds the chart renders: the other seven (Prometheus, Alertmanager, ...) would only be unused API.
+fetch_crds prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" github.com/prometheus-operator/prometheus-operator \
+  example/prometheus-operator-crd monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_podmonitors.yaml \
+  monitoring.coreos.com_prometheusrules.yaml

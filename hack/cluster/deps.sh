@@ -13,6 +13,7 @@ declare -A probe=(
   [libc6-dev]=/usr/include/stdio.h [util-linux]=/usr/bin/flock [gzip]=/usr/bin/gzip
   [docker-registry]=/usr/bin/docker-registry [skopeo]=/usr/bin/skopeo
   [nftables]=/usr/sbin/nft # netpol-steer.sh probes the queue expression; down.sh removes kube-network-policies' table
+  [prometheus]=/usr/bin/promtool # the cluster's Prometheus (monitoring.sh packs its binary), promtool for make lint
 )
 missing=()
 for pkg in "${!probe[@]}"; do
@@ -25,6 +26,9 @@ apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # docker-registry's package enables a system service on :5000 (with htpasswd auth) where systemd runs; the cluster
 # runs its own on the node IP (hack/cluster/components.sh start_registry), which that one would block.
-if [ -d /run/systemd/system ] && systemctl is-enabled --quiet docker-registry 2>/dev/null; then
-  systemctl disable --now docker-registry >/dev/null 2>&1 || true
-fi
+# Likewise prometheus' service (on :9090): the cluster runs its Prometheus as a pod.
+for service in docker-registry prometheus; do
+  if [ -d /run/systemd/system ] && systemctl is-enabled --quiet "$service" 2>/dev/null; then
+    systemctl disable --now "$service" >/dev/null 2>&1 || true
+  fi
+done

@@ -69,6 +69,7 @@ bin_dirs() {
   HELM_BIN=$RUNWAY_CACHE/bin/helm-$HELM_VERSION-$gover
   TRAEFIK_BIN=$RUNWAY_CACHE/bin/traefik-$TRAEFIK_VERSION-$gover
   GATEWAY_API_CRDS=$RUNWAY_CACHE/crds/gateway-api-$GATEWAY_API_VERSION
+  PROMETHEUS_OPERATOR_CRDS=$RUNWAY_CACHE/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION
 }
 
 # binary_of COMPONENT: the absolute path a component is started from (its pid is checked against it).

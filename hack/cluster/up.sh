@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts (or checks) the local single-node Kubernetes cluster: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, containerd, kubelet and kube-proxy as plain processes on this machine, then kube-network-policies
-# (NetworkPolicy enforcement, a DaemonSet), CoreDNS and the ingress (the Gateway API CRDs and Traefik) as pods.
+# (NetworkPolicy enforcement, a DaemonSet), CoreDNS, the ingress (the Gateway API CRDs and Traefik) and monitoring (the
+# Prometheus Operator's CRDs and a Prometheus) as pods.
 # Idempotent: on a running cluster it only checks health and re-imports images. After a run that was killed
 # (nothing of the cluster running any more) it first clears what that run left behind, then starts afresh.
 set -euo pipefail
@@ -20,6 +21,8 @@ source "$here/images.sh"
 source "$here/ingress.sh"
 # shellcheck source=netpol.sh
 source "$here/netpol.sh"
+# shellcheck source=monitoring.sh
+source "$here/monitoring.sh"
 
 build_binaries() {
   log "building (or reusing) the cluster binaries; first time ~20 min on 2 cores, see docs/benchmarks.md"
@@ -135,6 +138,7 @@ main() {
   make_kubeconfigs
   prepare_host
   build_netpol_image # into target/images, which start_node imports
+  build_prometheus_image
   start_control_plane
   start_node
   deploy_netpol
@@ -142,7 +146,9 @@ main() {
   await_cluster
   await_netpol
   deploy_ingress
+  apply_monitoring kubectl_admin
   await_ingress
+  await_prometheus kubectl_admin
   publish_kubeconfig
   log "cluster up in $((SECONDS - start)) s"
   cat <<EOF
@@ -152,6 +158,7 @@ The local cluster is up (node $NODE_NAME, API https://127.0.0.1:$API_PORT).
   kubectl get pods -A
 Ingress (Traefik $TRAEFIK_VERSION): http://$INGRESS_SERVICE_IP and https://$INGRESS_SERVICE_IP, or the node IP
 $NODE_IP ports $INGRESS_HTTP_NODE_PORT and $INGRESS_HTTPS_NODE_PORT; IngressClass traefik, Gateway traefik/runway.
+Prometheus (scraping Runway every 5 s): kubectl -n runway-monitoring port-forward svc/prometheus 9090.
 Images: hack/cluster/oci-image.sh runway.local/NAME:TAG BINARY (imports at once); target/images/*.tar are imported
 by every 'make up'. Logs and status: make logs / make status. Stop and clean: make down.
 EOF

@@ -26,9 +26,10 @@ fi
 # Images first, so a failed build leaves no cluster behind. No provenance attestation: a plain image manifest, as
 # the release's digests name.
 pushed=()
+revision=$(git rev-parse HEAD 2>/dev/null || true)
 for target in operator activator hello; do
   docker buildx build --file deploy/docker/Dockerfile --target "$target" --provenance=false --load \
-    --tag "$registry/runway-$target:$version" .
+    --build-arg "RUNWAY_GIT_REVISION=$revision" --tag "$registry/runway-$target:$version" .
   docker push --quiet "$registry/runway-$target:$version" >/dev/null
   digest=$(docker inspect -f '{{index .RepoDigests 0}}' "$registry/runway-$target:$version")
   pushed+=(--pushed "$target=${digest#*@}")

@@ -2,7 +2,8 @@
 # The end-to-end suite on a real kind cluster, on a Linux machine without Docker (root): kind's podman provider,
 # a node image built here from our own builds (hack/kind/node-image.sh), a registry on this machine that Runway is
 # released to (hack/release.sh: images and OCI chart, pulled by the node), the ingress of the local cluster
-# (Gateway API CRDs, Traefik), the chart from that registry, then the suite. Runs next to the local cluster without touching it (see hack/kind/podman-setup.sh).
+# (Gateway API CRDs, Traefik), its monitoring (Prometheus Operator CRDs, Prometheus), the chart from that registry, then
+# the suite. Runs next to the local cluster without touching it (see hack/kind/podman-setup.sh).
 #   hack/kind/podman-e2e.sh           create (or reuse) the kind cluster "runway", install, run e2e, delete it
 #   KEEP=1 hack/kind/podman-e2e.sh    leave the cluster running (its kubeconfig: target/kind/kubeconfig)
 #   KIND_CLUSTER=NAME                 another cluster name
@@ -13,6 +14,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../cluster/lib.sh"
 # shellcheck source=kind.env
 source "$here/kind.env"
+# shellcheck source=../cluster/images.sh
+source "$here/../cluster/images.sh"
+# shellcheck source=../cluster/monitoring.sh
+source "$here/../cluster/monitoring.sh"
 cd "$REPO"
 
 [ "$(id -u)" = 0 ] || die "run as root (podman, routes)"
@@ -30,12 +35,14 @@ kubectl=$K8S_BIN/kubectl
 helm=$HELM_BIN/helm
 log "node image $node_image ready after $((SECONDS - start)) s"
 
-# Runway's release binaries (hack/release.sh packs and pushes them once the registry runs); Traefik's image is
-# loaded into the node.
+# Runway's release binaries (hack/release.sh packs and pushes them once the registry runs); Traefik's and
+# Prometheus' images are loaded into the node.
 images=$REPO/target/kind/images
 mkdir -p "$images"
-cargo build --release -p runway-hello -p runway-operator -p runway-activator
+RUNWAY_GIT_REVISION=$(git rev-parse HEAD 2>/dev/null || true) cargo build --release -p runway-hello -p runway-operator \
+  -p runway-activator
 archives=("$("$REPO/hack/cluster/oci-image.sh" --no-import --out "$images" "$TRAEFIK_IMAGE" "$TRAEFIK_BIN/traefik")")
+archives+=("$("$REPO/hack/cluster/oci-image.sh" --no-import --out "$images" "$(prometheus_image)" "$PROMETHEUS_BIN")")
 # The previous release's images for the upgrade test (t31), which imports them only into the local cluster.
 mapfile -t previous < <("$REPO/hack/upgrade/previous-release.sh" --archives)
 archives+=("${previous[@]}")
@@ -106,6 +113,9 @@ sed -e "s|@TRAEFIK_IMAGE@|$TRAEFIK_IMAGE|g" -e "s|@INGRESS_SERVICE_IP@|$KIND_ING
   -e "s|@INGRESS_HTTPS_NODE_PORT@|$INGRESS_HTTPS_NODE_PORT|g" \
   hack/cluster/manifests/traefik.yaml | "$kubectl" apply -f - >/dev/null
 "$kubectl" -n traefik rollout status deployment/traefik --timeout=120s
+# Monitoring, as on the local cluster (hack/cluster/monitoring.sh): the Prometheus Operator's CRDs and Prometheus.
+apply_monitoring "$kubectl"
+await_prometheus "$kubectl"
 
 # Runway from the registry, as on the local cluster.
 RUNWAY_RELEASE=$release/release.json HELM=$helm hack/install-runway.sh >/dev/null

@@ -74,7 +74,7 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             }
         };
         lead(client.clone(), &args, metrics.clone(), scope_end).await;
-        metrics.leader.set(0);
+        metrics.stopped_leading();
         if *shutdown.borrow() {
             break;
         }
@@ -207,6 +207,7 @@ async fn lead(
         admin_port: args.activator_admin_port,
     };
     let collector = collector::run(client.clone(), endpoints, board.clone(), poke_tx, metrics.clone());
+    let readiness = service::readiness::run(services.clone(), metrics.clone());
     let scaler = Scaler {
         client,
         recorder,
@@ -234,7 +235,7 @@ async fn lead(
     // The controller stream ends on scope end; the background loops end with it.
     tokio::select! {
         _ = reconciles => {}
-        _ = async { tokio::join!(collector, scaler, domain::run(domain_client, args.route_settings())) } => {}
+        _ = async { tokio::join!(collector, scaler, readiness, domain::run(domain_client, args.route_settings())) } => {}
     }
 }
 

@@ -1,4 +1,4 @@
-//! The operator's Prometheus metrics.
+//! The operator's Prometheus metrics, and `runway_build_info` (`runway_api::build`).
 
 use std::sync::atomic::AtomicU64;
 
@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use runway_api::ScalingMetric;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ResultLabels {
@@ -27,6 +28,12 @@ pub(crate) struct RevisionLabels {
     pub(crate) revision: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ServiceLabels {
+    pub(crate) namespace: String,
+    pub(crate) service: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric the operator exports, registered once.
@@ -36,9 +43,13 @@ pub(crate) struct Metrics {
     pub(crate) reconcile_errors: Family<ReasonLabels, Counter>,
     pub(crate) reconcile_duration: Histogram,
     pub(crate) leader: Gauge,
-    pub(crate) stable_average: Family<RevisionLabels, FloatGauge>,
-    pub(crate) panic_average: Family<RevisionLabels, FloatGauge>,
+    pub(crate) service_ready: Family<ServiceLabels, Gauge>,
+    stable_concurrency: Family<RevisionLabels, FloatGauge>,
+    panic_concurrency: Family<RevisionLabels, FloatGauge>,
+    stable_rps: Family<RevisionLabels, FloatGauge>,
+    panic_rps: Family<RevisionLabels, FloatGauge>,
     pub(crate) desired_pods: Family<RevisionLabels, Gauge>,
+    pub(crate) ready_pods: Family<RevisionLabels, Gauge>,
     pub(crate) panic_mode: Family<RevisionLabels, Gauge>,
     pub(crate) scale_writes: Family<ResultLabels, Counter>,
     pub(crate) connected_activators: Gauge,
@@ -47,7 +58,9 @@ pub(crate) struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("runway_operator");
+        let mut root = Registry::default();
+        runway_api::build::register(&mut root, "operator");
+        let registry = root.sub_registry_with_prefix("runway_operator");
         let reconciles = Family::default();
         registry.register("reconciles", "Reconciles of Services, by result", reconciles.clone());
         let reconcile_errors = Family::default();
@@ -64,23 +77,47 @@ impl Default for Metrics {
         );
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
-        let stable_average = Family::default();
+        let service_ready = Family::default();
         registry.register(
-            "autoscaler_stable_average",
-            "Metric averaged over the stable window",
-            stable_average.clone(),
+            "service_ready",
+            "1 while the Service's Ready condition is True, else 0 (leader only)",
+            service_ready.clone(),
         );
-        let panic_average = Family::default();
+        let stable_concurrency = Family::default();
         registry.register(
-            "autoscaler_panic_average",
-            "Metric averaged over the panic window",
-            panic_average.clone(),
+            "autoscaler_stable_concurrency",
+            "Requests in flight or queued, averaged over the stable window (Services scaling on concurrency)",
+            stable_concurrency.clone(),
+        );
+        let panic_concurrency = Family::default();
+        registry.register(
+            "autoscaler_panic_concurrency",
+            "Requests in flight or queued, averaged over the panic window (Services scaling on concurrency)",
+            panic_concurrency.clone(),
+        );
+        let stable_rps = Family::default();
+        registry.register(
+            "autoscaler_stable_requests_per_second",
+            "Request arrivals per second over the stable window (Services scaling on rps)",
+            stable_rps.clone(),
+        );
+        let panic_rps = Family::default();
+        registry.register(
+            "autoscaler_panic_requests_per_second",
+            "Request arrivals per second over the panic window (Services scaling on rps)",
+            panic_rps.clone(),
         );
         let desired_pods = Family::default();
         registry.register(
             "autoscaler_desired_pods",
             "Pods the autoscaler asks for",
             desired_pods.clone(),
+        );
+        let ready_pods = Family::default();
+        registry.register(
+            "autoscaler_ready_pods",
+            "Ready pods the autoscaler counts (the Deployment's readyReplicas)",
+            ready_pods.clone(),
         );
         let panic_mode = Family::default();
         registry.register(
@@ -107,14 +144,18 @@ impl Default for Metrics {
             tick_duration.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
             reconciles,
             reconcile_errors,
             reconcile_duration,
             leader,
-            stable_average,
-            panic_average,
+            service_ready,
+            stable_concurrency,
+            panic_concurrency,
+            stable_rps,
+            panic_rps,
             desired_pods,
+            ready_pods,
             panic_mode,
             scale_writes,
             connected_activators,
@@ -131,12 +172,59 @@ impl Metrics {
         out
     }
 
+    /// The revision's stable and panic averages under the names of the metric its Service scales on; the other
+    /// metric's pair is dropped, so a Service that changed metric leaves no stale series.
+    pub(crate) fn set_averages(&self, labels: &RevisionLabels, metric: ScalingMetric, stable: f64, panic: f64) {
+        let ((stable_family, panic_family), (stale_stable, stale_panic)) = match metric {
+            ScalingMetric::Concurrency => (
+                (&self.stable_concurrency, &self.panic_concurrency),
+                (&self.stable_rps, &self.panic_rps),
+            ),
+            ScalingMetric::Rps => (
+                (&self.stable_rps, &self.panic_rps),
+                (&self.stable_concurrency, &self.panic_concurrency),
+            ),
+        };
+        stable_family.get_or_create(labels).set(stable);
+        panic_family.get_or_create(labels).set(panic);
+        stale_stable.remove(labels);
+        stale_panic.remove(labels);
+    }
+
     /// Drops a deleted revision's series.
     pub(crate) fn forget_revision(&self, labels: &RevisionLabels) {
-        self.stable_average.remove(labels);
-        self.panic_average.remove(labels);
-        self.desired_pods.remove(labels);
-        self.panic_mode.remove(labels);
+        for family in self.averages() {
+            family.remove(labels);
+        }
+        for family in self.pod_counts() {
+            family.remove(labels);
+        }
+    }
+
+    /// This replica stopped leading: it no longer autoscales nor reconciles, so it exports no Service's or revision's
+    /// state (the new leader does; two replicas with both would double every sum and keep an old 0 alerting).
+    pub(crate) fn stopped_leading(&self) {
+        self.leader.set(0);
+        self.service_ready.clear();
+        for family in self.averages() {
+            family.clear();
+        }
+        for family in self.pod_counts() {
+            family.clear();
+        }
+    }
+
+    fn averages(&self) -> [&Family<RevisionLabels, FloatGauge>; 4] {
+        [
+            &self.stable_concurrency,
+            &self.panic_concurrency,
+            &self.stable_rps,
+            &self.panic_rps,
+        ]
+    }
+
+    fn pod_counts(&self) -> [&Family<RevisionLabels, Gauge>; 3] {
+        [&self.desired_pods, &self.ready_pods, &self.panic_mode]
     }
 }
 
@@ -144,18 +232,21 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_deleted_revisions_series_are_dropped() {
-        let metrics = Metrics::default();
-        let labels = |revision: &str| RevisionLabels {
+    fn labels(revision: &str) -> RevisionLabels {
+        RevisionLabels {
             namespace: "ns".into(),
             service: "web".into(),
             revision: revision.into(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_deleted_revisions_series_are_dropped() {
+        let metrics = Metrics::default();
         for revision in ["web-00001", "web-00002"] {
             metrics.desired_pods.get_or_create(&labels(revision)).set(1);
-            metrics.stable_average.get_or_create(&labels(revision)).set(1.0);
-            metrics.panic_average.get_or_create(&labels(revision)).set(1.0);
+            metrics.ready_pods.get_or_create(&labels(revision)).set(1);
+            metrics.set_averages(&labels(revision), ScalingMetric::Concurrency, 1.0, 1.0);
             metrics.panic_mode.get_or_create(&labels(revision)).set(0);
         }
         metrics.tick_duration.observe(0.001);
@@ -172,5 +263,65 @@ mod tests {
             text.contains("runway_operator_autoscaler_tick_duration_seconds_count 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn averages_carry_the_name_of_the_services_metric_only() {
+        let metrics = Metrics::default();
+        let web = labels("web-00001");
+        metrics.set_averages(&web, ScalingMetric::Concurrency, 3.5, 7.0);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"runway_operator_autoscaler_stable_concurrency{namespace="ns",service="web",revision="web-00001"} 3.5"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"runway_operator_autoscaler_panic_concurrency{namespace="ns",service="web",revision="web-00001"} 7.0"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("requests_per_second{"), "{text}");
+
+        metrics.set_averages(&web, ScalingMetric::Rps, 40.0, 80.0);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"runway_operator_autoscaler_stable_requests_per_second{namespace="ns",service="web",revision="web-00001"} 40.0"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("concurrency{"), "the Service changed metric: {text}");
+    }
+
+    #[test]
+    fn a_replica_that_stops_leading_exports_no_service_or_revision_state() {
+        let metrics = Metrics::default();
+        metrics.leader.set(1);
+        metrics.set_averages(&labels("web-00001"), ScalingMetric::Rps, 1.0, 1.0);
+        metrics.desired_pods.get_or_create(&labels("web-00001")).set(2);
+        metrics
+            .service_ready
+            .get_or_create(&ServiceLabels {
+                namespace: "ns".into(),
+                service: "web".into(),
+            })
+            .set(0);
+        metrics.stopped_leading();
+        let text = metrics.encode();
+        assert!(!text.contains("web"), "{text}");
+        assert!(text.contains("runway_operator_leader 0"), "{text}");
+    }
+
+    #[test]
+    fn the_build_is_exported_next_to_the_operators_metrics() {
+        let text = Metrics::default().encode();
+        assert!(
+            text.contains(r#"runway_build_info{component="operator",version=""#),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE runway_operator_leader gauge"), "{text}");
     }
 }

@@ -5,6 +5,8 @@
 //! - [`wait::wait_until`]: polls a condition until a deadline and reports what it saw last.
 //! - [`scenario::run_scenario`]: runs a test body in a fresh namespace and prints diagnostics if it fails;
 //!   [`scenario::runway_scenario`] does so once [`install::ensure_installed`] has found (or made) Runway ready.
+//! - [`chart`]: the chart rendered with `helm template` and dry-run on the server; [`prometheus`]: queries of the
+//!   cluster's Prometheus.
 //! - [`install`]: Runway's Helm release; [`release`]: the images and OCI chart it installs from; [`command`]: helm, openssl, curl and the repository's scripts.
 //! - [`runway`]: Runway's components and Services, and where requests go; [`load`]: the requests themselves;
 //!   [`answers`]: checks of what they got.
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod answers;
+pub mod chart;
 pub mod cluster;
 pub mod command;
 pub mod diagnostics;
@@ -24,6 +27,7 @@ pub mod install;
 pub mod kubectl;
 pub mod load;
 pub mod pods;
+pub mod prometheus;
 pub mod release;
 pub mod runway;
 pub mod scenario;

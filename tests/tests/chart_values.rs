@@ -29,7 +29,7 @@ const ONLY_IN_SCHEMA: [(&str, &str); 1] = [(
 )];
 
 /// Values of Kubernetes shapes, passed through to the objects as they are: the schema keeps them open.
-const KUBERNETES_SHAPED: [&str; 10] = [
+const KUBERNETES_SHAPED: [&str; 11] = [
     "resources",
     "nodeSelector",
     "tolerations",
@@ -40,6 +40,7 @@ const KUBERNETES_SHAPED: [&str; 10] = [
     "extraEnv",
     "parentRefs",
     "annotations",
+    "labels",
 ];
 
 /// `schema`, or the definition its `$ref` names (`#/definitions/NAME`, the only references the schema uses).

@@ -23,7 +23,7 @@ fn assert_documented(what: &str, names: &[String]) {
 }
 
 /// Values holding Kubernetes objects, documented as a whole rather than key by key.
-const OPAQUE_VALUES: [&str; 4] = ["resources", "nodeSelector", "tolerations", "affinity"];
+const OPAQUE_VALUES: [&str; 5] = ["resources", "nodeSelector", "tolerations", "affinity", "labels"];
 
 /// Dotted paths of the leaves of a YAML mapping (read as JSON values, so its keys are strings), stopping at opaque
 /// values.

@@ -13,49 +13,17 @@
 #![forbid(unsafe_code)]
 
 use anyhow::{Context, ensure};
-use runway_tests::cluster::{Cluster, repo_root};
+use runway_tests::chart::{self, TEMPLATE, find, has, objects, server_dry_run, server_dry_run_of};
+use runway_tests::cluster::repo_root;
 use runway_tests::install::{self, helm};
 use runway_tests::runway::{self, NAMESPACE};
 use runway_tests::scenario::runway_scenario;
 use serde_json::Value;
 
-/// `helm template` as `make manifests` runs it: the chart's minimum Kubernetes version (a helm built without its
-/// release ldflags defaults to 1.20, below the chart's kubeVersion), without the `helm test` hooks.
-const TEMPLATE: [&str; 8] = [
-    "template",
-    "runway",
-    "deploy/runway",
-    "--namespace",
-    NAMESPACE,
-    "--kube-version",
-    "1.30.0",
-    "--skip-tests",
-];
-
 /// `helm template` with `sets` (`key=value` each) over the defaults.
 async fn render(sets: &[&str]) -> anyhow::Result<String> {
-    let mut args: Vec<String> = TEMPLATE.iter().map(|a| (*a).to_owned()).collect();
-    args.extend(sets.iter().map(|set| format!("--set={set}")));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    helm(&args).await
-}
-
-/// The objects of a rendered chart.
-fn objects(rendered: &str) -> anyhow::Result<Vec<Value>> {
-    let documents: Vec<Value> = serde_saphyr::from_multiple(rendered).context("the chart renders YAML")?;
-    Ok(documents.into_iter().filter(|d| !d.is_null()).collect())
-}
-
-/// The one object of `kind` named `name`.
-fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> anyhow::Result<&'a Value> {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-        .with_context(|| format!("no {kind} {name} rendered"))
-}
-
-fn has(objects: &[Value], kind: &str, name: &str) -> bool {
-    find(objects, kind, name).is_ok()
+    let args: Vec<String> = sets.iter().map(|set| format!("--set={set}")).collect();
+    chart::template(&args).await
 }
 
 /// The activator Deployment's pod spec with `sets`.
@@ -78,30 +46,6 @@ fn numbers_as_floats(value: Value) -> Value {
         Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, numbers_as_floats(v))).collect()),
         other => other,
     }
-}
-
-/// `kubectl apply --server-side --dry-run=server` of the file at `path`: the API server validates every object.
-async fn server_dry_run(cluster: &Cluster, path: &std::path::Path) -> anyhow::Result<String> {
-    let path = path.to_string_lossy();
-    let args = [
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--dry-run=server",
-        "-f",
-        &path,
-    ];
-    cluster.kubectl().run(&args).await
-}
-
-/// [`server_dry_run`] of `text`, through a temporary file.
-async fn server_dry_run_of(cluster: &Cluster, what: &str, text: &str) -> anyhow::Result<()> {
-    let path = std::env::temp_dir().join(format!("runway-{what}-{}.yaml", std::process::id()));
-    std::fs::write(&path, text)?;
-    let dry_run = server_dry_run(cluster, &path).await;
-    let _ = std::fs::remove_file(&path);
-    eprintln!("server-side dry run of {what}:\n{}", dry_run?);
-    Ok(())
 }
 
 #[tokio::test]

@@ -40,7 +40,11 @@ impl AccessLine {
             if json["request_id"] != id {
                 return None;
             }
-            (json["cold_start"] == true, json["queue_ms"].as_f64(), json["via"] == "peer")
+            (
+                json["cold_start"] == true,
+                json["queue_ms"].as_f64(),
+                json["via"] == "peer",
+            )
         } else {
             let words: Vec<&str> = line.split(' ').collect();
             if !words.contains(&format!("id={id}").as_str()) {
@@ -101,17 +105,24 @@ async fn t41_a_cold_start_is_logged_with_its_request_id_and_wait() {
             .context("no X-Request-Id on the response")?
             .to_owned();
         let told = server_timing_ms(&response.headers).context("no Server-Timing queue wait on the response")?;
-        let lines = wait_until(format!("the access log line of request {id}"), Duration::from_secs(30), || async {
-            let lines = access_lines(&cluster, &id).await.map_err(|e| e.to_string())?;
-            if lines.iter().any(|line| !line.via_peer) {
-                Ok(lines)
-            } else {
-                Err(format!("{lines:?}"))
-            }
-        })
+        let lines = wait_until(
+            format!("the access log line of request {id}"),
+            Duration::from_secs(30),
+            || async {
+                let lines = access_lines(&cluster, &id).await.map_err(|e| e.to_string())?;
+                if lines.iter().any(|line| !line.via_peer) {
+                    Ok(lines)
+                } else {
+                    Err(format!("{lines:?}"))
+                }
+            },
+        )
         .await?;
         let from_client: Vec<_> = lines.iter().filter(|line| !line.via_peer).collect();
-        ensure!(from_client.len() == 1, "one line from the client's activator: {lines:#?}");
+        ensure!(
+            from_client.len() == 1,
+            "one line from the client's activator: {lines:#?}"
+        );
         let line = from_client[0];
         eprintln!("access log line of {}: {}", line.activator, line.text);
         ensure!(line.cold_start, "the line does not say cold start: {line:?}");

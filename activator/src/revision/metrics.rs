@@ -124,7 +124,9 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("runway_activator");
+        let mut root = Registry::default();
+        runway_api::build::register(&mut root, "activator");
+        let registry = root.sub_registry_with_prefix("runway_activator");
         let metrics = Metrics {
             requests: Family::default(),
             queue_depth: Family::default(),
@@ -216,7 +218,10 @@ impl Default for Metrics {
             let _ = metrics.auth_cache_hits.get_or_create(&CacheLabels { cache });
             let _ = metrics.auth_cache_entries.get_or_create(&CacheLabels { cache });
         }
-        Metrics { registry, ..metrics }
+        Metrics {
+            registry: root,
+            ..metrics
+        }
     }
 }
 

@@ -138,3 +138,15 @@ to close its connections and exit before the kubelet's SIGKILL.
 {{- define "runway.testService" -}}
 {{- printf "%s-test" .Release.Name | trunc 52 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/*
+Whether a Prometheus Operator object is rendered: its enabled value true, or "auto" and the cluster serves its kind
+(monitoring.coreos.com/v1/{kind}). Prints true or false. Call with (dict "root" $ "enabled" ... "kind" "PodMonitor").
+*/}}
+{{- define "runway.monitoring.enabled" -}}
+{{- if eq (toString .enabled) "auto" -}}
+{{- .root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" .kind) -}}
+{{- else -}}
+{{- .enabled -}}
+{{- end -}}
+{{- end -}}

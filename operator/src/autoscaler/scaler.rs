@@ -157,7 +157,7 @@ impl Scaler {
                 floors.get(&key).copied().unwrap_or(0),
             );
             let decision = decide(&policy, &mut entry.history, observation);
-            self.export(&entry.labels, &decision);
+            self.export(&entry.labels, &policy, &observation, &decision);
             if entry.should_write(decision.desired, observation.current_scale, now)
                 && self.write(&target, &policy, &decision, observation.current_scale).await
             {
@@ -214,19 +214,17 @@ impl Scaler {
         })
     }
 
-    fn export(&self, labels: &RevisionLabels, decision: &Decision) {
+    fn export(&self, labels: &RevisionLabels, policy: &Policy, observation: &Observation, decision: &Decision) {
         self.metrics
-            .stable_average
-            .get_or_create(labels)
-            .set(decision.stable_average);
-        self.metrics
-            .panic_average
-            .get_or_create(labels)
-            .set(decision.panic_average);
+            .set_averages(labels, policy.metric, decision.stable_average, decision.panic_average);
         self.metrics
             .desired_pods
             .get_or_create(labels)
             .set(i64::from(decision.desired));
+        self.metrics
+            .ready_pods
+            .get_or_create(labels)
+            .set(i64::from(observation.ready_pods));
         self.metrics
             .panic_mode
             .get_or_create(labels)

@@ -3,12 +3,14 @@
 //!
 //! This file is the pipeline: it calls the steps in order. Each step is a file here that talks to the API server,
 //! and the pure rules it follows are in `rules/` under the same name: `revisions`, `upgrade`, `rollout`, `traffic`,
-//! `revision_status`, `status` and `gc`. `workloads` is the one step without rules of its own: it applies what
+//! `revision_status`, `status` and `gc`. `readiness` is no step: it exports the Services' Ready conditions as a
+//! metric, beside the reconciler. `workloads` is the one step without rules of its own: it applies what
 //! `rules/desired.rs` builds (as do `revisions`, `upgrade` and `traffic`) and diagnoses pods with `crate::failure`.
 //! What the steps share (`Context`, `Run`, `Step`) is in `context.rs`; no step imports this file or another step.
 
 mod context;
 mod gc;
+pub(crate) mod readiness;
 mod revision_status;
 mod revisions;
 mod rollout;

@@ -95,7 +95,7 @@ fn soak_flags() -> Flags {
 }
 
 /// Flags of other tools that docs name in inline code, with the tool.
-const OTHER_TOOLS: [(&str, &str); 21] = [
+const OTHER_TOOLS: [(&str, &str); 23] = [
     ("--resolve", "curl"),
     ("--set", "helm"),
     ("--plain-http", "helm"),
@@ -117,6 +117,8 @@ const OTHER_TOOLS: [(&str, &str); 21] = [
     ("--v", "kube-network-policies"),
     ("--fail-open", "kube-network-policies"),
     ("--queue-bypass", "iptables"),
+    ("--api-versions", "helm"),
+    ("--build-arg", "docker"),
 ];
 
 /// The flag tables, by document and heading, with their program.

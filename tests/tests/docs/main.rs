@@ -15,6 +15,7 @@ mod future_tense;
 mod kubectl_get;
 mod metrics;
 mod objects;
+mod observability;
 mod probes;
 mod rbac;
 mod references;

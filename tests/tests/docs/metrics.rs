@@ -4,7 +4,8 @@
 //! The activator's metrics come from its real registry (`runway_activator::revision::Metrics`, public). The
 //! operator's are private to its crate, so they are read from the source of `operator/src/metrics.rs` by
 //! `scan_registrations`; that scanner is checked against the activator's real registry, so it cannot silently read
-//! nothing or the wrong thing.
+//! nothing or the wrong thing. `runway_build_info`, which both register through `runway_api::build`, comes from that
+//! helper's own registry.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,7 +16,7 @@ use crate::markdown::{Table, code_spans};
 use crate::repo;
 
 /// A metric as exposed: its name as a series is named (`_total` for counters), its type and its label names.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Metric {
     kind: String,
     labels: BTreeSet<String>,
@@ -40,6 +41,16 @@ fn the_operators_metrics_table_is_its_registry() {
 }
 
 #[test]
+fn build_info_is_documented() {
+    let mut registry = prometheus_client::registry::Registry::default();
+    runway_api::build::register(&mut registry, "activator");
+    assert_documented(
+        "runway_build_info",
+        &parse_exposition(&encode(&registry), "runway_build_info"),
+    );
+}
+
+#[test]
 fn the_source_scan_reads_what_the_real_registry_has() {
     assert_eq!(
         scan_registrations("activator/src/revision/metrics.rs"),
@@ -54,6 +65,7 @@ fn every_metric_name_in_the_docs_exists() {
     for (name, metric) in activator_registry()
         .iter()
         .chain(&scan_registrations("operator/src/metrics.rs"))
+        .chain([(&"runway_build_info".to_owned(), &Metric::default())])
     {
         known.insert(name.clone());
         if metric.kind == "histogram" {
@@ -83,14 +95,25 @@ fn every_metric_name_in_the_docs_exists() {
     );
 }
 
-/// The activator's registry, with one series of each metric so that the exposition shows the label names.
+/// The activator's registry (its own metrics, not the build's), with one series of each metric so that the
+/// exposition shows the label names.
 fn activator_registry() -> Registered {
     let metrics = Metrics::default();
     let series = metrics.for_revision(&RevisionId::new("ns", "svc", "svc-00001"));
     series.count_response(200, std::time::Duration::from_millis(100));
     series.queue_wait.observe(0.1);
     series.cold_start_duration.observe(0.1);
-    let text = metrics.encode();
+    parse_exposition(&metrics.encode(), "runway_activator_")
+}
+
+fn encode(registry: &prometheus_client::registry::Registry) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+    text
+}
+
+/// The metrics of an exposition whose names start with `prefix`, with their types and label names.
+fn parse_exposition(text: &str, prefix: &str) -> Registered {
     let mut out = Registered::new();
     let mut kinds = BTreeMap::new();
     for line in text.lines() {
@@ -99,7 +122,7 @@ fn activator_registry() -> Registered {
             kinds.insert(family.to_owned(), kind.to_owned());
         }
     }
-    for (family, kind) in kinds {
+    for (family, kind) in kinds.into_iter().filter(|(family, _)| family.starts_with(prefix)) {
         let name = if kind == "counter" {
             format!("{family}_total")
         } else {
@@ -135,7 +158,10 @@ fn activator_registry() -> Registered {
 fn scan_registrations(path: &str) -> Registered {
     let source = repo::read(path);
     let flat: String = source.split_whitespace().collect::<Vec<_>>().join(" ");
-    let prefix = between(&flat, "Registry::with_prefix(\"", "\"").expect("a registry with a prefix");
+    // The component's registry: the root's own prefix, or that of the sub-registry beside runway_build_info.
+    let prefix = between(&flat, "Registry::with_prefix(\"", "\"")
+        .or_else(|| between(&flat, "sub_registry_with_prefix(\"", "\""))
+        .expect("a registry with a prefix");
     let mut out = Registered::new();
     for call in flat.split("registry.register(").skip(1) {
         let name = between(call, "\"", "\"").expect("a metric name");
