@@ -17,6 +17,7 @@ use crate::serve::admin::{self, Admin, AdminServer, Health};
 use crate::serve::budget::RequestBudget;
 use crate::serve::proxy::{Proxy, ProxySettings};
 use crate::serve::server::{self, ConnectionLimits, Phase};
+use opentelemetry_sdk::trace::SdkTracer;
 use runway_api::cidr::CidrList;
 
 /// Everything an activator needs to run, whatever feeds its routes.
@@ -52,6 +53,8 @@ pub struct Options {
     pub access: AccessSettings,
     /// The API server that reviews their tokens; without one (standalone mode) they get 503.
     pub api: Option<ApiClient>,
+    /// Starts the requests' spans; `None` when tracing is off (`--otlp-endpoint` unset).
+    pub tracer: Option<SdkTracer>,
 }
 
 /// A running activator.

@@ -6,6 +6,7 @@
 //! `OTEL_BSP_MAX_QUEUE_SIZE`) that a thread of its own exports in batches of up to 512 every 5 s. A full queue drops
 //! the new span (logged once) and a failed export is logged and dropped: neither blocks nor fails the caller.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +17,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector, HttpClient, HttpError};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{ExporterBuildError, Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
@@ -53,15 +54,6 @@ pub struct Origin {
     pub namespace: Option<String>,
 }
 
-/// Setting up the span exporter failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TelemetryError {
-    #[error("cannot start the span exporter's thread: {0}")]
-    Runtime(#[source] std::io::Error),
-    #[error("cannot build the OTLP span exporter: {0}")]
-    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
-}
-
 /// The tracer of a process, and the exporter behind it; dropping it (or [`Telemetry::shutdown`]) exports the spans
 /// still queued.
 #[derive(Debug)]
@@ -77,13 +69,16 @@ impl TraceArgs {
         Some(format!("{}{TRACES_PATH}", base.trim_end_matches('/')))
     }
 
-    /// Starts the exporter when there is an endpoint. Call it outside any async context's hot path: it starts a
-    /// thread for the batch processor and one for the export requests.
-    pub fn init(&self, origin: &Origin) -> Result<Telemetry, TelemetryError> {
+    /// Starts the exporter when there is an endpoint: a thread for the batch processor, and at the first export
+    /// one for the requests.
+    pub fn init(&self, origin: &Origin) -> Result<Telemetry, ExporterBuildError> {
         let Some(url) = self.traces_url() else {
             return Ok(Telemetry::off());
         };
-        let client = ExportClient::new()?;
+        let client = ExportClient {
+            runtime: OnceLock::new(),
+            client: HyperClient::with_default_connector(EXPORT_TIMEOUT, None),
+        };
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
@@ -208,12 +203,17 @@ fn sampling_ratio(value: &str) -> Result<f64, String> {
 /// itself.
 #[derive(Debug)]
 struct ExportClient {
-    runtime: tokio::runtime::Runtime,
+    /// Made by the first export, on the batch processor's thread, which drops it too: a runtime dropped in an async
+    /// context (an exporter that failed to build in the operator's main) would panic.
+    runtime: OnceLock<tokio::runtime::Runtime>,
     client: HyperClient,
 }
 
 impl ExportClient {
-    fn new() -> Result<ExportClient, TelemetryError> {
+    fn runtime(&self) -> std::io::Result<&tokio::runtime::Runtime> {
+        if let Some(runtime) = self.runtime.get() {
+            return Ok(runtime);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             // Name resolution runs on the blocking pool; one request at a time needs one thread.
@@ -221,12 +221,8 @@ impl ExportClient {
             .thread_name("otlp-export")
             .enable_io()
             .enable_time()
-            .build()
-            .map_err(TelemetryError::Runtime)?;
-        Ok(ExportClient {
-            runtime,
-            client: HyperClient::with_default_connector(EXPORT_TIMEOUT, None),
-        })
+            .build()?;
+        Ok(self.runtime.get_or_init(|| runtime))
     }
 }
 
@@ -234,7 +230,7 @@ impl ExportClient {
 impl HttpClient for ExportClient {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let client = self.client.clone();
-        self.runtime
+        self.runtime()?
             .spawn(async move { client.send_bytes(request).await })
             .await?
     }

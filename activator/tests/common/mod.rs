@@ -80,6 +80,7 @@ pub fn options(ip: IpAddr) -> Options {
         workers: 1,
         access: Default::default(),
         api: None,
+        tracer: None,
     }
 }
 
