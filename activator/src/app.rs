@@ -19,6 +19,7 @@ use crate::serve::admin::{self, Admin, AdminServer, Health};
 use crate::serve::budget::RequestBudget;
 use crate::serve::proxy::{Proxy, ProxySettings};
 use crate::serve::server::{self, ConnectionLimits, Phase};
+use opentelemetry_sdk::trace::SdkTracer;
 use runway_api::cidr::CidrList;
 use runway_api::logging::LogFormat;
 
@@ -56,6 +57,8 @@ pub struct Options {
     /// The API server that reviews their tokens; without one (standalone mode) they get 503.
     pub api: Option<ApiClient>,
     pub access_log: AccessLogSettings,
+    /// Starts the requests' spans; `None` when tracing is off (`--otlp-endpoint` unset).
+    pub tracer: Option<SdkTracer>,
 }
 
 /// The access log's format and the share of requests it records by default.

@@ -139,6 +139,9 @@ pub struct Args {
     pub access_log_percent: AccessLogShare,
     #[command(flatten)]
     pub logs: runway_api::logging::LogArgs,
+    // Span export: --otlp-endpoint and --trace-sampling-ratio.
+    #[command(flatten)]
+    pub traces: runway_api::telemetry::TraceArgs,
     /// Run without a cluster: routes from --route and --routes-file.
     #[arg(long, env = "RUNWAY_STANDALONE")]
     pub standalone: bool,
@@ -226,8 +229,9 @@ impl Args {
                 reviews_in_flight: self.auth_reviews_in_flight,
                 review_timeout: self.auth_review_timeout,
             },
-            // The cluster client, made in main once the flags are read.
+            // The cluster client and the tracer, made in main once the flags are read.
             api: None,
+            tracer: None,
         })
     }
 }

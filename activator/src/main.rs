@@ -8,6 +8,7 @@ use runway_activator::app::Activator;
 use runway_activator::config::Args;
 use runway_activator::sources::cluster::{self, PeerSource};
 use runway_activator::sources::standalone::{self, StaticConfig};
+use runway_api::telemetry::{Origin, Telemetry};
 use tokio::signal::unix::{SignalKind, signal};
 
 // Every proxied request allocates headers, URIs and futures; mimalloc's thread-local free lists make that cheaper
@@ -18,14 +19,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.logs.init();
+    // In a cluster, spans name this pod; standalone, --pod-name is only a default.
+    let origin = Origin {
+        service: "runway-activator",
+        version: env!("CARGO_PKG_VERSION"),
+        pod_name: (!args.standalone).then(|| args.pod_name.clone()),
+        namespace: (!args.standalone).then(|| args.namespace.clone()),
+    };
+    let telemetry = args.traces.init(&origin)?;
     // The watches, reports and the first serving worker share this thread; further workers get threads of their
     // own (`Options::workers`), each with a single-threaded scheduler: no work stealing, no cross-thread wake-ups.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(run(args))
+    runtime.block_on(run(args, telemetry))
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, telemetry: Telemetry) -> anyhow::Result<()> {
     let mut options = args.options()?;
+    options.tracer = telemetry.tracer().cloned();
     // Read the routes before binding anything: a bad file is a startup error, not a half-configured proxy.
     let mut routes = match &args.routes_file {
         Some(path) => StaticConfig::from_file(path)?,
@@ -72,5 +82,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ = interrupt.recv() => tracing::info!("SIGINT"),
     }
     activator.shutdown().await;
+    // The last requests' spans.
+    telemetry.shutdown();
     Ok(())
 }

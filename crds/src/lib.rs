@@ -19,6 +19,8 @@ pub mod service;
 pub mod serving;
 pub mod slim;
 pub mod stats;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 
 pub use conditions::revision_failure;
 pub use names::{RevisionKey, ServiceKey};

@@ -3,6 +3,9 @@
 use std::io::IsTerminal;
 
 use clap::{Args, ValueEnum};
+use tracing_subscriber::layer::{Identity, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
 
 /// How log lines look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -25,15 +28,24 @@ pub struct LogArgs {
 impl LogArgs {
     /// Installs the global subscriber, writing to stderr; an unparsable filter falls back to `info`.
     pub fn init(&self) {
+        self.init_with(Identity::new());
+    }
+
+    /// Like [`LogArgs::init`], with `extra` beside the log lines (the operator's span export). The log filter is
+    /// the log lines' own, so `extra` sees spans and events the logs leave out and filters them itself.
+    pub fn init_with(&self, extra: impl Layer<Registry> + Send + Sync + 'static) {
         let filter = tracing_subscriber::EnvFilter::try_new(&self.log_level).unwrap_or_else(|_| "info".into());
         // Colour only for a person at a terminal: in pod logs escape codes are noise.
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
+        let lines = tracing_subscriber::fmt::layer()
             .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr);
-        match self.log_format {
-            LogFormat::Text => builder.init(),
-            LogFormat::Json => builder.json().init(),
-        }
+        let lines = match self.log_format {
+            LogFormat::Text => lines.boxed(),
+            LogFormat::Json => lines.json().boxed(),
+        };
+        tracing_subscriber::registry()
+            .with(extra)
+            .with(lines.with_filter(filter))
+            .init();
     }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use runway_api::logging::LogArgs;
+use runway_api::telemetry::{Origin, TraceArgs};
 use serde_json::Value;
 
 use crate::autoscaler::policy::Defaults;
@@ -61,9 +62,22 @@ pub struct Args {
     pub(crate) identity: String,
     #[command(flatten)]
     pub logs: LogArgs,
+    // Span export of reconciles and scale writes: --otlp-endpoint and --trace-sampling-ratio.
+    #[command(flatten)]
+    pub traces: TraceArgs,
 }
 
 impl Args {
+    /// What the operator's spans say about where they come from: this pod, in the Lease's namespace (its own).
+    pub fn origin(&self) -> Origin {
+        Origin {
+            service: "runway-operator",
+            version: env!("CARGO_PKG_VERSION"),
+            pod_name: Some(self.identity.clone()),
+            namespace: Some(self.lease_namespace.clone()),
+        }
+    }
+
     /// Where the routes of mapped domains go and what they look like.
     pub(crate) fn route_settings(&self) -> RouteSettings {
         let routes = &self.routes;

@@ -4,7 +4,7 @@
 //! Layers, each importing only those below it: the process (`app`, with `cli`, `admin`, `leader`) runs the
 //! controllers; the controllers are `service` (a Service's revisions, routes and status), `domain` (DomainMappings
 //! and their routes) and `autoscaler`; below them what they share: `children` (applying child objects), `failure`
-//! (why pods cannot start), `condition` (condition statuses), `events` and `metrics`.
+//! (why pods cannot start), `condition` (condition statuses), `events`, `metrics` and `spans` (what tracing exports).
 #![forbid(unsafe_code)]
 
 mod admin;
@@ -19,3 +19,4 @@ mod failure;
 mod leader;
 mod metrics;
 mod service;
+pub mod spans;

@@ -14,6 +14,7 @@
 //! - [`workloads`], [`pods`]: the sample app's manifests and pod readiness checks.
 //! - [`http`]: a plain HTTP client for requests from the host, and requests from a pod.
 //! - [`domains`]: DomainMappings and the routes the operator makes for them.
+//! - [`otlp`]: a trace receiver that keeps the spans Runway exports, for tests to read back.
 #![forbid(unsafe_code)]
 
 pub mod answers;
@@ -26,6 +27,7 @@ pub mod http;
 pub mod install;
 pub mod kubectl;
 pub mod load;
+pub mod otlp;
 pub mod pods;
 pub mod prometheus;
 pub mod release;

@@ -128,10 +128,12 @@ fn a_flag_is_found_as_a_whole_word_only() {
 }
 
 /// The Helm value behind each flag the chart passes from a value with the same default, by component.
-const VALUE_OF_FLAG: [(&str, &str, &str); 43] = [
+const VALUE_OF_FLAG: [(&str, &str, &str); 47] = [
     ("activator", "--domain", "domain"),
     ("activator", "--log-level", "logLevel"),
     ("activator", "--log-format", "logFormat"),
+    ("activator", "--otlp-endpoint", "tracing.otlpEndpoint"),
+    ("activator", "--trace-sampling-ratio", "tracing.samplingRatio"),
     ("activator", "--queue-depth", "activator.queueDepth"),
     ("activator", "--drain-delay", "activator.drainDelay"),
     ("activator", "--shutdown-timeout", "activator.shutdownTimeout"),
@@ -195,6 +197,8 @@ const VALUE_OF_FLAG: [(&str, &str, &str); 43] = [
     ("operator", "--domain", "domain"),
     ("operator", "--log-level", "logLevel"),
     ("operator", "--log-format", "logFormat"),
+    ("operator", "--otlp-endpoint", "tracing.otlpEndpoint"),
+    ("operator", "--trace-sampling-ratio", "tracing.samplingRatio"),
     ("operator", "--lease-name", "operator.leaseName"),
     ("operator", "--workload-pod-security", "workloads.podSecurity"),
     ("operator", "--activator-service-port", "activator.service.port"),

@@ -87,6 +87,7 @@ pub fn options(ip: IpAddr) -> Options {
             format: LogFormat::Json,
             default: AccessLogShare::percent(0).unwrap(),
         },
+        tracer: None,
     }
 }
 

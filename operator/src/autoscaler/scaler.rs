@@ -21,6 +21,7 @@ use crate::children::apply_scale;
 use crate::events::{self, Happening};
 use crate::failure::{self, Diagnosis};
 use crate::metrics::{Metrics, ResultLabels, RevisionLabels};
+use crate::spans;
 
 pub(crate) const TICK: Duration = Duration::from_secs(1);
 
@@ -237,28 +238,32 @@ impl Scaler {
             return false;
         };
         let revision = target.revision.name_any();
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
-        let result = apply_scale(&api, &names::deployment_name(&revision), decision.desired).await;
-        let label = if result.is_ok() { "success" } else { "error" };
-        self.metrics
-            .scale_writes
-            .get_or_create(&ResultLabels { result: label })
-            .inc();
-        if let Err(e) = result {
-            warn!(%namespace, %revision, %e, "writing scale");
-            return false;
-        }
-        let (reason, note) = event_for(&revision, policy, decision, current);
-        info!(%namespace, %revision, from = current, to = decision.desired, %note, "{reason}");
-        let happening = Happening {
-            type_: EventType::Normal,
-            action: "Scale",
-            reason,
-            note,
-            related: Some(target.revision.object_ref(&())),
+        let span = spans::scale(&namespace, &revision, current, decision.desired);
+        let written = async {
+            let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
+            let result = apply_scale(&api, &names::deployment_name(&revision), decision.desired).await;
+            let label = if result.is_ok() { "success" } else { "error" };
+            self.metrics
+                .scale_writes
+                .get_or_create(&ResultLabels { result: label })
+                .inc();
+            if let Err(e) = &result {
+                warn!(%namespace, %revision, %e, "writing scale");
+                return result;
+            }
+            let (reason, note) = event_for(&revision, policy, decision, current);
+            info!(%namespace, %revision, from = current, to = decision.desired, %note, "{reason}");
+            let happening = Happening {
+                type_: EventType::Normal,
+                action: "Scale",
+                reason,
+                note,
+                related: Some(target.revision.object_ref(&())),
+            };
+            events::publish(&self.recorder, &target.service, happening).await;
+            result
         };
-        events::publish(&self.recorder, &target.service, happening).await;
-        true
+        spans::traced(span, written).await.is_ok()
     }
 }
 

@@ -25,6 +25,7 @@ use tracing::warn;
 
 use crate::children::apply_status;
 use crate::condition::{ConditionStatus, State, condition};
+use crate::spans;
 
 pub(crate) use routes::{IngressSettings, RouteSettings};
 
@@ -109,6 +110,15 @@ fn mappings_of_service(mappings: &[Arc<DomainMapping>], service: &Service) -> Ve
 }
 
 async fn reconcile(mapping: Arc<DomainMapping>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = spans::reconcile(
+        "DomainMapping",
+        &mapping.namespace().unwrap_or_default(),
+        &mapping.name_any(),
+    );
+    spans::traced(span, reconcile_mapping(mapping, ctx)).await
+}
+
+async fn reconcile_mapping(mapping: Arc<DomainMapping>, ctx: Arc<Context>) -> Result<Action, Error> {
     // Without routes a mapping gets no finalizer, which would hold it if the operator went away; one it got while
     // routes were on still runs, to delete them.
     if !ctx.routes.enabled() && !mapping.finalizers().iter().any(|f| f == FINALIZER) {

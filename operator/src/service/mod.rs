@@ -35,6 +35,7 @@ use tracing::warn;
 
 use crate::condition::State;
 use crate::metrics::{ReasonLabels, ResultLabels};
+use crate::spans;
 use context::{Apis, Run, Step};
 use rules::revisions::Readiness;
 use rules::status::Observed;
@@ -71,10 +72,14 @@ pub(crate) async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Resul
         return Ok(Action::requeue(CACHES_RETRY));
     }
     let started = Instant::now();
-    let result = match reconcile_inner(&service, &ctx).await {
-        Err(Error::NamespaceTerminating) => Ok(Action::await_change()),
-        other => other,
-    };
+    let span = spans::reconcile("Service", &service.namespace().unwrap_or_default(), &service.name_any());
+    let result = spans::traced(span, async {
+        match reconcile_inner(&service, &ctx).await {
+            Err(Error::NamespaceTerminating) => Ok(Action::await_change()),
+            other => other,
+        }
+    })
+    .await;
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     let label = if result.is_ok() { "success" } else { "error" };
     ctx.metrics
