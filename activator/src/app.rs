@@ -139,6 +139,7 @@ impl Activator {
             connect_timeout: options.connect_timeout,
             trusted_proxies: options.trusted_proxies.clone(),
             tunnel_idle_timeout: options.tunnel_idle_timeout,
+            tracer: options.tracer.clone(),
         };
         let mut workers = Vec::with_capacity(count);
         for (index, (external, internal)) in external.into_iter().zip(internal).enumerate() {

@@ -1,20 +1,23 @@
 //! What the activator records of requests, end to end on loopback: request IDs, access log lines (with their
-//! sampling, per Service and by default) and the cold-start and queue metrics.
+//! sampling, per Service and by default), the cold-start and queue metrics, and a cold start's spans.
 
 mod common;
 
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use common::*;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
+use opentelemetry::trace::{SpanKind, TracerProvider as _};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use parking_lot::Mutex;
 use runway_activator::app::Activator;
-use runway_activator::model::{AccessLogShare, ServiceTraffic};
+use runway_activator::model::{AccessLogShare, EndpointState, ServiceTraffic};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -204,4 +207,116 @@ async fn a_cold_start_is_logged_and_timed() {
         cold >= 0.1 && cold <= queued / 1000.0 + 0.01,
         "cold start {cold} s, queued {queued} ms"
     );
+}
+
+/// Spans as the SDK hands them to an exporter, kept for the test.
+#[derive(Clone, Debug, Default)]
+struct Collected(Arc<Mutex<Vec<SpanData>>>);
+
+impl SpanExporter for Collected {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0.lock().extend(batch);
+        Ok(())
+    }
+}
+
+impl Collected {
+    /// Waits until the span named `name` ended, and returns every span of the trace.
+    async fn wait_for(&self, name: &str) -> Vec<SpanData> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let spans = self.0.lock().clone();
+            if spans.iter().any(|span| span.name == name) {
+                return spans;
+            }
+            assert!(Instant::now() < deadline, "no span {name} in {spans:#?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn millis(from: SystemTime, to: SystemTime) -> f64 {
+    to.duration_since(from).unwrap_or_default().as_secs_f64() * 1000.0
+}
+
+/// A cold start's trace: the activator's server span under the client's traceparent, a queue wait whose cold-start
+/// steps add up to it, and a client span whose context the app got as its traceparent.
+#[tokio::test]
+async fn a_cold_start_is_traced_under_the_callers_trace() {
+    let spans = Collected::default();
+    let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
+    let mut options = options(IpAddr::from([127, 0, 0, 1]));
+    options.tracer = Some(provider.tracer("test"));
+    let activator = Activator::start_logging_to(options, Lines::default()).await.unwrap();
+    set_settings(&activator, settings(0, LONG));
+    let proxy = activator.proxy_addr;
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let waiting = tokio::spawn(async move {
+        let request = Request::get(format!("http://{proxy}/"))
+            .header("host", HOST)
+            .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+            .body(Full::default())
+            .unwrap();
+        send(&client(), request).await
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric_value(&activator, "runway_activator_queue_depth{").await != Some(1.0) {
+        assert!(Instant::now() < deadline, "the request never queued");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The pod is listed unready first, as a starting pod is, then ready.
+    let pod = backend(|request: Request<hyper::body::Incoming>| async move {
+        let parent = request
+            .headers()
+            .get("traceparent")
+            .map(|v| v.to_str().unwrap().to_owned());
+        Response::new(Full::new(Bytes::from(parent.unwrap_or_default())))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    activator.registry.set_endpoints(
+        &revision(),
+        &[EndpointState {
+            ready: false,
+            ..ready(pod)
+        }],
+    );
+    let (status, _, app_parent) = waiting.await.unwrap();
+    assert_eq!(status, 200);
+    let spans = spans.wait_for("GET").await;
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .expect("a server span");
+    assert_eq!(server.span_context.trace_id().to_string(), caller_trace);
+    assert_eq!(server.parent_span_id.to_string(), caller_span);
+    let child_of = |parent: &SpanData| -> Vec<&SpanData> {
+        let id = parent.span_context.span_id();
+        spans.iter().filter(|s| s.parent_span_id == id).collect()
+    };
+    let wait = *child_of(server)
+        .iter()
+        .find(|s| s.name == "queue wait")
+        .expect("a queue wait span");
+    let steps = child_of(wait);
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_ref()).collect();
+    assert_eq!(names.first(), Some(&"scale"), "{names:?}");
+    assert!(names.contains(&"pod start"), "{names:?}");
+    let total: f64 = steps.iter().map(|s| millis(s.start_time, s.end_time)).sum();
+    let waited = millis(wait.start_time, wait.end_time);
+    assert!(
+        (total - waited).abs() < 1.0,
+        "steps {total} ms of a {waited} ms wait: {steps:#?}"
+    );
+    let attempt = *child_of(server)
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Client)
+        .expect("a client span");
+    assert_eq!(
+        app_parent,
+        format!("00-{caller_trace}-{}-01", attempt.span_context.span_id()),
+        "the app's traceparent names the attempt's span"
+    );
+    drop(provider);
 }

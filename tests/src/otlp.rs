@@ -9,8 +9,10 @@
 //! with an empty `ExportTraceServiceResponse`). OTLP/JSON is refused (415): no exporter of ours sends it, and
 //! decoding it would need the proto crate's serde feature, one more dependency and a longer build.
 //!
-//! Pods reach it on the host running the tests: [`Receiver::start_for_pods`] listens on every interface, and
-//! [`Receiver::endpoint_for_pods`] gives the URL for the chart's `tracing.otlpEndpoint`.
+//! Pods reach it on the host running the tests: [`Receiver::start_for_pods`] listens on every interface at
+//! [`TEST_BED_PORT`], and [`Receiver::endpoint_for_pods`] gives the URL for the chart's `tracing.otlpEndpoint`. The
+//! port is fixed, so that the endpoint a test installs stays the same from run to run and installing it again rolls
+//! nothing out.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -35,6 +37,8 @@ use tokio::task::JoinHandle;
 use crate::release::Release;
 use crate::wait::wait_until;
 
+/// OTLP/HTTP's usual port, where the suites' receiver listens for pods.
+pub const TEST_BED_PORT: u16 = 4318;
 /// Where OTLP/HTTP takes spans.
 const TRACES_PATH: &str = "/v1/traces";
 /// OTLP/HTTP's binary encoding.
@@ -94,9 +98,9 @@ impl Receiver {
         Ok(Receiver { address, spans, server })
     }
 
-    /// Listens on every interface, on a free port, for pods of the cluster to send to.
+    /// Listens on every interface, at [`TEST_BED_PORT`], for pods of the cluster to send to.
     pub async fn start_for_pods() -> anyhow::Result<Receiver> {
-        Receiver::start(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)).await
+        Receiver::start(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), TEST_BED_PORT)).await
     }
 
     /// The address it listens on.

@@ -16,11 +16,13 @@ use http_body_util::Full;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::LogParams;
-use runway_tests::cluster::Cluster;
+use runway_tests::cluster::{Cluster, repo_root};
 use runway_tests::http::send;
+use runway_tests::otlp::{ReceivedSpan, Receiver};
 use runway_tests::runway::{self, NAMESPACE, REQUEST, deploy, quick_zero};
 use runway_tests::scenario::runway_scenario;
 use runway_tests::wait::wait_until;
+use runway_tests::{install, prometheus};
 
 /// What the test reads of an access log line, in either format of `logFormat`.
 #[derive(Debug)]
@@ -81,16 +83,27 @@ async fn access_lines(cluster: &Cluster, id: &str) -> anyhow::Result<Vec<AccessL
     Ok(found)
 }
 
+/// The client's trace, which the request joins.
+const CALLER_TRACE: &str = "5f2c8a0e1d3b4c6a9e8f7a6b5c4d3e2f";
+const CALLER_SPAN: &str = "1a2b3c4d5e6f7a8b";
+
 /// A request at zero: its client gets a request ID and the cold-start marks; the activator that took it writes one
-/// access log line with that ID, `cold_start` and its queue wait, which is the wait the client was told of.
+/// access log line with that ID, `cold_start` and its queue wait, which is the wait the client was told of; its
+/// spans reach the trace receiver under the client's `traceparent`, with a queue wait whose cold-start steps add up
+/// to that wait; and the cluster's Prometheus has the revision's cold-start histogram.
 #[tokio::test]
-async fn t41_a_cold_start_is_logged_with_its_request_id_and_wait() {
+async fn t41_a_cold_start_is_logged_traced_and_measured() {
     runway_scenario("e2e-observe", |cluster, ns| async move {
+        // The activators export to this test's receiver; the same endpoint again changes nothing.
+        let receiver = Receiver::start_for_pods().await?;
+        let endpoint = format!("tracing.otlpEndpoint={}", receiver.endpoint_for_pods()?);
+        install::upgrade_with(&cluster, &[&endpoint]).await?;
         let target = deploy(&cluster, &ns, "observed", &[], quick_zero()).await?;
+        let revision = runway::revision_of(&cluster, &ns, "observed").await?;
         runway::wait_zero(&cluster, &ns, "observed", Duration::from_secs(60)).await?;
         let request = Request::get(format!("http://{}/", target.address))
             .header("host", &target.host)
-            .header("traceparent", "00-5f2c8a0e1d3b4c6a9e8f7a6b5c4d3e2f-1a2b3c4d5e6f7a8b-01")
+            .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
             .body(Full::new(Bytes::new()))?;
         let response = send(request, REQUEST).await?;
         ensure!(response.status == 200, "the first request at zero: {response:?}");
@@ -131,9 +144,93 @@ async fn t41_a_cold_start_is_logged_with_its_request_id_and_wait() {
             (queued - told).abs() < 1.0,
             "the line's queue wait {queued} ms is not the {told} ms the client was told"
         );
+        check_trace(&receiver, told).await?;
+        let prometheus = prometheus::wait_for(
+            &cluster.client,
+            "the revision's cold start in Prometheus",
+            &format!(
+                "runway_activator_cold_start_duration_seconds_count{{namespace=\"{ns}\",revision=\"{revision}\"}}"
+            ),
+            Duration::from_secs(60),
+            |samples| samples.iter().map(|s| s.value).sum::<f64>() >= 1.0,
+        )
+        .await?;
+        eprintln!("Prometheus: {}", prometheus::describe(&prometheus));
         Ok(())
     })
     .await;
+}
+
+/// The activator's spans of the request: its server span under the caller's, a queue wait marked cold whose steps
+/// add up to the wait the client was told of (`told`, ms) within a few milliseconds, and the attempt to the pod. The
+/// trace is written to target/observability/cold-start-trace.json for `hack/bench/plot-trace.py`.
+async fn check_trace(receiver: &Receiver, told: f64) -> anyhow::Result<()> {
+    let spans = receiver
+        .wait_for_trace(CALLER_TRACE, Duration::from_secs(30), |spans| {
+            spans.iter().any(|s| s.name == "queue wait") && spans.iter().any(|s| s.name == "GET")
+        })
+        .await?;
+    let activator: Vec<_> = spans.iter().filter(|s| s.service() == "runway-activator").collect();
+    let server = activator
+        .iter()
+        .find(|s| s.parent_span_id.as_deref() == Some(CALLER_SPAN))
+        .with_context(|| format!("no activator span under the caller's span: {spans:#?}"))?;
+    let children = |parent: &str| -> Vec<&ReceivedSpan> {
+        activator
+            .iter()
+            .copied()
+            .filter(|s| s.parent_span_id.as_deref() == Some(parent))
+            .collect()
+    };
+    let wait = *children(&server.span_id)
+        .iter()
+        .find(|s| s.name == "queue wait")
+        .with_context(|| format!("no queue wait under {server:#?}"))?;
+    ensure!(
+        wait.attributes.get("runway.cold_start").map(String::as_str) == Some("true"),
+        "{wait:#?}"
+    );
+    let steps = children(&wait.span_id);
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    ensure!(
+        names.first() == Some(&"scale") && names.contains(&"pod start"),
+        "cold-start steps {names:?}"
+    );
+    let millis = |s: &ReceivedSpan| (s.end_unix_nanos - s.start_unix_nanos) as f64 / 1e6;
+    let total: f64 = steps.iter().map(|s| millis(s)).sum();
+    eprintln!(
+        "trace: queue wait {:.1} ms = {} (the client was told {told} ms)",
+        millis(wait),
+        steps
+            .iter()
+            .map(|s| format!("{} {:.1} ms", s.name, millis(s)))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    );
+    ensure!(
+        (total - told).abs() < 5.0,
+        "the cold-start steps add up to {total:.1} ms, the client waited {told} ms: {steps:#?}"
+    );
+    ensure!(
+        children(&server.span_id).iter().any(|s| s.name == "GET"),
+        "no attempt span under {server:#?}"
+    );
+    let exported: Vec<serde_json::Value> = activator
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name, "span_id": s.span_id, "parent_span_id": s.parent_span_id.clone().unwrap_or_default(),
+                "start_unix_nano": s.start_unix_nanos, "end_unix_nano": s.end_unix_nanos,
+            })
+        })
+        .collect();
+    let out = repo_root().join("target/observability");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("cold-start-trace.json"),
+        serde_json::to_string_pretty(&exported)?,
+    )?;
+    Ok(())
 }
 
 /// The `runway-queue` duration of a `Server-Timing` header, in milliseconds.

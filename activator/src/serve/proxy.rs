@@ -13,6 +13,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::trace::SdkTracer;
 use runway_api::cidr::CidrList;
 use runway_api::names::{COLD_START_HEADER, REVISION_HEADER};
 use tokio::sync::watch;
@@ -21,7 +23,7 @@ use tokio::time::Instant;
 use crate::access::{AccessCheck, Decision};
 use crate::control::reports::LoadHub;
 use crate::model::{Answerer, Origin};
-use crate::observe::{AccessLog, AccessRecord, REQUEST_ID, Via, client_address, request_id, trace_id};
+use crate::observe::{AccessLog, AccessRecord, REQUEST_ID, RequestTrace, Via, client_address, request_id, trace_id};
 use crate::revision::{Admission, Grant, Lease, Peers, RevisionHandle, Target};
 use crate::route::{Entry, Registry, Route};
 use crate::serve::body::{BodySlot, OutgoingBody, ResponseBody};
@@ -99,6 +101,8 @@ pub struct ProxySettings {
     pub trusted_proxies: CidrList,
     /// Upgraded connections idle this long are closed; `None` never.
     pub tunnel_idle_timeout: Option<Duration>,
+    /// Starts the requests' spans; `None` when tracing is off.
+    pub tracer: Option<SdkTracer>,
 }
 
 pub struct Proxy {
@@ -116,6 +120,7 @@ pub struct Proxy {
     /// Bytes of the requests not yet answered, bounded.
     budget: RequestBudget,
     tunnel_idle_timeout: Option<Duration>,
+    tracer: Option<SdkTracer>,
 }
 
 /// What one attempt is sent to.
@@ -144,9 +149,11 @@ struct Waited {
     cold: bool,
 }
 
-/// What the request path saw of a request, for its access log line.
+/// What the request path saw of a request, for its access log line and its spans.
 #[derive(Default)]
 struct Seen {
+    /// The request's spans; `None` when tracing is off.
+    trace: Option<RequestTrace>,
     /// What the line needs of the request's head; `None` when the access log does not record this request.
     head: Option<LoggedHead>,
     revision: Option<Arc<RevisionHandle>>,
@@ -191,6 +198,7 @@ impl Proxy {
             trusted_proxies: settings.trusted_proxies,
             budget,
             tunnel_idle_timeout: settings.tunnel_idle_timeout,
+            tracer: settings.tracer,
         }
     }
 
@@ -204,12 +212,24 @@ impl Proxy {
         let arrival = Instant::now();
         let request_id = request_id(request.headers());
         request.headers_mut().insert(REQUEST_ID, request_id.clone());
-        let mut seen = Seen::default();
+        let mut seen = Seen {
+            trace: self.tracer.as_ref().map(|tracer| {
+                RequestTrace::start(
+                    tracer,
+                    request.headers(),
+                    request.method(),
+                    request.uri().path(),
+                    arrival,
+                )
+            }),
+            ..Seen::default()
+        };
         let mut response = self.answer(request, remote, entry, arrival, &mut seen).await;
         response.headers_mut().insert(REQUEST_ID, request_id.clone());
-        Ok(match seen.head.take() {
-            Some(head) => self.log_when_sent(response, head, seen, request_id, arrival),
-            None => response,
+        Ok(if seen.head.is_some() || seen.trace.is_some() {
+            self.record_when_sent(response, seen, request_id, arrival)
+        } else {
+            response
         })
     }
 
@@ -293,6 +313,15 @@ impl Proxy {
         if seen.head.is_some() {
             seen.revision = Some(revision.clone());
         }
+        if let Some(trace) = &seen.trace {
+            trace.describe([
+                KeyValue::new("server.address", host.to_string()),
+                KeyValue::new("client.address", remote.ip().to_string()),
+                KeyValue::new("runway.namespace", revision.id.key.namespace.clone()),
+                KeyValue::new("runway.service", revision.id.service.clone()),
+                KeyValue::new("runway.revision", revision.id.key.name.clone()),
+            ]);
+        }
         let (mut response, answerer) = self
             .forward(&revision, request, (remote, origin), &host, arrival, seen)
             .await;
@@ -303,12 +332,12 @@ impl Proxy {
         response
     }
 
-    /// `response`, with its access log line written once it has been sent (or the client left).
-    fn log_when_sent(
+    /// `response`, with its access log line written and its server span ended once it has been sent (or the client
+    /// left).
+    fn record_when_sent(
         &self,
         response: Response<ResponseBody>,
-        head: LoggedHead,
-        seen: Seen,
+        mut seen: Seen,
         request_id: HeaderValue,
         arrival: Instant,
     ) -> Response<ResponseBody> {
@@ -317,26 +346,32 @@ impl Proxy {
         response.map(|body| {
             body.observed(move |bytes_out| {
                 let duration = arrival.elapsed();
-                log.record(AccessRecord {
-                    time: std::time::SystemTime::now() - duration,
-                    entry: head.entry,
-                    host: head.host,
-                    revision: seen.revision.map(|revision| revision.id.clone()),
-                    backend: seen.backend,
-                    via: head.via,
-                    method: head.method,
-                    path: head.path,
-                    status,
-                    bytes_in: seen.body.as_ref().map_or(0, BodySlot::bytes_sent),
-                    bytes_out,
-                    duration,
-                    queue_wait: seen.waited.queued,
-                    cold_start: seen.waited.cold,
-                    client: head.client,
-                    user_agent: head.user_agent,
-                    request_id,
-                    trace_id: head.trace_id,
-                });
+                let trace = seen.trace.take();
+                if let Some(head) = seen.head {
+                    log.record(AccessRecord {
+                        time: std::time::SystemTime::now() - duration,
+                        entry: head.entry,
+                        host: head.host,
+                        revision: seen.revision.map(|revision| revision.id.clone()),
+                        backend: seen.backend,
+                        via: head.via,
+                        method: head.method,
+                        path: head.path,
+                        status,
+                        bytes_in: seen.body.as_ref().map_or(0, BodySlot::bytes_sent),
+                        bytes_out,
+                        duration,
+                        queue_wait: seen.waited.queued,
+                        cold_start: seen.waited.cold,
+                        client: head.client,
+                        user_agent: head.user_agent,
+                        request_id,
+                        trace_id: trace.as_ref().and_then(RequestTrace::trace_id).or(head.trace_id),
+                    });
+                }
+                if let Some(trace) = trace {
+                    trace.end(status);
+                }
             })
         })
     }
@@ -423,20 +458,39 @@ impl Proxy {
         let deadline = arrival + timeout;
 
         for _ in 0..MAX_ATTEMPTS {
-            let destination = match self.admit(revision, origin, deadline, waited).await {
+            let destination = match self
+                .admit(revision, origin, deadline, waited, seen.trace.as_ref())
+                .await
+            {
                 Ok(destination) => destination,
                 Err(response) => return (response, Answerer::ThisActivator),
             };
             seen.backend = Some(destination.target.addr);
             let h2 = destination.speaks_h2(parts.version);
-            let outgoing = match build_request(&parts, &destination, revision, h2, body.outgoing()) {
+            let mut outgoing = match build_request(&parts, &destination, revision, h2, body.outgoing()) {
                 Ok(outgoing) => outgoing,
                 Err(error) => return (respond::cannot_forward(&error), Answerer::ThisActivator),
             };
+            // With tracing on, the app's spans go under this attempt's; off, the caller's traceparent passes as it is.
+            let attempt = seen
+                .trace
+                .as_ref()
+                .map(|trace| trace.attempt(&parts.method, destination.target.addr));
+            if let Some(attempt) = &attempt {
+                runway_api::telemetry::inject(attempt, outgoing.headers_mut());
+            }
             let client = self.clients.pick(destination.answerer, h2);
             let exchange = Exchange::new(client.request(outgoing), destination.lease, deadline);
             // Past the deadline the exchange is dropped: the pod finishes in the background, holding its slot.
-            match tokio::time::timeout_at(deadline, exchange).await {
+            let result = tokio::time::timeout_at(deadline, exchange).await;
+            if let Some(attempt) = &attempt {
+                let status = match &result {
+                    Ok((Ok(response), _)) => Some(response.status().as_u16()),
+                    _ => None,
+                };
+                RequestTrace::attempt_ended(attempt, status);
+            }
+            match result {
                 Err(_elapsed) => return (respond::timed_out(), destination.answerer),
                 Ok((Ok(response), lease)) => {
                     let response = finish(
@@ -484,6 +538,7 @@ impl Proxy {
         origin: Origin,
         deadline: Instant,
         waited: &mut Waited,
+        trace: Option<&RequestTrace>,
     ) -> Result<Destination, Response<ResponseBody>> {
         let grant = match revision.admit(origin) {
             Admission::Granted(grant) => grant,
@@ -491,10 +546,20 @@ impl Proxy {
                 if let Some(load) = poke {
                     self.hub.poke(load);
                 }
-                waited.cold |= waiting.cold;
+                let waiting_cold = waiting.cold;
+                waited.cold |= waiting_cold;
                 let started = Instant::now();
                 let grant = tokio::time::timeout_at(deadline, waiting.granted()).await;
-                let wait = started.elapsed();
+                let granted = Instant::now();
+                let wait = granted - started;
+                if let Some(trace) = trace {
+                    // The cold start this request waited through is the last one, if it ended during the wait.
+                    let cold = waiting_cold
+                        .then(|| revision.last_cold_start())
+                        .flatten()
+                        .filter(|cold| cold.routable.is_some_and(|at| at >= started));
+                    trace.queue_wait(started, granted, cold.as_ref());
+                }
                 revision.metrics.queue_wait.observe(wait.as_secs_f64());
                 *waited.queued.get_or_insert_default() += wait;
                 match grant {
