@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::access::{AccessCheck, AccessSettings, ApiClient};
 use crate::control::reports::{self, LoadHub};
-use crate::control::{ProbeConfig, handoff, prober};
+use crate::control::{AgentAccess, ProbeConfig, freezer, handoff, prober};
 use crate::model::AccessLogShare;
 use crate::observe::AccessLog;
 use crate::revision::Metrics;
@@ -59,6 +59,8 @@ pub struct Options {
     pub access_log: AccessLogSettings,
     /// Starts the requests' spans; `None` when tracing is off (`--otlp-endpoint` unset).
     pub tracer: Option<SdkTracer>,
+    /// How to reach the node agents that freeze idle pods; `None`: no pod is frozen.
+    pub node_agents: Option<AgentAccess>,
 }
 
 /// The access log's format and the share of requests it records by default.
@@ -104,10 +106,12 @@ impl Activator {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(LoadHub::new(options.pod_name.clone()));
         let (probes, probe_requests) = mpsc::unbounded_channel();
+        let (freezes, freeze_orders) = mpsc::unbounded_channel();
         let registry = Arc::new(Registry::new(
             options.domain.clone(),
             options.queue_depth,
             probes,
+            freezes,
             metrics.clone(),
             options.pod_ip,
         ));
@@ -171,11 +175,20 @@ impl Activator {
             health: health.clone(),
         };
         let admin = admin::spawn(admin_listener, admin)?;
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(prober::run(probe_requests, options.probe.clone())),
             tokio::spawn(reports::report_periodically(registry.clone(), hub.clone())),
             tokio::spawn(handoff::settle_views(registry.clone())),
         ];
+        // Without agents the freeze channel's receiver is dropped: nothing is frozen, idle pods stay as they are.
+        if let Some(access) = options.node_agents.clone() {
+            background.push(tokio::spawn(freezer::run(
+                freeze_orders,
+                access,
+                registry.clone(),
+                hub.clone(),
+            )));
+        }
         tracing::info!(
             max_connections = options.limits.max_connections,
             request_budget_bytes = options.request_budget_bytes,

@@ -8,7 +8,7 @@ use clap::Parser;
 
 use crate::access::AccessSettings;
 use crate::app::{AccessLogSettings, Options};
-use crate::control::ProbeConfig;
+use crate::control::{AgentAccess, ProbeConfig};
 use crate::model::AccessLogShare;
 use crate::serve::budget;
 use crate::serve::server::{ConnectionLimits, H2_CONNECTION_WINDOW};
@@ -142,6 +142,17 @@ pub struct Args {
     // Span export: --otlp-endpoint and --trace-sampling-ratio.
     #[command(flatten)]
     pub traces: runway_api::telemetry::TraceArgs,
+    /// Name of the node agents' headless Service in --namespace (chart value nodeAgent.enabled): the agents that
+    /// freeze and thaw the idle pods of Services with spec.scaling.idle Freeze. Unset: no pod is frozen.
+    #[arg(long, env = "RUNWAY_NODE_AGENT_SERVICE")]
+    pub node_agent_service: Option<String>,
+    /// The ServiceAccount token (audience runway-node) the node agents check, read again every minute.
+    #[arg(
+        long,
+        env = "RUNWAY_NODE_AGENT_TOKEN",
+        default_value = "/var/run/secrets/runway-node/token"
+    )]
+    pub node_agent_token: PathBuf,
     /// Run without a cluster: routes from --route and --routes-file.
     #[arg(long, env = "RUNWAY_STANDALONE")]
     pub standalone: bool,
@@ -229,6 +240,13 @@ impl Args {
                 reviews_in_flight: self.auth_reviews_in_flight,
                 review_timeout: self.auth_review_timeout,
             },
+            node_agents: self
+                .node_agent_service
+                .as_ref()
+                .filter(|_| !self.standalone)
+                .map(|_| AgentAccess {
+                    token_file: self.node_agent_token.clone(),
+                }),
             // The cluster client and the tracer, made in main once the flags are read.
             api: None,
             tracer: None,

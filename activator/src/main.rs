@@ -64,6 +64,7 @@ async fn run(args: Args, telemetry: Telemetry) -> anyhow::Result<()> {
             service: args.activator_service.clone(),
             internal_port: activator.internal_addr.port(),
             admin_port: activator.admin_addr.port(),
+            node_agent_service: args.node_agent_service.clone(),
         };
         tokio::spawn(cluster::run(client, activator.registry.clone(), source, synced_tx));
         let health = activator.health.clone();

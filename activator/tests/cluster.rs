@@ -101,6 +101,7 @@ async fn watched_services_revisions_slices_pods_and_peers_become_routes() {
         "example.com",
         100,
         probes,
+        tokio::sync::mpsc::unbounded_channel().0,
         Arc::new(Metrics::default()),
         [10, 0, 0, 1].into(),
     ));
@@ -110,6 +111,7 @@ async fn watched_services_revisions_slices_pods_and_peers_become_routes() {
         service: "runway-activator".into(),
         internal_port: 8081,
         admin_port: 9090,
+        node_agent_service: None,
     };
     tokio::spawn(cluster::run(client, registry.clone(), source, synced_tx));
 

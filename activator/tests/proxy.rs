@@ -11,7 +11,7 @@ use common::*;
 use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use runway_activator::model::{EndpointState, FastProbe, RevisionId};
+use runway_activator::model::{EndpointState, FastProbe, Idle, RevisionId};
 use runway_api::names::COLD_START_HEADER;
 use runway_api::stats::{LoadReport, ReportKind};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -507,6 +507,7 @@ async fn a_new_pod_is_routable_once_its_http_readiness_probe_passes() {
             timeout: LONG,
             fast_probe: FastProbe::Http(vec!["/ready".into()]),
             failure: None,
+            idle: Idle::Stop,
         }),
     );
     activator.registry.set_endpoints(

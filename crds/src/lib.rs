@@ -27,6 +27,6 @@ pub use names::{RevisionKey, ServiceKey};
 pub use replicas::ReplicaStatus;
 pub use revision::{Revision, RevisionSpec, RevisionStatus};
 pub use service::{
-    Invokers, Rollout, RolloutPhase, RolloutStatus, Scaling, ScalingMetric, Service, ServiceSpec, ServiceStatus,
-    ServiceTemplate, TemplateMetadata, TrafficTarget, TrafficTargetStatus, Visibility,
+    Freeze, IdleAction, Invokers, Rollout, RolloutPhase, RolloutStatus, Scaling, ScalingMetric, Service, ServiceSpec,
+    ServiceStatus, ServiceTemplate, TemplateMetadata, TrafficTarget, TrafficTargetStatus, Visibility,
 };

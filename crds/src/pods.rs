@@ -21,6 +21,16 @@ pub fn is_ready(pod: &Pod) -> bool {
 
 /// Whether the pod has finished (phase Succeeded or Failed): its containers will not run again, and a ReplicaSet
 /// replaces it (an evicted pod, for one).
+/// The node agent's mark on a pod it froze (`names::FROZEN_ANNOTATION`); the operator counts frozen pods by it and
+/// the activator tells an agent's restart by it.
+pub fn frozen_mark(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(crate::names::FROZEN_ANNOTATION)
+        .map(String::as_str)
+}
+
 pub fn has_stopped(pod: &Pod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     matches!(phase, Some("Succeeded" | "Failed"))

@@ -20,6 +20,10 @@ pub struct ReplicaStatus {
     #[serde(default)]
     pub desired_replicas: i32,
 
+    /// Ready pods that are frozen while idle (spec.scaling.idle Freeze); a request thaws one in milliseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub frozen_replicas: i32,
+
     /// readyReplicas/desiredReplicas, for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_summary: Option<String>,
@@ -32,9 +36,22 @@ impl ReplicaStatus {
             replicas,
             ready_replicas,
             desired_replicas,
+            frozen_replicas: 0,
             replica_summary: Some(format!("{ready_replicas}/{desired_replicas}")),
         }
     }
+
+    /// The counts, with `frozen` of the ready pods frozen.
+    pub fn with_frozen(self, frozen: i32) -> Self {
+        ReplicaStatus {
+            frozen_replicas: frozen,
+            ..self
+        }
+    }
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::replicas::ReplicaStatus;
 
-use crate::service::{ServiceSpec, ServiceTemplate};
+use crate::service::{Freeze, ServiceSpec, ServiceTemplate};
 
 /// Longest revision name: `{name}-pods`, the headless Service of its pods, must stay a 63-character DNS label.
 pub const MAX_NAME_LENGTH: usize = 58;
@@ -32,6 +32,7 @@ pub const MAX_NAME_LENGTH: usize = 58;
     printcolumn(name = "Generation", type_ = "string", description = "the Service's generation it was made from", json_path = ".metadata.labels['serving\\.runway\\.dev/generation']"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Replicas", type_ = "string", description = "ready/desired pods", json_path = ".status.replicaSummary"),
+    printcolumn(name = "Frozen", type_ = "integer", description = "pods frozen while idle", json_path = ".status.frozenReplicas"),
     printcolumn(name = "Traffic%", type_ = "integer", description = "percent of the Service's requests", json_path = ".status.trafficPercent"),
     printcolumn(name = "Reason", type_ = "string", description = "why the revision is not ready", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
@@ -54,6 +55,10 @@ pub struct RevisionSpec {
 
     /// Seconds a pod may take to become ready.
     pub progress_deadline_seconds: i32,
+
+    /// Set when its idle pods are frozen rather than removed (the Service's spec.scaling.idle Freeze).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<Freeze>,
 }
 
 impl RevisionSpec {
@@ -70,6 +75,7 @@ impl RevisionSpec {
             container_concurrency: spec.container_concurrency,
             timeout_seconds: spec.timeout_seconds,
             progress_deadline_seconds: spec.progress_deadline_seconds,
+            freeze: spec.scaling.freeze(),
         }
     }
 }

@@ -34,6 +34,7 @@ pub const MAX_NAME_LENGTH: usize = 52;
     printcolumn(name = "Traffic", type_ = "string", description = "revisions and their share of requests", json_path = ".status.trafficSummary"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Replicas", type_ = "string", description = "ready/desired pods", json_path = ".status.replicaSummary"),
+    printcolumn(name = "Frozen", type_ = "integer", description = "pods frozen while idle (spec.scaling.idle Freeze)", json_path = ".status.frozenReplicas"),
     printcolumn(name = "Reason", type_ = "string", description = "why the Service is not ready, e.g. ContainerExits", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = kube::core::Rule::new("self.metadata.name.size() <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
@@ -50,6 +51,12 @@ pub const MAX_NAME_LENGTH: usize = 52;
     validation = kube::core::Rule::new("!has(self.spec.traffic) || self.spec.traffic.all(t, !has(t.tag) || self.spec.traffic.exists_one(u, has(u.tag) && u.tag == t.tag))")
         .message("spec.traffic[].tag: each tag may appear only once")
         .field_path(".spec.traffic"),
+    validation = kube::core::Rule::new("!has(self.spec.scaling.idle) || self.spec.scaling.idle != 'Freeze' || self.spec.template.spec.containers.all(c, !has(c.livenessProbe))")
+        .message("spec.template.spec.containers[].livenessProbe: not allowed with spec.scaling.idle Freeze: a frozen container cannot answer the kubelet's probes, and a liveness probe that fails while it is frozen would restart it (the activator checks readiness while the pod is thawed)")
+        .field_path(".spec.template.spec.containers"),
+    validation = kube::core::Rule::new("!has(self.spec.scaling.idle) || self.spec.scaling.idle != 'Freeze' || self.spec.template.spec.containers.all(c, !has(c.readinessProbe) || has(c.readinessProbe.httpGet) || has(c.readinessProbe.tcpSocket))")
+        .message("spec.template.spec.containers[].readinessProbe: with spec.scaling.idle Freeze it must be an httpGet or tcpSocket probe: the activator runs it in place of the kubelet, which cannot probe a frozen container")
+        .field_path(".spec.template.spec.containers"),
     validation = kube::core::Rule::new("!has(self.spec.scaling.target) || self.spec.containerConcurrency == 0 || self.spec.scaling.metric != 'concurrency' || self.spec.scaling.target <= self.spec.containerConcurrency")
         .message("spec.scaling.target: must not exceed spec.containerConcurrency when both are set (the soft target cannot be above the hard limit)")
         .field_path(".spec.scaling.target"),
@@ -344,6 +351,65 @@ pub struct Scaling {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 3600))]
     pub scale_down_delay_seconds: Option<i32>,
+
+    /// What happens to a pod with no request: Stop (the default) lets the autoscaler remove it; Freeze stops all its
+    /// processes with the kernel's cgroup freezer, keeping its memory, so that the next request resumes it in
+    /// milliseconds instead of starting a pod (needs the node agent, Helm value nodeAgent.enabled). A change makes a
+    /// new revision. See docs/warm-zero.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleAction>,
+
+    /// With idle Freeze: milliseconds a pod must have had no request in flight before it is frozen. Default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 3600000))]
+    pub freeze_after_millis: Option<i32>,
+
+    /// With idle Freeze: seconds idle pods beyond minScale are kept (frozen) after the autoscaler would have removed
+    /// them; then they are deleted and the next request is a real cold start. Default 900.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub frozen_retention_seconds: Option<i32>,
+}
+
+/// What happens to a pod with no request.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdleAction {
+    /// The autoscaler removes idle pods, down to minScale (zero by default).
+    #[default]
+    Stop,
+    /// Idle pods are frozen (no CPU, memory kept) and thawed by the next request; removed after
+    /// frozenRetentionSeconds.
+    Freeze,
+}
+
+/// A frozen pod is thawed by the next request after this many milliseconds without one, unless the Service says.
+pub const DEFAULT_FREEZE_AFTER_MILLIS: i32 = 1000;
+/// Idle pods of a Freeze Service are kept this many seconds, unless the Service says.
+pub const DEFAULT_FROZEN_RETENTION_SECONDS: i32 = 900;
+
+impl Scaling {
+    /// How the revisions made from this spec treat idle pods: `Some` with the delay when they freeze.
+    pub fn freeze(&self) -> Option<Freeze> {
+        (self.idle == Some(IdleAction::Freeze)).then(|| Freeze {
+            after_millis: self.freeze_after_millis.unwrap_or(DEFAULT_FREEZE_AFTER_MILLIS),
+        })
+    }
+
+    /// With idle Freeze, the seconds idle pods are kept before the autoscaler may remove them.
+    pub fn frozen_retention_seconds(&self) -> Option<i32> {
+        self.freeze().map(|_| {
+            self.frozen_retention_seconds
+                .unwrap_or(DEFAULT_FROZEN_RETENTION_SECONDS)
+        })
+    }
+}
+
+/// A revision whose idle pods are frozen rather than removed.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Freeze {
+    /// Milliseconds without a request in flight before a pod is frozen.
+    pub after_millis: i32,
 }
 
 /// What the operator observed of the Service.

@@ -8,9 +8,9 @@ mod origin;
 mod settings;
 mod traffic;
 
-pub use endpoint::EndpointState;
+pub use endpoint::{EndpointState, PodRef};
 pub use ids::RevisionId;
 pub(crate) use origin::Answerer;
 pub use origin::Origin;
-pub use settings::{FastProbe, RevisionSettings};
+pub use settings::{FastProbe, Idle, RevisionSettings};
 pub use traffic::{AccessLogShare, ServicePolicy, ServiceTraffic};

@@ -15,6 +15,18 @@ pub struct RevisionSettings {
     pub fast_probe: FastProbe,
     /// Set while the revision reports its pods failing (`{revision}: {why}`): requests then fail at once with it.
     pub failure: Option<Arc<str>>,
+    /// What becomes of a pod with no request.
+    pub idle: Idle,
+}
+
+/// What becomes of a pod with no request in flight.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Idle {
+    /// Nothing here: the autoscaler removes idle pods.
+    #[default]
+    Stop,
+    /// The activator that holds its slots has it frozen after this long idle, and thawed by the next request.
+    Freeze { after: Duration },
 }
 
 /// How the activator's own probe may bring a new pod forward: only by proving what the kubelet's startup and

@@ -13,13 +13,14 @@ use runway_api::stats::ServiceLoad;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::model::{Answerer, EndpointState, FastProbe, Origin, RevisionId, RevisionSettings};
+use crate::model::{Answerer, EndpointState, FastProbe, Idle, Origin, PodRef, RevisionId, RevisionSettings};
 use crate::revision::balance::{PodLoad, choose_pod};
 use crate::revision::cold_start::ColdStart;
+use crate::revision::freeze::{Follow, FreezePlan};
 use crate::revision::load::{LoadSample, LoadTracker};
 use crate::revision::metrics::RevisionMetrics;
 use crate::revision::peers::Peers;
-use crate::revision::pod::{Pod, ProbeKind, Target};
+use crate::revision::pod::{Pod, ProbeKind, Readiness, Target};
 use crate::revision::queue::WaitQueue;
 use crate::revision::releases::Releases;
 use crate::revision::slots::{first_ranked, slots_for};
@@ -59,6 +60,8 @@ pub struct RevisionHandle {
     releases: Arc<Releases>,
     /// The revision's probe channel: the only way a probe of one of its pods starts (the prober reads the other end).
     probes: mpsc::UnboundedSender<ProbeRequest>,
+    /// Where it sends the freezes and thaws of its pods (the freezer reads the other end).
+    freezes: mpsc::UnboundedSender<FreezeOrder>,
     state: Mutex<RevisionState>,
 }
 
@@ -82,6 +85,64 @@ enum Warmth {
     Warm,
     /// Requests arrived with no routable pod; counted once, timed until a pod is routable.
     Cold(ColdStart),
+}
+
+/// Why a request waits in the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitReason {
+    /// Every slot is taken.
+    Busy,
+    /// The revision had no routable pod, and none to thaw: it waits for a pod to start.
+    ColdStart,
+    /// It waits for a frozen pod to be thawed.
+    Thaw,
+}
+
+/// A freeze or thaw of one pod that this revision asks the freezer for, through the node agent of its node.
+pub struct FreezeOrder {
+    /// The pod, among the revision's.
+    pub id: u64,
+    pub pod: PodRef,
+    pub action: FreezeAction,
+    /// For a thaw: the mark the pod carried while frozen.
+    mark: Option<Arc<str>>,
+    revision: Weak<RevisionHandle>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreezeAction {
+    /// Wait until the pod has been idle long enough (see `plan`), then freeze it.
+    Freeze,
+    Thaw,
+}
+
+impl FreezeOrder {
+    /// Whether to freeze now, later or not at all; the pod is Freezing once this says `Freeze`.
+    pub fn plan(&self) -> FreezePlan {
+        self.revision
+            .upgrade()
+            .map_or(FreezePlan::Cancel, |revision| revision.freeze_plan(self.id))
+    }
+
+    /// The agent froze the pod (with its mark), or failed to.
+    pub fn frozen(&self, outcome: Result<Arc<str>, ()>) {
+        if let Some(revision) = self.revision.upgrade() {
+            revision.freeze_finished(self.id, outcome);
+        }
+    }
+
+    /// The agent thawed the pod after `took`, or failed to; on failure, the load to poke the autoscaler with when
+    /// requests now wait for a pod start.
+    pub fn thawed(&self, outcome: Result<(), ()>, took: Duration) -> Option<ServiceLoad> {
+        let revision = self.revision.upgrade()?;
+        revision.metrics.thaw_duration.observe(took.as_secs_f64());
+        revision.thaw_finished(self.id, outcome, self.mark.clone())
+    }
+
+    /// The revision it belongs to, for logs.
+    pub fn revision_name(&self) -> Option<String> {
+        Some(self.revision.upgrade()?.id.key.to_string())
+    }
 }
 
 /// A pod this revision wants probed, sent on its probe channel to the prober. The prober holds no more of the
@@ -117,6 +178,7 @@ impl RevisionHandle {
         peers: Arc<Peers>,
         releases: Arc<Releases>,
         probes: mpsc::UnboundedSender<ProbeRequest>,
+        freezes: mpsc::UnboundedSender<FreezeOrder>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|this| RevisionHandle {
             this: this.clone(),
@@ -125,6 +187,7 @@ impl RevisionHandle {
             metrics,
             releases,
             probes,
+            freezes,
             state: Mutex::new(RevisionState {
                 settings: None,
                 peers,
@@ -197,7 +260,14 @@ impl RevisionHandle {
         let Ok((id, receiver)) = state.queue.push(origin, &mut state.load, now) else {
             return Admission::QueueFull;
         };
-        let cold = !state.pods.iter().any(Pod::routable);
+        let resumable = state.pods.iter().any(|pod| pod.resumable() && state.decides(pod));
+        let cold = !state.pods.iter().any(Pod::routable) && !resumable;
+        let reason = match (cold, resumable) {
+            (true, _) => WaitReason::ColdStart,
+            (false, true) if !state.pods.iter().any(Pod::routable) => WaitReason::Thaw,
+            (false, _) => WaitReason::Busy,
+        };
+        let thaws = state.claim_thaws(&self.this);
         // A cold start lasts while requests wait with no routable pod: one whose requests all gave up is over, and
         // the next request begins another (else its duration would count the idle time between them).
         if cold && (matches!(state.warmth, Warmth::Warm) || nobody_waited) {
@@ -211,10 +281,11 @@ impl RevisionHandle {
         }
         let sample = state.load.peek(now);
         self.publish_gauges(state);
+        self.send_orders(thaws);
         Admission::Queued(
             Waiting {
                 id,
-                cold,
+                reason,
                 receiver: Some(receiver),
                 revision: self.arc(),
             },
@@ -244,10 +315,11 @@ impl RevisionHandle {
 
     /// Replaces the endpoints; the new ones that need it are probed.
     pub fn set_endpoints(&self, endpoints: &[EndpointState]) {
+        let now = Instant::now();
         let mut state = self.lock();
         for pod in &mut state.pods {
             match endpoints.iter().find(|e| e.addr == pod.target.addr) {
-                Some(endpoint) => pod.update(endpoint),
+                Some(endpoint) => pod.update(endpoint, now),
                 None => pod.remove(),
             }
         }
@@ -255,7 +327,7 @@ impl RevisionHandle {
             if !state.pods.iter().any(|p| p.target.addr == endpoint.addr) {
                 let id = state.next_pod_id;
                 state.next_pod_id += 1;
-                state.pods.push(Pod::new(id, endpoint));
+                state.pods.push(Pod::new(id, endpoint, now));
             }
         }
         state.pods.retain(|p| !p.is_removed() || p.in_flight > 0);
@@ -290,6 +362,80 @@ impl RevisionHandle {
             pod.probing = false;
         }
         self.dispatch(&mut state);
+    }
+
+    /// Whether to freeze pod `id` now: only a pod this activator decides for, thawed and idle for the revision's
+    /// delay. The freeze timer ends on anything but `WaitUntil`.
+    fn freeze_plan(&self, id: u64) -> FreezePlan {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let Idle::Freeze { after } = state.idle() else {
+            return state.end_freeze_timer(id);
+        };
+        let Some(index) = state.pods.iter().position(|p| p.id == id) else {
+            return FreezePlan::Cancel;
+        };
+        if !state.decides(&state.pods[index]) || !state.pods[index].routable() {
+            return state.end_freeze_timer(id);
+        }
+        let pod = &mut state.pods[index];
+        let plan = pod.freeze.plan(after, pod.in_flight, now);
+        pod.freeze_timer = matches!(plan, FreezePlan::WaitUntil(_));
+        if plan == FreezePlan::Freeze {
+            // Not routable any more: no request takes it while it freezes.
+            self.publish_gauges(&state);
+        }
+        plan
+    }
+
+    fn freeze_finished(&self, id: u64, outcome: Result<Arc<str>, ()>) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let Some(pod) = state.pods.iter_mut().find(|p| p.id == id) else {
+            return;
+        };
+        let follow = pod.freeze.freeze_done(outcome.clone(), now);
+        let thaw = (follow == Follow::Thaw).then(|| freeze_order(pod, FreezeAction::Thaw, outcome.ok(), &self.this));
+        self.dispatch(&mut state);
+        drop(state);
+        self.send_orders(thaw.into_iter().flatten());
+    }
+
+    fn thaw_finished(&self, id: u64, outcome: Result<(), ()>, mark: Option<Arc<str>>) -> Option<ServiceLoad> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if let Some(pod) = state.pods.iter_mut().find(|p| p.id == id) {
+            pod.freeze.thaw_done(outcome, mark, now);
+        }
+        if outcome.is_err() {
+            self.metrics.failed_thaws.inc();
+        }
+        // A pod frozen before this activator ever probed it (another activator's) is probed now that it runs.
+        let probes = state.claim_probes(&self.this);
+        self.dispatch(&mut state);
+        // With no pod left to serve or thaw, the waiting requests need a pod start, as at zero.
+        let stranded = !state.queue.is_empty() && !state.pods.iter().any(|pod| pod.routable() || pod.resumable());
+        let poke = if stranded && matches!(state.warmth, Warmth::Warm) {
+            let listed = state.pods.iter().any(|pod| !pod.is_removed());
+            state.warmth = Warmth::Cold(ColdStart::began(now, listed));
+            self.metrics.cold_starts.inc();
+            state.last_poke = Some(now);
+            Some(self.service_load(state.load.peek(now)))
+        } else {
+            None
+        };
+        self.publish_gauges(&state);
+        drop(state);
+        self.start_probes(probes);
+        poke
+    }
+
+    /// Sends freezes and thaws to the freezer. Without a freezer (no node agent) nothing is frozen: a thaw cannot be
+    /// asked for, as no pod was frozen by this activator.
+    fn send_orders(&self, orders: impl IntoIterator<Item = FreezeOrder>) {
+        for order in orders {
+            let _ = self.freezes.send(order);
+        }
     }
 
     /// The connection to the leased pod failed before the request was sent: stop routing to it until a probe
@@ -395,12 +541,17 @@ impl RevisionHandle {
             state.last_cold_start = Some(*cold);
             state.warmth = Warmth::Warm;
         }
+        let mut orders = state.claim_thaws(&self.this);
+        orders.extend(state.claim_freezes(&self.this));
         self.publish_gauges(state);
+        self.send_orders(orders);
     }
 
     fn publish_gauges(&self, state: &RevisionState) {
         self.metrics.queue_depth.set(i64::from(state.load.queued()));
         self.metrics.in_flight.set(i64::from(state.load.in_flight()));
+        let frozen = state.pods.iter().filter(|pod| pod.freeze.is_frozen()).count();
+        self.metrics.frozen_pods.set(i64::try_from(frozen).unwrap_or(i64::MAX));
     }
 
     fn service_load(&self, sample: LoadSample) -> ServiceLoad {
@@ -427,6 +578,22 @@ fn may_forward(origin: Origin, peers: &Peers) -> bool {
     origin == Origin::Client || peers.is_leaving() || peers.is_settled()
 }
 
+/// A freeze or thaw of `pod`, when its source named it.
+fn freeze_order(
+    pod: &Pod,
+    action: FreezeAction,
+    mark: Option<Arc<str>>,
+    revision: &Weak<RevisionHandle>,
+) -> Option<FreezeOrder> {
+    Some(FreezeOrder {
+        id: pod.id,
+        pod: pod.pod_ref.clone()?,
+        action,
+        mark,
+        revision: revision.clone(),
+    })
+}
+
 /// Marks `pod` as probed and asks for its probe.
 fn probe_request(pod: &mut Pod, revision: &Weak<RevisionHandle>) -> ProbeRequest {
     pod.probing = true;
@@ -447,6 +614,9 @@ impl RevisionState {
         self.rotation = self.rotation.wrapping_add(1);
         let pod = &mut self.pods[index];
         pod.in_flight += 1;
+        if pod.in_flight == 1 {
+            pod.freeze.in_flight_changed(true, now);
+        }
         self.load.change_in_flight(now, 1);
         Lease {
             revision,
@@ -461,6 +631,9 @@ impl RevisionState {
         if let Some(index) = self.pods.iter().position(|p| p.id == pod_id) {
             let pod = &mut self.pods[index];
             pod.in_flight -= 1;
+            if pod.in_flight == 0 {
+                pod.freeze.in_flight_changed(false, now);
+            }
             if pod.is_removed() && pod.in_flight == 0 {
                 self.pods.remove(index);
             }
@@ -488,19 +661,107 @@ impl RevisionState {
             .map_or(FastProbe::KubernetesOnly, |s| s.fast_probe.clone())
     }
 
+    fn idle(&self) -> Idle {
+        self.settings.as_ref().map_or(Idle::Stop, |s| s.idle)
+    }
+
+    /// Whether this activator freezes and thaws `pod`: the one holding its slots, which for a revision whose idle
+    /// pods freeze are all one activator's (see `recompute_slots`), so that exactly one decides.
+    fn decides(&self, pod: &Pod) -> bool {
+        matches!(self.idle(), Idle::Freeze { .. }) && !pod.slots.is_zero()
+    }
+
+    fn end_freeze_timer(&mut self, id: u64) -> FreezePlan {
+        if let Some(pod) = self.pods.iter_mut().find(|p| p.id == id) {
+            pod.freeze_timer = false;
+        }
+        FreezePlan::Cancel
+    }
+
+    /// A revision whose idle pods freeze gives each pod's slots whole to one activator, the first ranked for it:
+    /// only that one knows the pod's in-flight count, which the decision to freeze rests on. The others forward.
     fn recompute_slots(&mut self) {
         let cc = self.cc();
+        let (readiness, whole) = match self.idle() {
+            Idle::Stop => (Readiness::Kubelet, false),
+            Idle::Freeze { .. } => (Readiness::Activator, true),
+        };
         for pod in &mut self.pods {
-            pod.slots = self.peers.slots_on(pod.target.addr.ip(), cc);
+            pod.readiness = readiness;
+            pod.slots = if whole {
+                self.peers.whole_slots_on(pod.target.addr.ip(), cc)
+            } else {
+                self.peers.slots_on(pod.target.addr.ip(), cc)
+            };
         }
     }
 
-    /// The peer to forward to when this activator holds no slot on any routable pod but a peer does.
+    /// Thaws as many frozen pods as the waiting requests need beyond the slots of the pods already coming back.
+    fn claim_thaws(&mut self, revision: &Weak<RevisionHandle>) -> Vec<FreezeOrder> {
+        if self.queue.is_empty() || !matches!(self.idle(), Idle::Freeze { .. }) {
+            return Vec::new();
+        }
+        let waiting = self.queue.len();
+        let cc = self.cc();
+        let slots = |_: &Pod| if cc == 0 { usize::MAX } else { cc as usize };
+        let mut coming: usize = self
+            .pods
+            .iter()
+            .filter(|pod| pod.freeze.coming_back() && !pod.slots.is_zero())
+            .map(slots)
+            .fold(0, usize::saturating_add);
+        let mut orders = Vec::new();
+        for index in 0..self.pods.len() {
+            if coming >= waiting {
+                break;
+            }
+            let pod = &self.pods[index];
+            if !pod.resumable() || pod.freeze.coming_back() || !self.decides(pod) {
+                continue;
+            }
+            let pod = &mut self.pods[index];
+            let mark = pod.freeze.mark();
+            if pod.freeze.wanted() == Follow::Thaw {
+                orders.extend(freeze_order(pod, FreezeAction::Thaw, mark, revision));
+            }
+            coming = coming.saturating_add(slots(pod));
+        }
+        orders
+    }
+
+    /// Freeze timers for the idle pods this activator decides for that have none running.
+    fn claim_freezes(&mut self, revision: &Weak<RevisionHandle>) -> Vec<FreezeOrder> {
+        if !matches!(self.idle(), Idle::Freeze { .. }) {
+            return Vec::new();
+        }
+        let mut orders = Vec::new();
+        for index in 0..self.pods.len() {
+            let pod = &self.pods[index];
+            let idle = pod.in_flight == 0 && pod.routable() && !pod.freeze_timer;
+            if !idle || !self.decides(pod) {
+                continue;
+            }
+            let pod = &mut self.pods[index];
+            if let Some(order) = freeze_order(pod, FreezeAction::Freeze, None, revision) {
+                pod.freeze_timer = true;
+                orders.push(order);
+            }
+        }
+        orders
+    }
+
+    /// The peer to forward to when this activator holds no slot on any routable pod but a peer does. For a revision
+    /// whose idle pods freeze, a frozen pod counts: the peer holding its slots thaws it.
     fn forward_target(&mut self) -> Option<SocketAddr> {
-        if self.cc() == 0 {
+        let freeze = matches!(self.idle(), Idle::Freeze { .. });
+        if self.cc() == 0 && !freeze {
             return None;
         }
-        let routable: Vec<&Pod> = self.pods.iter().filter(|p| p.routable()).collect();
+        let routable: Vec<&Pod> = self
+            .pods
+            .iter()
+            .filter(|p| p.routable() || (freeze && p.resumable()))
+            .collect();
         if routable.is_empty() || routable.iter().any(|p| !p.slots.is_zero()) {
             return None;
         }
@@ -548,8 +809,7 @@ impl Drop for Lease {
 /// A request waiting in the queue. Dropping it (timeout, client gone) takes it out of the queue.
 pub struct Waiting {
     id: u64,
-    /// The revision had no routable pod when the request arrived.
-    pub cold: bool,
+    pub reason: WaitReason,
     receiver: Option<oneshot::Receiver<Grant>>,
     revision: Arc<RevisionHandle>,
 }
@@ -577,6 +837,7 @@ impl Drop for Waiting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::PodRef;
     use crate::revision::metrics::Metrics;
 
     fn service(cc: u32, queue_limit: usize) -> Arc<RevisionHandle> {
@@ -594,12 +855,14 @@ mod tests {
             Arc::new(Peers::alone(IpAddr::from([10, 0, 0, 1]))),
             Arc::default(),
             probes,
+            mpsc::unbounded_channel().0,
         );
         handle.set_settings(Some(RevisionSettings {
             container_concurrency: cc,
             timeout: Duration::from_secs(300),
             fast_probe: FastProbe::Tcp,
             failure: None,
+            idle: Idle::Stop,
         }));
         (handle, requested)
     }
@@ -615,6 +878,7 @@ mod tests {
             h2c: false,
             ready: true,
             terminating: false,
+            pod: None,
         }
     }
 
@@ -680,7 +944,7 @@ mod tests {
     async fn a_queued_request_times_out_and_leaves_the_queue() {
         let service = service(0, 10);
         let waiting = queued(service.admit(Origin::Client));
-        assert!(waiting.cold);
+        assert_eq!(waiting.reason, WaitReason::ColdStart);
         let started = Instant::now();
         let outcome = tokio::time::timeout(Duration::from_secs(300), waiting.granted()).await;
         assert!(outcome.is_err());
@@ -741,7 +1005,7 @@ mod tests {
         service.set_endpoints(&[ready(8080)]);
         service.connect_failed(lease(service.admit(Origin::Client)));
         let probe = requested.try_recv().expect("a probe starts");
-        assert!(queued(service.admit(Origin::Client)).cold);
+        assert_eq!(queued(service.admit(Origin::Client)).reason, WaitReason::ColdStart);
         service.probe_succeeded(probe.id);
         lease(service.admit(Origin::Client));
     }
@@ -814,6 +1078,7 @@ mod tests {
                 timeout: Duration::from_secs(300),
                 fast_probe: FastProbe::Tcp,
                 failure: failure.map(Arc::from),
+                idle: Idle::Stop,
             })
         };
         // At zero the revision reports no failure (the last one is history): a request waits for the next attempt.
@@ -857,6 +1122,7 @@ mod tests {
             failure: Some(Arc::from(
                 "hello-00001: no node can run the pod: 0/1 nodes are available",
             )),
+            idle: Idle::Stop,
         }));
         let granted = tokio::time::timeout(Duration::from_secs(1), waiting.granted()).await;
         assert!(
@@ -902,5 +1168,249 @@ mod tests {
             (load.revision.as_str(), load.requests, load.server_errors),
             ("hello-00001", 2, 1)
         );
+    }
+
+    /// A revision whose idle pods freeze after a second, with the other ends of its probe and freeze channels.
+    struct Freezing {
+        revision: Arc<RevisionHandle>,
+        probes: mpsc::UnboundedReceiver<ProbeRequest>,
+        orders: mpsc::UnboundedReceiver<FreezeOrder>,
+    }
+
+    const AFTER: Duration = Duration::from_secs(1);
+
+    fn freezing(cc: u32, peers: Peers) -> Freezing {
+        let id = RevisionId::new("default", "hello", "hello-00001");
+        let (probes, probe_requests) = mpsc::unbounded_channel();
+        let (freezes, orders) = mpsc::unbounded_channel();
+        let revision = RevisionHandle::new(
+            id.clone(),
+            Metrics::default().for_revision(&id),
+            100,
+            Arc::new(peers),
+            Arc::default(),
+            probes,
+            freezes,
+        );
+        revision.set_settings(Some(RevisionSettings {
+            container_concurrency: cc,
+            timeout: Duration::from_secs(300),
+            fast_probe: FastProbe::Tcp,
+            failure: None,
+            idle: Idle::Freeze { after: AFTER },
+        }));
+        Freezing {
+            revision,
+            probes: probe_requests,
+            orders,
+        }
+    }
+
+    fn pod(last: u8, mark: Option<&str>) -> EndpointState {
+        EndpointState {
+            addr: SocketAddr::from(([10, 1, 0, last], 8080)),
+            h2c: false,
+            ready: true,
+            terminating: false,
+            pod: Some(PodRef {
+                uid: Arc::from(format!("uid-{last}")),
+                node: Arc::from("node-a"),
+                frozen_mark: mark.map(Arc::from),
+            }),
+        }
+    }
+
+    impl Freezing {
+        /// Lists the pods and passes the activator's probe of each: without a readiness probe in the pod, only that
+        /// makes it routable.
+        fn start(&mut self, pods: &[EndpointState]) {
+            self.revision.set_endpoints(pods);
+            for probe in sent(&mut self.probes) {
+                assert_eq!(probe.plan(), Some(ProbeKind::Tcp));
+                probe.answered();
+            }
+        }
+
+        fn orders(&mut self) -> Vec<FreezeOrder> {
+            std::iter::from_fn(|| self.orders.try_recv().ok()).collect()
+        }
+
+        /// Freezes every pod whose timer is running, as the freezer would after the delay.
+        async fn freeze_idle(&mut self) -> usize {
+            let orders = self.orders();
+            tokio::time::advance(AFTER).await;
+            let mut frozen = 0;
+            for order in orders {
+                assert_eq!(order.action, FreezeAction::Freeze);
+                if order.plan() == FreezePlan::Freeze {
+                    order.frozen(Ok(Arc::from(format!("agent/{}", order.id))));
+                    frozen += 1;
+                }
+            }
+            frozen
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_pod_freezes_and_a_request_waits_only_for_its_thaw() {
+        let mut revision = freezing(0, Peers::alone(IpAddr::from([10, 0, 0, 1])));
+        revision.start(&[pod(1, None)]);
+        let timer = revision.orders();
+        assert_eq!(timer.len(), 1, "idle from the start: its freeze timer runs");
+        let served = lease(revision.revision.admit(Origin::Client));
+        tokio::time::advance(AFTER).await;
+        assert_eq!(timer[0].plan(), FreezePlan::Cancel, "a busy pod is not frozen");
+        drop(served);
+        assert_eq!(revision.freeze_idle().await, 1);
+        assert_eq!(revision.revision.metrics.frozen_pods.get(), 1);
+
+        let Admission::Queued(waiting, poke) = revision.revision.admit(Origin::Client) else {
+            panic!("a frozen pod takes no request before its thaw")
+        };
+        assert_eq!(waiting.reason, WaitReason::Thaw);
+        assert!(poke.is_none(), "a thaw is no cold start: the autoscaler is not poked");
+        let thaws = revision.orders();
+        assert_eq!(thaws.len(), 1);
+        assert_eq!((thaws[0].action, &*thaws[0].pod.uid), (FreezeAction::Thaw, "uid-1"));
+        assert!(thaws[0].thawed(Ok(()), Duration::from_millis(2)).is_none());
+        assert!(matches!(waiting.granted().await, Some(Grant::Pod(_))));
+        assert_eq!(revision.revision.metrics.cold_starts.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_arriving_while_its_pod_freezes_is_served_after_the_freeze_and_a_thaw() {
+        let mut revision = freezing(0, Peers::alone(IpAddr::from([10, 0, 0, 1])));
+        revision.start(&[pod(1, None)]);
+        let orders = revision.orders();
+        tokio::time::advance(AFTER).await;
+        assert_eq!(orders[0].plan(), FreezePlan::Freeze);
+        // The agent is freezing it when the request comes.
+        let waiting = queued(revision.revision.admit(Origin::Client));
+        assert_eq!(waiting.reason, WaitReason::Thaw);
+        assert!(revision.orders().is_empty(), "no thaw before the freeze is done");
+        orders[0].frozen(Ok(Arc::from("agent/1")));
+        let thaws = revision.orders();
+        assert_eq!(thaws.len(), 1);
+        assert_eq!(thaws[0].action, FreezeAction::Thaw);
+        thaws[0].thawed(Ok(()), Duration::from_millis(1));
+        assert!(matches!(waiting.granted().await, Some(Grant::Pod(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_thaw_makes_the_pod_unusable_and_starts_a_cold_start() {
+        let mut revision = freezing(0, Peers::alone(IpAddr::from([10, 0, 0, 1])));
+        revision.start(&[pod(1, None)]);
+        revision.freeze_idle().await;
+        let waiting = queued(revision.revision.admit(Origin::Client));
+        let thaw = revision.orders().pop().expect("a thaw");
+        let poke = thaw.thawed(Err(()), Duration::from_millis(2000));
+        let poke = poke.expect("the waiting request needs a pod start: the autoscaler is poked");
+        assert_eq!(poke.queued, 1);
+        assert_eq!(revision.revision.metrics.failed_thaws.get(), 1);
+        assert_eq!(revision.revision.metrics.cold_starts.get(), 1);
+        // A new pod starts and serves the request; none is lost.
+        revision.start(&[pod(1, Some("agent/0")), pod(2, None)]);
+        let Some(Grant::Pod(lease)) = waiting.granted().await else {
+            panic!("the new pod serves the waiting request")
+        };
+        assert_eq!(lease.target.addr.ip(), IpAddr::from([10, 1, 0, 2]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_freeze_leaves_the_pod_serving() {
+        let mut revision = freezing(0, Peers::alone(IpAddr::from([10, 0, 0, 1])));
+        revision.start(&[pod(1, None)]);
+        let orders = revision.orders();
+        tokio::time::advance(AFTER).await;
+        assert_eq!(orders[0].plan(), FreezePlan::Freeze);
+        orders[0].frozen(Err(()));
+        lease(revision.revision.admit(Origin::Client));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn as_many_frozen_pods_are_thawed_as_the_waiting_requests_need() {
+        let mut revision = freezing(1, Peers::alone(IpAddr::from([10, 0, 0, 1])));
+        revision.start(&[pod(1, None), pod(2, None), pod(3, None)]);
+        assert_eq!(revision.freeze_idle().await, 3);
+        let first = queued(revision.revision.admit(Origin::Client));
+        assert_eq!(revision.orders().len(), 1, "one slot coming back covers one request");
+        let second = queued(revision.revision.admit(Origin::Client));
+        let thaws = revision.orders();
+        assert_eq!(thaws.len(), 1, "the second request needs a second pod");
+        let _third = queued(revision.revision.admit(Origin::Client));
+        assert_eq!(revision.orders().len(), 1);
+        thaws[0].thawed(Ok(()), Duration::from_millis(1));
+        let Some(Grant::Pod(served)) = first.granted().await else {
+            panic!("the first thawed pod serves the head of the queue")
+        };
+        drop(served);
+        assert!(matches!(second.granted().await, Some(Grant::Pod(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_activator_holding_a_pods_slots_freezes_it_and_the_others_forward() {
+        let me = IpAddr::from([10, 0, 0, 1]);
+        let peer: SocketAddr = "10.0.0.2:8080".parse().unwrap();
+        let owned_by = |owner: IpAddr| {
+            (1..=255u8)
+                .find(|last| first_ranked(IpAddr::from([10, 1, 0, *last]), &[me, peer.ip()]) == Some(owner))
+                .unwrap()
+        };
+        let mut revision = freezing(0, Peers::new(me, [peer]));
+        let (mine, theirs) = (owned_by(me), owned_by(peer.ip()));
+        revision.start(&[pod(mine, None), pod(theirs, None)]);
+        let orders = revision.orders();
+        assert_eq!(orders.len(), 1, "a freeze timer for its own pod only");
+        assert_eq!(&*orders[0].pod.uid, format!("uid-{mine}"));
+        tokio::time::advance(AFTER).await;
+        assert_eq!(orders[0].plan(), FreezePlan::Freeze);
+        orders[0].frozen(Ok(Arc::from("agent/1")));
+        // The peer froze its own: this activator, seeing the mark, forwards to the peer instead of thawing it.
+        revision
+            .revision
+            .set_endpoints(&[pod(mine, Some("agent/1")), pod(theirs, Some("agent/2"))]);
+        let waiting = queued(revision.revision.admit(Origin::Client));
+        let thaws = revision.orders();
+        assert_eq!(thaws.len(), 1);
+        assert_eq!(&*thaws[0].pod.uid, format!("uid-{mine}"), "it thaws only its own pod");
+        drop(waiting);
+        // With its own pod unusable, requests go to the peer that holds the other pod.
+        thaws[0].thawed(Err(()), Duration::from_secs(2));
+        assert!(matches!(
+            revision.revision.admit(Origin::Client),
+            Admission::Granted(Grant::Peer(addr)) if addr == peer
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pods_a_leaving_activator_froze_are_thawed_by_the_one_that_takes_them_over() {
+        let me = IpAddr::from([10, 0, 0, 1]);
+        let mut revision = freezing(0, Peers::alone(me));
+        // Another activator held the pod and froze it before it left: the pod carries its agent's mark.
+        revision.start(&[pod(1, Some("agent/9"))]);
+        let waiting = queued(revision.revision.admit(Origin::Client));
+        assert_eq!(waiting.reason, WaitReason::Thaw);
+        let thaw = revision.orders().into_iter().find(|o| o.action == FreezeAction::Thaw);
+        let thaw = thaw.expect("the pod is thawed before any request goes to it");
+        thaw.thawed(Ok(()), Duration::from_millis(1));
+        // This activator never probed it: it does so now that the pod runs.
+        let probe = revision.probes.try_recv().expect("a probe once thawed");
+        probe.answered();
+        assert!(matches!(waiting.granted().await, Some(Grant::Pod(_))));
+        // A late update still showing the mark it cleared does not count as a freeze.
+        revision.revision.set_endpoints(&[pod(1, Some("agent/9"))]);
+        lease(revision.revision.admit(Origin::Client));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frozen_pod_thawed_by_its_restarted_agent_serves_again_without_a_thaw() {
+        let mut revision = freezing(0, Peers::alone(IpAddr::from([10, 0, 0, 1])));
+        revision.start(&[pod(1, None)]);
+        revision.freeze_idle().await;
+        // The mark appears, then goes: the agent restarted and thawed every pod.
+        revision.revision.set_endpoints(&[pod(1, Some("agent/0"))]);
+        revision.revision.set_endpoints(&[pod(1, None)]);
+        lease(revision.revision.admit(Origin::Client));
+        assert!(revision.orders().iter().all(|o| o.action == FreezeAction::Freeze));
     }
 }

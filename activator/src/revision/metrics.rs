@@ -115,6 +115,9 @@ pub struct Metrics {
     request_duration: Family<DurationLabels, Histogram, LatencyBuckets>,
     queue_wait: Family<RevisionLabels, Histogram, LatencyBuckets>,
     cold_start_duration: Family<RevisionLabels, Histogram, ColdStartBuckets>,
+    frozen_pods: Family<RevisionLabels, Gauge>,
+    thaw_duration: Family<RevisionLabels, Histogram, LatencyBuckets>,
+    failed_thaws: Family<RevisionLabels, Counter>,
     access_log_dropped: Counter,
     token_reviews: Family<ResultLabels, Counter>,
     access_reviews: Family<ResultLabels, Counter>,
@@ -137,6 +140,9 @@ impl Default for Metrics {
             request_duration: Family::new_with_constructor(LatencyBuckets),
             queue_wait: Family::new_with_constructor(LatencyBuckets),
             cold_start_duration: Family::new_with_constructor(ColdStartBuckets),
+            frozen_pods: Family::default(),
+            thaw_duration: Family::new_with_constructor(LatencyBuckets),
+            failed_thaws: Family::default(),
             access_log_dropped: Counter::default(),
             token_reviews: Family::default(),
             access_reviews: Family::default(),
@@ -180,6 +186,21 @@ impl Default for Metrics {
             "cold_start_duration_seconds",
             "Time from the first request that found the revision with no routable pod to its first routable pod",
             metrics.cold_start_duration.clone(),
+        );
+        registry.register(
+            "frozen_pods",
+            "Pods this activator had frozen while idle (spec.scaling.idle Freeze)",
+            metrics.frozen_pods.clone(),
+        );
+        registry.register(
+            "thaw_duration_seconds",
+            "Time from asking a node agent to thaw a frozen pod to its answer",
+            metrics.thaw_duration.clone(),
+        );
+        registry.register(
+            "failed_thaws",
+            "Thaws that failed, each making its pod unusable and starting a normal scale-up",
+            metrics.failed_thaws.clone(),
         );
         registry.register(
             "access_log_dropped",
@@ -272,6 +293,9 @@ impl Metrics {
             abandoned_cut: self.abandoned_cut.get_or_create(&labels).clone(),
             queue_wait: self.queue_wait.get_or_create(&labels).clone(),
             cold_start_duration: self.cold_start_duration.get_or_create(&labels).clone(),
+            frozen_pods: self.frozen_pods.get_or_create(&labels).clone(),
+            thaw_duration: self.thaw_duration.get_or_create(&labels).clone(),
+            failed_thaws: self.failed_thaws.get_or_create(&labels).clone(),
             requests: self.requests.clone(),
             request_duration: self.request_duration.clone(),
             by_code: Mutex::new(Vec::new()),
@@ -289,6 +313,9 @@ impl Metrics {
         self.abandoned_cut.remove(labels);
         self.queue_wait.remove(labels);
         self.cold_start_duration.remove(labels);
+        self.frozen_pods.remove(labels);
+        self.thaw_duration.remove(labels);
+        self.failed_thaws.remove(labels);
         for response in series.by_code.lock().iter() {
             self.requests.remove(&series.request_labels(response.code));
             self.request_duration.remove(&series.duration_labels(response.code));
@@ -306,6 +333,9 @@ pub struct RevisionMetrics {
     pub abandoned_cut: Counter,
     pub queue_wait: Histogram,
     pub cold_start_duration: Histogram,
+    pub frozen_pods: Gauge,
+    pub thaw_duration: Histogram,
+    pub failed_thaws: Counter,
     requests: Family<RequestLabels, Counter>,
     request_duration: Family<DurationLabels, Histogram, LatencyBuckets>,
     /// The series of each status code seen so far (a handful per revision).

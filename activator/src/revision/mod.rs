@@ -6,6 +6,7 @@
 
 mod balance;
 mod cold_start;
+mod freeze;
 mod handle;
 mod load;
 mod metrics;
@@ -16,8 +17,9 @@ mod releases;
 mod slots;
 
 pub use cold_start::{ColdStart, ColdStartPhase};
-pub use handle::{Admission, Grant};
-pub(crate) use handle::{Lease, ProbeRequest, RevisionHandle};
+pub use freeze::FreezePlan;
+pub use handle::{Admission, FreezeAction, Grant, WaitReason};
+pub(crate) use handle::{FreezeOrder, Lease, ProbeRequest, RevisionHandle};
 pub use metrics::Metrics;
 pub use peers::Peers;
 pub(crate) use pod::{ProbeKind, Target};

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::revision::slots::{Slots, slots_for};
+use crate::revision::slots::{Slots, first_ranked, slots_for};
 
 /// The activators this one knows of, itself included.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,6 +153,16 @@ impl Peers {
             .filter(|(ip, _)| **ip != self.me)
             .map(|(_, addr)| *addr)
             .collect()
+    }
+
+    /// All of `pod`'s slots when this activator ranks first for it in every view in force, else none: for pods that
+    /// one activator alone must know the in-flight count of.
+    pub fn whole_slots_on(&self, pod: IpAddr, cc: u32) -> Slots {
+        let all = if cc == 0 { Slots::Unlimited } else { Slots::Limited(cc) };
+        let first_everywhere = std::iter::once(self.ips())
+            .chain(self.unsettled.iter().cloned())
+            .all(|list| first_ranked(pod, &list) == Some(self.me));
+        if first_everywhere { all } else { Slots::Limited(0) }
     }
 
     /// The slots this activator may use on `pod`: the smallest share any view in force gives it.

@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 
 use http::uri::Authority;
 
-use crate::model::{EndpointState, FastProbe};
+use tokio::time::Instant;
+
+use crate::model::{EndpointState, FastProbe, PodRef};
 use crate::revision::balance::PodLoad;
+use crate::revision::freeze::FreezeState;
 use crate::revision::slots::Slots;
 
 /// Where to send a request.
@@ -50,6 +53,15 @@ enum Found {
     Refused,
 }
 
+/// Whose readiness check decides that a pod may serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// The kubelet's, which this activator's probe may only run ahead of.
+    Kubelet,
+    /// This activator's alone: a revision whose idle pods freeze has no readiness probe in its pods.
+    Activator,
+}
+
 /// How to probe a pod: HTTP GETs of paths in order (each 2xx or 3xx), or a TCP connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeKind {
@@ -66,10 +78,16 @@ pub struct Pod {
     pub probing: bool,
     pub in_flight: u32,
     pub slots: Slots,
+    pub readiness: Readiness,
+    /// Which pod it is, where it runs and its frozen mark, when its source says.
+    pub pod_ref: Option<PodRef>,
+    pub freeze: FreezeState,
+    /// A freeze timer task is running for it.
+    pub freeze_timer: bool,
 }
 
 impl Pod {
-    pub fn new(id: u64, endpoint: &EndpointState) -> Self {
+    pub fn new(id: u64, endpoint: &EndpointState, now: Instant) -> Self {
         let mut pod = Pod {
             id,
             target: Target::new(endpoint.addr, endpoint.h2c),
@@ -78,14 +96,22 @@ impl Pod {
             probing: false,
             in_flight: 0,
             slots: Slots::Limited(0),
+            readiness: Readiness::Kubelet,
+            pod_ref: None,
+            freeze: FreezeState::running(now),
+            freeze_timer: false,
         };
-        pod.update(endpoint);
+        pod.update(endpoint, now);
         pod
     }
 
     /// The EndpointSlices list it with this state.
-    pub fn update(&mut self, endpoint: &EndpointState) {
+    pub fn update(&mut self, endpoint: &EndpointState, now: Instant) {
         self.target.h2c = endpoint.h2c;
+        if let Some(pod_ref) = &endpoint.pod {
+            self.freeze.sync_mark(pod_ref.frozen_mark.as_ref(), now);
+            self.pod_ref = Some(pod_ref.clone());
+        }
         self.listed = match (endpoint.terminating, endpoint.ready, self.listed) {
             (true, _, _) => Listed::Terminating,
             (false, true, _) => Listed::Ready,
@@ -104,18 +130,38 @@ impl Pod {
     }
 
     pub fn routable(&self) -> bool {
-        match self.listed {
-            Listed::Ready => self.found != Found::Refused,
-            // Only reached when the probe proves what Kubernetes would (see `probe_needed`).
-            Listed::Starting => self.found == Found::Answered,
-            Listed::Unready | Listed::Terminating | Listed::Removed => false,
-        }
+        let ready = match (self.listed, self.readiness) {
+            (Listed::Ready, Readiness::Kubelet) => self.found != Found::Refused,
+            // Only reached when the probe proves what Kubernetes would (see `probe_needed`), or, without a readiness
+            // probe in the pod, what the pod's own would.
+            (Listed::Starting, _) | (Listed::Ready, Readiness::Activator) => self.found == Found::Answered,
+            (Listed::Unready | Listed::Terminating | Listed::Removed, _) => false,
+        };
+        ready && self.freeze.serves()
+    }
+
+    /// Frozen (or freezing, or thawing) yet listed: a request can have it without a pod start.
+    pub fn resumable(&self) -> bool {
+        matches!(self.listed, Listed::Ready | Listed::Starting) && self.freeze.resumable()
     }
 
     /// The probe that would make it routable, if one can. A pod Kubernetes has not called ready yet is brought
     /// forward only by a probe that proves what the kubelet's would (`policy`); one that refused a connection
     /// after Kubernetes called it ready only needs to accept connections again.
     pub fn probe_needed(&self, policy: &FastProbe) -> Option<ProbeKind> {
+        if !self.freeze.serves() {
+            // A frozen pod cannot answer.
+            return None;
+        }
+        if self.readiness == Readiness::Activator {
+            return match (self.listed, self.found) {
+                (Listed::Ready | Listed::Starting, Found::Nothing | Found::Refused) => Some(match policy {
+                    FastProbe::Http(paths) => ProbeKind::Http(paths.clone()),
+                    FastProbe::Tcp | FastProbe::KubernetesOnly => ProbeKind::Tcp,
+                }),
+                _ => None,
+            };
+        }
         match (self.listed, self.found) {
             (Listed::Ready, Found::Refused) => Some(match policy {
                 FastProbe::Http(paths) => ProbeKind::Http(paths.clone()),
@@ -157,6 +203,7 @@ mod tests {
             h2c: false,
             ready,
             terminating,
+            pod: None,
         }
     }
 
@@ -164,7 +211,7 @@ mod tests {
 
     #[test]
     fn a_starting_pod_is_brought_forward_only_by_a_probe_kubernetes_would_agree_with() {
-        let mut pod = Pod::new(1, &endpoint(false, false));
+        let mut pod = Pod::new(1, &endpoint(false, false), Instant::now());
         assert!(!pod.routable());
         assert_eq!(pod.probe_needed(&HTTP()), Some(ProbeKind::Http(vec!["/ready".into()])));
         assert_eq!(pod.probe_needed(&FastProbe::Tcp), Some(ProbeKind::Tcp));
@@ -176,20 +223,20 @@ mod tests {
 
     #[test]
     fn once_kubernetes_called_it_ready_only_kubernetes_brings_it_back() {
-        let mut pod = Pod::new(1, &endpoint(true, false));
+        let mut pod = Pod::new(1, &endpoint(true, false), Instant::now());
         assert!(pod.routable());
-        pod.update(&endpoint(false, false));
+        pod.update(&endpoint(false, false), Instant::now());
         assert!(!pod.routable());
         assert_eq!(pod.probe_needed(&HTTP()), None);
         pod.answered();
         assert!(!pod.routable());
-        pod.update(&endpoint(true, false));
+        pod.update(&endpoint(true, false), Instant::now());
         assert!(pod.routable());
     }
 
     #[test]
     fn a_refused_connection_takes_a_ready_pod_out_until_a_probe_succeeds() {
-        let mut pod = Pod::new(1, &endpoint(true, false));
+        let mut pod = Pod::new(1, &endpoint(true, false), Instant::now());
         pod.refused();
         assert!(!pod.routable());
         assert_eq!(pod.probe_needed(&FastProbe::KubernetesOnly), Some(ProbeKind::Tcp));
@@ -199,8 +246,8 @@ mod tests {
 
     #[test]
     fn terminating_and_removed_pods_get_nothing_new() {
-        let mut pod = Pod::new(1, &endpoint(true, false));
-        pod.update(&endpoint(true, true));
+        let mut pod = Pod::new(1, &endpoint(true, false), Instant::now());
+        pod.update(&endpoint(true, true), Instant::now());
         assert!(!pod.routable());
         assert_eq!(pod.probe_needed(&HTTP()), None);
         pod.remove();

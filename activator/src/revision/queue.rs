@@ -40,6 +40,10 @@ impl<G> WaitQueue<G> {
         self.waiters.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.waiters.len()
+    }
+
     /// Adds a request at the back; its id (to leave with `remove`) and where its grant will arrive.
     pub fn push(
         &mut self,

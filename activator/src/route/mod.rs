@@ -3,9 +3,11 @@
 //! revisions. It also keeps the view of the peer activators that the revisions' slots follow. Imports `model` and
 //! `revision`.
 
+mod agents;
 pub(crate) mod host;
 mod registry;
 mod split;
 
+pub use agents::NodeAgents;
 pub use host::Entry;
 pub use registry::{Registry, Route};

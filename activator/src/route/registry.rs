@@ -14,7 +14,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::model::{EndpointState, RevisionId, RevisionSettings, ServicePolicy, ServiceTraffic};
-use crate::revision::{Metrics, Peers, ProbeRequest, Releases, RevisionHandle};
+use crate::revision::{FreezeOrder, Metrics, Peers, ProbeRequest, Releases, RevisionHandle};
+use crate::route::agents::NodeAgents;
 use crate::route::host::{Entry, Named, host_name, resolve, service_for_domain_host, service_for_host};
 use crate::route::split::Split;
 
@@ -24,6 +25,10 @@ pub struct Registry {
     queue_limit: usize,
     /// Given to each revision: where it sends the probes of its pods.
     probes: mpsc::UnboundedSender<ProbeRequest>,
+    /// Given to each revision: where it sends the freezes and thaws of its pods.
+    freezes: mpsc::UnboundedSender<FreezeOrder>,
+    /// The node agents that freeze and thaw pods, by node.
+    agents: NodeAgents,
     metrics: Arc<Metrics>,
     /// Each Service's routing table.
     services: RwLock<HashMap<ServiceKey, Arc<Table>>>,
@@ -110,11 +115,13 @@ impl Route {
 }
 
 impl Registry {
-    /// `probes`: the prober's channel, where the revisions send the probes of their pods.
+    /// `probes`: the prober's channel, where the revisions send the probes of their pods; `freezes`: the freezer's,
+    /// for the freezes and thaws of their pods.
     pub fn new(
         domain: impl Into<String>,
         queue_limit: usize,
         probes: mpsc::UnboundedSender<ProbeRequest>,
+        freezes: mpsc::UnboundedSender<FreezeOrder>,
         metrics: Arc<Metrics>,
         me: IpAddr,
     ) -> Self {
@@ -122,6 +129,8 @@ impl Registry {
             domain: domain.into(),
             queue_limit,
             probes,
+            freezes,
+            agents: NodeAgents::default(),
             metrics,
             services: RwLock::default(),
             revisions: RwLock::default(),
@@ -342,6 +351,11 @@ impl Registry {
         self.revisions.read().values().cloned().collect()
     }
 
+    /// The node agents, by node.
+    pub fn node_agents(&self) -> &NodeAgents {
+        &self.agents
+    }
+
     fn existing(&self, key: &RevisionKey) -> Option<Arc<RevisionHandle>> {
         self.revisions.read().get(key).cloned()
     }
@@ -361,6 +375,7 @@ impl Registry {
                     self.peers(),
                     self.releases.clone(),
                     self.probes.clone(),
+                    self.freezes.clone(),
                 )
             })
             .clone()
@@ -382,6 +397,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Idle;
     use runway_api::Visibility;
     use std::time::Duration;
 
@@ -389,6 +405,7 @@ mod tests {
         Registry::new(
             "example.com",
             10,
+            mpsc::unbounded_channel().0,
             mpsc::unbounded_channel().0,
             Arc::default(),
             [10, 0, 0, 1].into(),
@@ -411,6 +428,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             fast_probe: crate::model::FastProbe::Tcp,
             failure: None,
+            idle: Idle::Stop,
         };
         registry.set_revision(&RevisionId::new("default", service, name), Some(settings));
     }

@@ -24,7 +24,7 @@ use crate::access::{AccessCheck, Decision};
 use crate::control::reports::LoadHub;
 use crate::model::{Answerer, Origin};
 use crate::observe::{AccessLog, AccessRecord, REQUEST_ID, RequestTrace, Via, client_address, request_id, trace_id};
-use crate::revision::{Admission, Grant, Lease, Peers, RevisionHandle, Target};
+use crate::revision::{Admission, Grant, Lease, Peers, RevisionHandle, Target, WaitReason};
 use crate::route::{Entry, Registry, Route};
 use crate::serve::body::{BodySlot, OutgoingBody, ResponseBody};
 use crate::serve::budget::{RequestBudget, request_cost};
@@ -142,11 +142,13 @@ impl Destination {
     }
 }
 
-/// How long a request waited and whether it waited through a cold start.
+/// How long a request waited and whether it waited through a cold start or a thaw.
 #[derive(Default)]
 struct Waited {
     queued: Option<Duration>,
     cold: bool,
+    /// How long it waited for a frozen pod to be thawed.
+    thaw: Option<Duration>,
 }
 
 /// What the request path saw of a request, for its access log line and its spans.
@@ -546,7 +548,8 @@ impl Proxy {
                 if let Some(load) = poke {
                     self.hub.poke(load);
                 }
-                let waiting_cold = waiting.cold;
+                let reason = waiting.reason;
+                let waiting_cold = reason == WaitReason::ColdStart;
                 waited.cold |= waiting_cold;
                 let started = Instant::now();
                 let grant = tokio::time::timeout_at(deadline, waiting.granted()).await;
@@ -562,6 +565,9 @@ impl Proxy {
                 }
                 revision.metrics.queue_wait.observe(wait.as_secs_f64());
                 *waited.queued.get_or_insert_default() += wait;
+                if reason == WaitReason::Thaw {
+                    *waited.thaw.get_or_insert_default() += wait;
+                }
                 match grant {
                     Ok(Some(grant)) => grant,
                     Ok(None) => return Err(respond::revision_deleted_while_waiting()),
@@ -634,6 +640,15 @@ fn finish(
     remove_hop_by_hop(response.headers_mut());
     if let Some(queued) = waited.queued {
         let timing = format!("runway-queue;dur={:.1}", queued.as_secs_f64() * 1000.0);
+        if let Ok(value) = HeaderValue::from_str(&timing) {
+            response
+                .headers_mut()
+                .append(header::HeaderName::from_static("server-timing"), value);
+        }
+    }
+    if let Some(thaw) = waited.thaw {
+        // The wait for a frozen pod, named apart so that a client tells a thaw from a queue.
+        let timing = format!("runway-thaw;dur={:.1}", thaw.as_secs_f64() * 1000.0);
         if let Ok(value) = HeaderValue::from_str(&timing) {
             response
                 .headers_mut()

@@ -23,7 +23,9 @@ use tokio::sync::mpsc;
 use crate::model::{EndpointState, RevisionId};
 use crate::revision::Peers;
 use crate::route::Registry;
-use crate::sources::endpoints::{EndpointSource, EndpointSources, endpoint_from_pod, endpoints_from_slices};
+use crate::sources::endpoints::{
+    EndpointSource, EndpointSources, agents_by_node, endpoint_from_pod, endpoints_from_slices,
+};
 use crate::sources::groups::Groups;
 use crate::sources::keys::{SLICE_CONTROLLER, SLICE_MANAGED_BY_LABEL, pod_revision, revision_id, slice_revision};
 use crate::sources::settings::{keep_only_settings, settings_of_revision};
@@ -36,19 +38,22 @@ pub struct PeerSource {
     pub service: String,
     pub internal_port: u16,
     pub admin_port: u16,
+    /// The node agents' Service in the same namespace, when pods may be frozen.
+    pub node_agent_service: Option<String>,
 }
 
-/// How many mirrors `run` runs.
+/// How many mirrors `run` runs besides the node agents'.
 const MIRRORS: usize = 6;
 
 /// Runs the mirrors until the process ends; `synced` is sent once all of them have listed everything.
 pub async fn run(client: Client, registry: Arc<Registry>, peers: PeerSource, synced: mpsc::Sender<()>) {
-    let (listed, mut listed_rx) = mpsc::channel::<&'static str>(MIRRORS);
+    let mirrors = MIRRORS + usize::from(peers.node_agent_service.is_some());
+    let (listed, mut listed_rx) = mpsc::channel::<&'static str>(mirrors);
     tokio::spawn(async move {
         let mut seen = BTreeSet::new();
         while let Some(name) = listed_rx.recv().await {
             seen.insert(name);
-            if seen.len() == MIRRORS {
+            if seen.len() == mirrors {
                 let _ = synced.send(()).await;
                 return;
             }
@@ -61,6 +66,7 @@ pub async fn run(client: Client, registry: Arc<Registry>, peers: PeerSource, syn
         mirror_domain_mappings(client.clone(), registry.clone(), listed.clone()),
         mirror_pod_slices(client.clone(), registry.clone(), sources.clone(), listed.clone()),
         mirror_pods(client.clone(), registry.clone(), sources, listed.clone()),
+        mirror_node_agents(client.clone(), registry.clone(), peers.clone(), listed.clone()),
         mirror_peers(client, registry, peers, listed),
     );
 }
@@ -300,6 +306,25 @@ async fn mirror_peers(client: Client, registry: Arc<Registry>, source: PeerSourc
         let ready = ips(membership::ready_addresses(slices.iter().map(|s| &**s)));
         let listed = ips(membership::listed_addresses(slices.iter().map(|s| &**s)));
         registry.set_peers(Peers::from_ready(me, &ready, source.internal_port, source.admin_port).with_members(listed));
+    })
+    .await;
+}
+
+/// The ready node agents, by node, from their Service's EndpointSlices (port `api`); nothing without the Service.
+async fn mirror_node_agents(
+    client: Client,
+    registry: Arc<Registry>,
+    source: PeerSource,
+    listed: mpsc::Sender<&'static str>,
+) {
+    let Some(service) = source.node_agent_service else {
+        return;
+    };
+    let api: Api<EndpointSlice> = Api::namespaced(client, &source.namespace);
+    let config = watcher::Config::default().labels(&membership::slices_of(&service));
+    reflect(api, config, "node agent endpoint slices", listed, |store, _| {
+        let slices = store.state();
+        registry.node_agents().set(agents_by_node(slices.iter().map(|s| &**s)));
     })
     .await;
 }

@@ -3,14 +3,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use runway_api::membership;
 use runway_api::pods;
 use runway_api::serving::{serving_port, speaks_h2c};
 
-use crate::model::{EndpointState, RevisionId};
+use crate::model::{EndpointState, PodRef, RevisionId};
 use crate::sources::keys::pod_revision;
 
 /// The endpoints of a Service's slices, one per address (the first slice listing an address wins).
@@ -28,18 +29,60 @@ pub fn endpoints_from_slices<'a>(slices: impl IntoIterator<Item = &'a EndpointSl
             let conditions = endpoint.conditions.as_ref();
             let ready = membership::is_ready(conditions);
             let terminating = membership::is_terminating(conditions);
+            let pod = slice_pod(endpoint);
             for ip in endpoint.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
                 let addr = SocketAddr::new(ip, number);
-                by_addr.entry(addr).or_insert(EndpointState {
+                by_addr.entry(addr).or_insert_with(|| EndpointState {
                     addr,
                     h2c,
                     ready,
                     terminating,
+                    pod: pod.clone(),
                 });
             }
         }
     }
     by_addr.into_values().collect()
+}
+
+/// The ready node agents of the agents' Service's slices, by the node each runs on, at their port named `api`.
+pub fn agents_by_node<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> HashMap<Arc<str>, SocketAddr> {
+    let mut agents = HashMap::new();
+    for slice in slices {
+        let port = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|port| port.name.as_deref() == Some(AGENT_PORT_NAME))
+            .and_then(|port| u16::try_from(port.port?).ok());
+        let Some(port) = port else {
+            continue;
+        };
+        for endpoint in &slice.endpoints {
+            let ready = membership::is_ready(endpoint.conditions.as_ref());
+            let (Some(node), true) = (endpoint.node_name.as_deref(), ready) else {
+                continue;
+            };
+            if let Some(ip) = endpoint.addresses.iter().find_map(|a| a.parse::<IpAddr>().ok()) {
+                agents.insert(Arc::from(node), SocketAddr::new(ip, port));
+            }
+        }
+    }
+    agents
+}
+
+/// The node agents' Service names its API port so.
+const AGENT_PORT_NAME: &str = "api";
+
+/// The pod a slice's endpoint names (the EndpointSlice controller writes its UID and node), without the frozen mark,
+/// which only the pod carries.
+fn slice_pod(endpoint: &Endpoint) -> Option<PodRef> {
+    let uid = endpoint.target_ref.as_ref()?.uid.as_deref()?;
+    Some(PodRef {
+        uid: Arc::from(uid),
+        node: Arc::from(endpoint.node_name.as_deref()?),
+        frozen_mark: None,
+    })
 }
 
 /// The endpoint of a Runway pod as its own status shows it, before the EndpointSlice controller has written it to a
@@ -59,15 +102,36 @@ pub fn endpoint_from_pod(pod: &Pod) -> Option<(RevisionId, EndpointState)> {
         h2c: speaks_h2c(port.name.as_deref(), port.app_protocol()),
         ready: pods::is_ready(pod),
         terminating: pod.metadata.deletion_timestamp.is_some(),
+        pod: pod_ref(pod),
     };
     Some((key, endpoint))
 }
 
+fn pod_ref(pod: &Pod) -> Option<PodRef> {
+    Some(PodRef {
+        uid: Arc::from(pod.metadata.uid.as_deref()?),
+        node: Arc::from(pod.spec.as_ref()?.node_name.as_deref()?),
+        frozen_mark: pods::frozen_mark(pod).map(Arc::from),
+    })
+}
+
 /// A revision's endpoints from both sources: its slices, which win for an address they list, and its pods, which add
-/// the addresses no slice lists yet.
+/// the addresses no slice lists yet. The pod's own object names it best (with the frozen mark).
 fn merge_endpoints(from_slices: &[EndpointState], from_pods: &[EndpointState]) -> Vec<EndpointState> {
-    let mut by_addr: BTreeMap<SocketAddr, EndpointState> = from_pods.iter().map(|e| (e.addr, *e)).collect();
-    by_addr.extend(from_slices.iter().map(|e| (e.addr, *e)));
+    let mut by_addr: BTreeMap<SocketAddr, EndpointState> = from_pods.iter().map(|e| (e.addr, e.clone())).collect();
+    for endpoint in from_slices {
+        let pod = by_addr
+            .get(&endpoint.addr)
+            .and_then(|from_pod| from_pod.pod.clone())
+            .or_else(|| endpoint.pod.clone());
+        by_addr.insert(
+            endpoint.addr,
+            EndpointState {
+                pod,
+                ..endpoint.clone()
+            },
+        );
+    }
     by_addr.into_values().collect()
 }
 
@@ -178,6 +242,7 @@ mod tests {
                 h2c: false,
                 ready: false,
                 terminating: false,
+                pod: None,
             }
         );
         let (_, grpc) = endpoint_from_pod(&pod(Some("10.88.0.7"), Some((9000, "grpc")), true)).unwrap();
@@ -200,6 +265,7 @@ mod tests {
             h2c: false,
             ready,
             terminating: false,
+            pod: None,
         };
         let slices = [state("10.0.0.1:8080", false)];
         let pods = [state("10.0.0.1:8080", true), state("10.0.0.2:8080", false)];

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Container, PodSpec, Probe};
 use runway_api::serving::{ServingPort, serving_port};
 use runway_api::{Revision, RevisionSpec, ServiceTemplate};
 
-use crate::model::{FastProbe, RevisionSettings};
+use crate::model::{FastProbe, Idle, RevisionSettings};
 
 /// Drops from a watched Revision all that `settings_of_revision` does not read (the pod template but for each
 /// container's name, ports, startup and readiness probes and the readiness gates; bookkeeping) before the mirror keeps it.
@@ -48,16 +48,38 @@ pub fn settings_of_revision(revision: &Revision) -> RevisionSettings {
 pub fn settings_of_spec(spec: &RevisionSpec) -> RevisionSettings {
     let pod = &spec.template.spec;
     let gated = pod.readiness_gates.as_ref().is_some_and(|gates| !gates.is_empty());
+    let (idle, role) = match spec.freeze {
+        Some(freeze) => (
+            Idle::Freeze {
+                after: Duration::from_millis(u64::try_from(freeze.after_millis).unwrap_or(0)),
+            },
+            ProbeRole::InsteadOfKubelet,
+        ),
+        None => (Idle::Stop, ProbeRole::AheadOfKubelet),
+    };
+    let fast_probe = match (gated, role) {
+        (true, ProbeRole::AheadOfKubelet) => FastProbe::KubernetesOnly,
+        (_, role) => fast_probe(&pod.containers, role),
+    };
     RevisionSettings {
         container_concurrency: u32::try_from(spec.container_concurrency).unwrap_or(0),
         timeout: Duration::from_secs(u64::try_from(spec.timeout_seconds).unwrap_or(1).max(1)),
-        fast_probe: if gated {
-            FastProbe::KubernetesOnly
-        } else {
-            fast_probe(&pod.containers)
-        },
+        fast_probe,
         failure: None,
+        idle,
     }
+}
+
+/// Whose readiness check the activator's probe is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProbeRole {
+    /// The kubelet's probes run too: the activator's may only bring a pod forward where it proves the same.
+    AheadOfKubelet,
+    /// A revision whose idle pods freeze: the operator takes the readiness probe out of the pod (a frozen pod cannot
+    /// answer it), so the activator's probe is the only one. It repeats the serving container's probes without their
+    /// initial delay and success threshold (a probe that fails until the app is ready needs neither), and falls back
+    /// to a TCP connect of the serving port where it cannot repeat one.
+    InsteadOfKubelet,
 }
 
 /// What the serving container's probes let the activator check by itself, following the kubelet's rule: a container
@@ -65,15 +87,19 @@ pub fn settings_of_spec(spec: &RevisionSpec) -> RevisionSettings {
 /// serving container and port are the ones the operator writes into the Deployment (runway-api's rules), so a probe
 /// of the port the operator declared for a container without one (8080, named `http`) counts as one of the serving
 /// port.
-fn fast_probe(containers: &[Container]) -> FastProbe {
+fn fast_probe(containers: &[Container], role: ProbeRole) -> FastProbe {
+    let cannot_repeat = match role {
+        ProbeRole::AheadOfKubelet => FastProbe::KubernetesOnly,
+        ProbeRole::InsteadOfKubelet => FastProbe::Tcp,
+    };
     let serving = serving_port(containers);
     let Some(container) = serving.container(containers) else {
-        return FastProbe::KubernetesOnly;
+        return cannot_repeat;
     };
     let others_probed = containers.iter().enumerate().any(|(index, c)| {
         index != serving.container_index && (c.readiness_probe.is_some() || c.startup_probe.is_some())
     });
-    if others_probed {
+    if others_probed && role == ProbeRole::AheadOfKubelet {
         return FastProbe::KubernetesOnly;
     }
     let mut paths = Vec::new();
@@ -82,10 +108,10 @@ fn fast_probe(containers: &[Container]) -> FastProbe {
         .into_iter()
         .flatten()
     {
-        match check(probe, &serving) {
+        match check(probe, &serving, role) {
             Some(Check::Http(path)) => paths.push(path),
             Some(Check::Tcp) => {}
-            None => return FastProbe::KubernetesOnly,
+            None => return cannot_repeat,
         }
     }
     // An HTTP answer also proves the TCP connect a TCP probe asks for.
@@ -105,10 +131,10 @@ enum Check {
 /// How the activator repeats `probe`, or `None` when it cannot prove what the kubelet would: a check it cannot run
 /// (exec, gRPC, another port or scheme or host), an initial delay (counted from the container's start, which the
 /// activator does not see), or more than one success asked for.
-fn check(probe: &Probe, serving: &ServingPort) -> Option<Check> {
+fn check(probe: &Probe, serving: &ServingPort, role: ProbeRole) -> Option<Check> {
     let delayed = probe.initial_delay_seconds.is_some_and(|seconds| seconds > 0);
     let repeated = probe.success_threshold.is_some_and(|times| times > 1);
-    if delayed || repeated {
+    if (delayed || repeated) && role == ProbeRole::AheadOfKubelet {
         return None;
     }
     if let Some(http_get) = &probe.http_get {
@@ -126,6 +152,10 @@ fn check(probe: &Probe, serving: &ServingPort) -> Option<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ahead_of_kubelet(containers: &[Container]) -> FastProbe {
+        fast_probe(containers, ProbeRole::AheadOfKubelet)
+    }
     use crate::model::RevisionId;
     use crate::sources::keys::revision_id;
     use k8s_openapi::api::core::v1::{ContainerPort, ExecAction, HTTPGetAction, PodReadinessGate, TCPSocketAction};
@@ -163,19 +193,25 @@ mod tests {
     #[test]
     fn an_http_readiness_probe_on_the_serving_port_is_probed_the_same_way() {
         let by_name = container(named_port(), http_probe(IntOrString::String("http".into()), "/ready"));
-        assert_eq!(fast_probe(&[by_name]), FastProbe::Http(vec!["/ready".into()]));
+        assert_eq!(ahead_of_kubelet(&[by_name]), FastProbe::Http(vec!["/ready".into()]));
         let by_number = container(named_port(), http_probe(IntOrString::Int(9000), "/ready"));
-        assert_eq!(fast_probe(&[by_number]), FastProbe::Http(vec!["/ready".into()]));
+        assert_eq!(ahead_of_kubelet(&[by_number]), FastProbe::Http(vec!["/ready".into()]));
         // No declared port: the operator declares 8080 named `http`, so either names the serving port.
         let default_port = container(None, http_probe(IntOrString::Int(8080), "/healthz"));
-        assert_eq!(fast_probe(&[default_port]), FastProbe::Http(vec!["/healthz".into()]));
+        assert_eq!(
+            ahead_of_kubelet(&[default_port]),
+            FastProbe::Http(vec!["/healthz".into()])
+        );
         let default_name = container(None, http_probe(IntOrString::String("http".into()), "/healthz"));
-        assert_eq!(fast_probe(&[default_name]), FastProbe::Http(vec!["/healthz".into()]));
+        assert_eq!(
+            ahead_of_kubelet(&[default_name]),
+            FastProbe::Http(vec!["/healthz".into()])
+        );
     }
 
     #[test]
     fn no_readiness_probe_or_a_tcp_one_on_the_serving_port_means_a_tcp_connect() {
-        assert_eq!(fast_probe(&[container(None, None)]), FastProbe::Tcp);
+        assert_eq!(ahead_of_kubelet(&[container(None, None)]), FastProbe::Tcp);
         let tcp = Some(Probe {
             tcp_socket: Some(TCPSocketAction {
                 port: IntOrString::Int(8080),
@@ -183,20 +219,20 @@ mod tests {
             }),
             ..Default::default()
         });
-        assert_eq!(fast_probe(&[container(None, tcp)]), FastProbe::Tcp);
+        assert_eq!(ahead_of_kubelet(&[container(None, tcp)]), FastProbe::Tcp);
     }
 
     #[test]
     fn readiness_the_activator_cannot_check_waits_for_kubernetes() {
         let other_port = container(named_port(), http_probe(IntOrString::Int(9001), "/ready"));
-        assert_eq!(fast_probe(&[other_port]), FastProbe::KubernetesOnly);
+        assert_eq!(ahead_of_kubelet(&[other_port]), FastProbe::KubernetesOnly);
         let exec = Some(Probe {
             exec: Some(ExecAction {
                 command: Some(vec!["true".into()]),
             }),
             ..Default::default()
         });
-        assert_eq!(fast_probe(&[container(None, exec)]), FastProbe::KubernetesOnly);
+        assert_eq!(ahead_of_kubelet(&[container(None, exec)]), FastProbe::KubernetesOnly);
         let tcp_elsewhere = Some(Probe {
             tcp_socket: Some(TCPSocketAction {
                 port: IntOrString::Int(9999),
@@ -204,7 +240,10 @@ mod tests {
             }),
             ..Default::default()
         });
-        assert_eq!(fast_probe(&[container(None, tcp_elsewhere)]), FastProbe::KubernetesOnly);
+        assert_eq!(
+            ahead_of_kubelet(&[container(None, tcp_elsewhere)]),
+            FastProbe::KubernetesOnly
+        );
         let https = Some(Probe {
             http_get: Some(HTTPGetAction {
                 port: IntOrString::Int(8080),
@@ -213,13 +252,13 @@ mod tests {
             }),
             ..Default::default()
         });
-        assert_eq!(fast_probe(&[container(None, https)]), FastProbe::KubernetesOnly);
+        assert_eq!(ahead_of_kubelet(&[container(None, https)]), FastProbe::KubernetesOnly);
         let sidecar = Container {
             name: "sidecar".into(),
             ..container(None, http_probe(IntOrString::Int(15000), "/ready"))
         };
         assert_eq!(
-            fast_probe(&[container(named_port(), None), sidecar]),
+            ahead_of_kubelet(&[container(named_port(), None), sidecar]),
             FastProbe::KubernetesOnly
         );
     }
@@ -242,13 +281,13 @@ mod tests {
             ..Default::default()
         });
         let warming = with_startup(container(None, tcp), http_probe(IntOrString::Int(8080), "/started"));
-        assert_eq!(fast_probe(&[warming]), FastProbe::Http(vec!["/started".into()]));
+        assert_eq!(ahead_of_kubelet(&[warming]), FastProbe::Http(vec!["/started".into()]));
         let both = with_startup(
             container(None, http_probe(IntOrString::Int(8080), "/ready")),
             http_probe(IntOrString::Int(8080), "/started"),
         );
         assert_eq!(
-            fast_probe(&[both]),
+            ahead_of_kubelet(&[both]),
             FastProbe::Http(vec!["/started".into(), "/ready".into()])
         );
         let exec_startup = Some(Probe {
@@ -258,7 +297,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            fast_probe(&[with_startup(container(None, None), exec_startup)]),
+            ahead_of_kubelet(&[with_startup(container(None, None), exec_startup)]),
             FastProbe::KubernetesOnly
         );
         let sidecar = Container {
@@ -266,7 +305,7 @@ mod tests {
             ..with_startup(container(None, None), http_probe(IntOrString::Int(15000), "/started"))
         };
         assert_eq!(
-            fast_probe(&[container(named_port(), None), sidecar]),
+            ahead_of_kubelet(&[container(named_port(), None), sidecar]),
             FastProbe::KubernetesOnly
         );
     }
@@ -280,23 +319,23 @@ mod tests {
             })
         };
         let ready = container(None, delayed(http_probe(IntOrString::Int(8080), "/ready")));
-        assert_eq!(fast_probe(&[ready]), FastProbe::KubernetesOnly);
+        assert_eq!(ahead_of_kubelet(&[ready]), FastProbe::KubernetesOnly);
         let startup = with_startup(
             container(None, None),
             delayed(http_probe(IntOrString::Int(8080), "/started")),
         );
-        assert_eq!(fast_probe(&[startup]), FastProbe::KubernetesOnly);
+        assert_eq!(ahead_of_kubelet(&[startup]), FastProbe::KubernetesOnly);
         let twice = http_probe(IntOrString::Int(8080), "/ready").map(|p| Probe {
             success_threshold: Some(2),
             ..p
         });
-        assert_eq!(fast_probe(&[container(None, twice)]), FastProbe::KubernetesOnly);
+        assert_eq!(ahead_of_kubelet(&[container(None, twice)]), FastProbe::KubernetesOnly);
         let no_delay = http_probe(IntOrString::Int(8080), "/ready").map(|p| Probe {
             initial_delay_seconds: Some(0),
             ..p
         });
         assert_eq!(
-            fast_probe(&[container(None, no_delay)]),
+            ahead_of_kubelet(&[container(None, no_delay)]),
             FastProbe::Http(vec!["/ready".into()])
         );
     }

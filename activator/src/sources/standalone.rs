@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::{EndpointState, FastProbe, RevisionId, RevisionSettings, ServiceTraffic};
+use crate::model::{EndpointState, FastProbe, Idle, RevisionId, RevisionSettings, ServiceTraffic};
 use crate::revision::Peers;
 use crate::route::Registry;
 use crate::route::host::{is_dns_label, service_for_host};
@@ -131,6 +131,7 @@ pub fn apply(registry: &Registry, config: &StaticConfig, domain: &str) -> anyhow
                     timeout: Duration::from_secs(route.timeout_seconds),
                     fast_probe: FastProbe::Tcp,
                     failure: None,
+                    idle: Idle::Stop,
                 }),
             );
             let endpoints: Vec<EndpointState> = revision
@@ -141,6 +142,7 @@ pub fn apply(registry: &Registry, config: &StaticConfig, domain: &str) -> anyhow
                     h2c: route.h2c,
                     ready: true,
                     terminating: false,
+                    pod: None,
                 })
                 .collect();
             registry.set_endpoints(&id, &endpoints);

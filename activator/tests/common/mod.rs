@@ -16,7 +16,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 pub use hyper_util::rt::{TokioExecutor, TokioIo};
 use runway_activator::app::{AccessLogSettings, Activator, Options};
 use runway_activator::control::ProbeConfig;
-use runway_activator::model::{AccessLogShare, EndpointState, FastProbe, RevisionId, RevisionSettings, ServiceTraffic};
+use runway_activator::model::{
+    AccessLogShare, EndpointState, FastProbe, Idle, RevisionId, RevisionSettings, ServiceTraffic,
+};
 use runway_activator::serve::ConnectionLimits;
 use runway_api::ServiceKey;
 use runway_api::logging::LogFormat;
@@ -88,6 +90,7 @@ pub fn options(ip: IpAddr) -> Options {
             default: AccessLogShare::percent(0).unwrap(),
         },
         tracer: None,
+        node_agents: None,
     }
 }
 
@@ -101,6 +104,7 @@ pub fn settings(cc: u32, timeout: Duration) -> Option<RevisionSettings> {
         timeout,
         fast_probe: FastProbe::Tcp,
         failure: None,
+        idle: Idle::Stop,
     })
 }
 
@@ -110,6 +114,7 @@ pub fn ready(addr: SocketAddr) -> EndpointState {
         h2c: false,
         ready: true,
         terminating: false,
+        pod: None,
     }
 }
 

@@ -103,7 +103,7 @@ impl Policy {
                 s.scale_to_zero_grace_period_seconds
                     .unwrap_or(defaults.scale_to_zero_grace_period_seconds),
             ),
-            scale_down_delay: secs(s.scale_down_delay_seconds.unwrap_or(defaults.scale_down_delay_seconds)),
+            scale_down_delay: scale_down_delay(s, revision, defaults),
             max_scale_up_rate: defaults.max_scale_up_rate,
             max_scale_down_rate: defaults.max_scale_down_rate,
             progress_deadline: secs(revision.progress_deadline_seconds),
@@ -114,6 +114,19 @@ impl Policy {
     pub(crate) fn clamp(&self, pods: i32) -> i32 {
         let pods = pods.max(self.min_scale);
         self.max_scale.map_or(pods, |max| pods.min(max))
+    }
+}
+
+/// The Service's scale-down delay; for a revision whose idle pods freeze, at least the frozen retention: idle pods
+/// stay (frozen) that long after the autoscaler would have removed them.
+fn scale_down_delay(s: &Scaling, revision: &RevisionSpec, defaults: &Defaults) -> Duration {
+    let delay = secs(s.scale_down_delay_seconds.unwrap_or(defaults.scale_down_delay_seconds));
+    let retention = s
+        .frozen_retention_seconds
+        .unwrap_or(runway_api::service::DEFAULT_FROZEN_RETENTION_SECONDS);
+    match revision.freeze {
+        Some(_) => delay.max(secs(retention)),
+        None => delay,
     }
 }
 

@@ -28,6 +28,7 @@ impl Run<'_> {
             replicas.replicas += status.pods.replicas;
             replicas.ready += status.pods.ready_replicas;
             replicas.desired += status.pods.desired_replicas;
+            replicas.frozen += status.pods.frozen_replicas;
             if latest_created == Some(s.name()) {
                 latest_state = Some(s.ready.clone());
             }

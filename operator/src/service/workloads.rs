@@ -114,6 +114,11 @@ impl Run<'_> {
         let diagnosis = failure::diagnose(own.iter().copied(), self.now, deadline);
         observed.failure = diagnosis.failure;
         observed.image_digest = revision_status::image_digest(revision, own.iter().copied());
+        let frozen = own
+            .iter()
+            .filter(|pod| runway_api::pods::frozen_mark(pod).is_some())
+            .count();
+        observed.frozen = i32::try_from(frozen).unwrap_or(i32::MAX);
         Ok((observed, diagnosis.recheck_in))
     }
 

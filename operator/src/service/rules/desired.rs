@@ -166,6 +166,14 @@ fn pod_spec(revision: &RevisionSpec, security: PodSecurity) -> PodSpec {
     if let Some(container) = pod.containers.get_mut(serving.container_index) {
         default_serving_container(container, &serving);
     }
+    // A frozen container cannot answer the kubelet's readiness probe, which would take a frozen pod out of its
+    // endpoints: for a revision whose idle pods freeze, the activator runs the probe instead, while the pod is thawed
+    // (the CRD rejects liveness probes for it).
+    if revision.freeze.is_some() {
+        for container in &mut pod.containers {
+            container.readiness_probe = None;
+        }
+    }
     // A pod must outlive its longest request plus the pre-stop pause, or scale-down would cut requests.
     pod.termination_grace_period_seconds
         .get_or_insert(i64::from(revision.timeout_seconds) + PRE_STOP_SLEEP_SECONDS);

@@ -27,6 +27,8 @@ pub(crate) struct Observed {
     pub(crate) failure: Option<Failure>,
     /// The serving container's image digest, from its pods.
     pub(crate) image_digest: Option<String>,
+    /// Its pods the node agent has marked frozen.
+    pub(crate) frozen: i32,
 }
 
 /// The revision's Ready condition before timestamps.
@@ -147,7 +149,8 @@ pub(crate) fn compute(
             deployment_status.replicas.unwrap_or(0),
             deployment_status.ready_replicas.unwrap_or(0),
             desired,
-        ),
+        )
+        .with_frozen(observed.frozen),
         image_digest: observed.image_digest.clone().or(previous.image_digest),
         routed: share.routed(),
         traffic_percent: share.percent,

@@ -27,6 +27,7 @@ pub(crate) struct Replicas {
     pub(crate) replicas: i32,
     pub(crate) ready: i32,
     pub(crate) desired: i32,
+    pub(crate) frozen: i32,
 }
 
 /// What the reconciler saw after putting the revisions and routes in place.
@@ -91,6 +92,7 @@ pub(crate) fn compute(service: &Service, observed: &Observed, domain: &str, now:
         replicas,
         ready,
         desired,
+        frozen,
     } = observed.replicas;
     ServiceStatus {
         url: Some(names::url(
@@ -101,7 +103,7 @@ pub(crate) fn compute(service: &Service, observed: &Observed, domain: &str, now:
         )),
         observed_generation: generation,
         conditions,
-        pods: ReplicaStatus::counted(replicas, ready, desired),
+        pods: ReplicaStatus::counted(replicas, ready, desired).with_frozen(frozen),
         latest_created_revision_name: observed.latest_created.as_ref().map(|(name, _)| name.clone()),
         latest_ready_revision_name: observed.latest_ready.clone(),
         traffic: observed.traffic.clone(),
