@@ -19,15 +19,15 @@ help:
 	@echo "make manifests     render the Helm chart into deploy/manifests/runway.yaml"
 	@echo "make kind-test     e2e on kind: with Docker (no root), else podman + a node image built here (root)"
 
-# Runway's release binaries: the operator, the activator and the sample app, with the commit they are built from in
+# Runway's release binaries: the operator, the activator, the node agent and the sample app, with the commit they are built from in
 # runway_build_info (runway_api::build). Only here: the debug builds of lint and tests would rebuild at every commit.
 release-binaries:
-	RUNWAY_GIT_REVISION=$$(git rev-parse HEAD 2>/dev/null) cargo build --release -p runway-hello -p runway-operator -p runway-activator
+	RUNWAY_GIT_REVISION=$$(git rev-parse HEAD 2>/dev/null) cargo build --release -p runway-hello -p runway-operator -p runway-activator -p runway-node
 
 # The images as OCI tarballs (without Docker), for `docker load` or `kind load image-archive`.
 images: release-binaries
 	$(CLUSTER)/deps.sh
-	for c in operator activator hello; do \
+	for c in operator activator node hello; do \
 	  $(CLUSTER)/oci-image.sh --no-import --out target/images/runway runway.local/runway-$$c:$(VERSION) \
 	    target/release/runway-$$c || exit 1; done
 

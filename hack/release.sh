@@ -6,7 +6,7 @@
 #   hack/release.sh --registry REGISTRY [--tag TAG] [--plain-http] [--out DIR] [--pushed COMPONENT=DIGEST]...
 #
 # REGISTRY is host[:port][/path], e.g. ghcr.io/acme or 10.88.0.1:5000. Images: REGISTRY/runway-{operator,activator,
-# hello}:TAG (TAG defaults to the workspace version). Chart: oci://REGISTRY/charts/runway, version = the workspace
+# node,hello}:TAG (TAG defaults to the workspace version). Chart: oci://REGISTRY/charts/runway, version = the workspace
 # version, appVersion = TAG. --plain-http for a registry without TLS (the local cluster's). Credentials: whatever
 # `skopeo login` and `helm registry login` stored. DIR (default target/release/<registry>) gets release.json (the
 # references and digests) and values.yaml (the image digests, for `helm install -f` to pin them). --pushed names an
@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     --plain-http) plain_http=yes; shift ;;
     --out) out=$2; shift 2 ;;
     --pushed)
-      [[ $2 =~ ^(operator|activator|hello)=sha256:[0-9a-f]{64}$ ]] || die "release: --pushed takes COMPONENT=sha256:..."
+      [[ $2 =~ ^(operator|activator|node|hello)=sha256:[0-9a-f]{64}$ ]] || die "release: --pushed takes COMPONENT=sha256:..."
       digests[${2%%=*}]=${2#*=}
       shift 2
       ;;
@@ -78,7 +78,7 @@ push_image() {
   cat "$work/$name.digest"
 }
 
-for component in operator activator hello; do
+for component in operator activator node hello; do
   [ -n "${digests[$component]:-}" ] || digests[$component]=$(push_image "$component")
   echo "$registry/runway-$component:$tag@${digests[$component]}"
 done
@@ -104,6 +104,7 @@ image:
   tag: "$tag"
 operator: {image: {digest: "${digests[operator]}"}}
 activator: {image: {digest: "${digests[activator]}"}}
+nodeAgent: {image: {digest: "${digests[node]}"}}
 tests: {image: {digest: "${digests[hello]}"}}
 EOF
 jq -n --arg registry "$registry" --arg tag "$tag" --arg chart "oci://$registry/charts/runway" \
@@ -111,9 +112,10 @@ jq -n --arg registry "$registry" --arg tag "$tag" --arg chart "oci://$registry/c
     echo true || echo false)" --arg values "$out/values.yaml" \
   --arg operator "$registry/runway-operator:$tag@${digests[operator]}" \
   --arg activator "$registry/runway-activator:$tag@${digests[activator]}" \
+  --arg node "$registry/runway-node:$tag@${digests[node]}" \
   --arg hello "$registry/runway-hello:$tag@${digests[hello]}" '{
     registry: $registry, tag: $tag, chart: $chart, chartVersion: $version, chartDigest: $chartDigest,
     plainHttp: $plainHttp, values: $values,
-    images: {operator: $operator, activator: $activator, hello: $hello}
+    images: {operator: $operator, activator: $activator, node: $node, hello: $hello}
   }' >"$out/release.json"
 log "release: $out/release.json"

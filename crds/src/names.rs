@@ -71,6 +71,11 @@ pub const REVISION_LABEL: &str = "serving.runway.dev/revision";
 pub const GENERATION_LABEL: &str = "serving.runway.dev/generation";
 /// Label on a tag's route Service: the tag.
 pub const TAG_LABEL: &str = "serving.runway.dev/tag";
+/// Annotation on a pod whose cgroup the node agent (runway-node) froze: `{instance}/{sequence}`, the agent instance
+/// that froze it (16 hex digits, new at each agent start) and that instance's count of freezes. Set before the pod is
+/// frozen and removed after it is thawed, so a frozen pod always carries it; an agent removes at start every mark
+/// that is not its own.
+pub const FROZEN_ANNOTATION: &str = "serving.runway.dev/frozen";
 /// Response header naming the revision that answered.
 pub const REVISION_HEADER: &str = "x-runway-revision";
 /// `app.kubernetes.io/managed-by` value on every derived object.

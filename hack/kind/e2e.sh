@@ -27,7 +27,7 @@ fi
 # the release's digests name.
 pushed=()
 revision=$(git rev-parse HEAD 2>/dev/null || true)
-for target in operator activator hello; do
+for target in operator activator node hello; do
   docker buildx build --file deploy/docker/Dockerfile --target "$target" --provenance=false --load \
     --build-arg "RUNWAY_GIT_REVISION=$revision" --tag "$registry/runway-$target:$version" .
   docker push --quiet "$registry/runway-$target:$version" >/dev/null

@@ -40,7 +40,7 @@ log "node image $node_image ready after $((SECONDS - start)) s"
 images=$REPO/target/kind/images
 mkdir -p "$images"
 RUNWAY_GIT_REVISION=$(git rev-parse HEAD 2>/dev/null || true) cargo build --release -p runway-hello -p runway-operator \
-  -p runway-activator
+  -p runway-activator -p runway-node
 archives=("$("$REPO/hack/cluster/oci-image.sh" --no-import --out "$images" "$TRAEFIK_IMAGE" "$TRAEFIK_BIN/traefik")")
 archives+=("$("$REPO/hack/cluster/oci-image.sh" --no-import --out "$images" "$(prometheus_image)" "$PROMETHEUS_BIN")")
 # The previous release's images for the upgrade test (t31), which imports them only into the local cluster.

@@ -1,4 +1,4 @@
-//! Every flag of the activator and the operator is reachable through the chart: its template passes it
+//! Every flag of the activator, the operator and the node agent is reachable through the chart: its template passes it
 //! (`--flag-name`, from a Helm value or from what the chart knows, such as the release namespace), or it is in the
 //! short list below of flags the chart sets otherwise (the downward API, through the flag's environment variable)
 //! or never needs (the activator's standalone mode). And the default of each value that sets a flag is the flag's
@@ -48,6 +48,8 @@ const OPERATOR_NOT_IN_TEMPLATE: [(&str, NotInTemplate); 2] = [
     ("--identity", NotInTemplate::DownwardApi("metadata.name")),
 ];
 
+const NODE_NOT_IN_TEMPLATE: [(&str, NotInTemplate); 1] = [("--node-name", NotInTemplate::DownwardApi("spec.nodeName"))];
+
 /// Whether `text` has `flag` as a whole word: `--listen` is not found in `--internal-listen` nor `--listen-x`.
 fn mentions(text: &str, flag: &str) -> bool {
     let part_of_a_flag = |c: char| c.is_ascii_alphanumeric() || c == '-';
@@ -64,7 +66,7 @@ fn check(command: clap::Command, template: &str, not_in_template: &[(&str, NotIn
     // The downward API environment shared by both components is in a helper.
     let helpers = repo_file("deploy/runway/templates/_helpers.tpl");
     let arguments: Vec<&clap::Arg> = command.get_arguments().filter(|a| a.get_long().is_some()).collect();
-    assert!(arguments.len() > 10, "the flags were read");
+    assert!(arguments.len() >= 5, "the flags were read");
     let mut problems = vec![];
     for arg in &arguments {
         let flag = format!("--{}", arg.get_long().unwrap());
@@ -119,6 +121,15 @@ fn every_operator_flag_is_passed_by_the_chart_or_listed() {
 }
 
 #[test]
+fn every_node_agent_flag_is_passed_by_the_chart_or_listed() {
+    check(
+        runway_node::cli::Args::command(),
+        "deploy/runway/templates/node-agent.yaml",
+        &NODE_NOT_IN_TEMPLATE,
+    );
+}
+
+#[test]
 fn a_flag_is_found_as_a_whole_word_only() {
     assert!(mentions("- --listen=0.0.0.0:8080", "--listen"));
     assert!(mentions("- --ingress-routes\n", "--ingress-routes"));
@@ -128,7 +139,7 @@ fn a_flag_is_found_as_a_whole_word_only() {
 }
 
 /// The Helm value behind each flag the chart passes from a value with the same default, by component.
-const VALUE_OF_FLAG: [(&str, &str, &str); 47] = [
+const VALUE_OF_FLAG: [(&str, &str, &str); 49] = [
     ("activator", "--domain", "domain"),
     ("activator", "--log-level", "logLevel"),
     ("activator", "--log-format", "logFormat"),
@@ -194,6 +205,8 @@ const VALUE_OF_FLAG: [(&str, &str, &str); 47] = [
         "activator.auth.reviewsInFlight",
     ),
     ("activator", "--auth-review-timeout", "activator.auth.reviewTimeout"),
+    ("node", "--log-level", "logLevel"),
+    ("node", "--log-format", "logFormat"),
     ("operator", "--domain", "domain"),
     ("operator", "--log-level", "logLevel"),
     ("operator", "--log-format", "logFormat"),
@@ -268,6 +281,7 @@ fn each_value_defaults_to_its_flags_default() {
     let commands = [
         ("activator", runway_activator::config::Args::command()),
         ("operator", runway_operator::cli::Args::command()),
+        ("node", runway_node::cli::Args::command()),
     ];
     let default_of = |component: &str, flag: &str| {
         let (_, command) = commands.iter().find(|(c, _)| *c == component).unwrap();

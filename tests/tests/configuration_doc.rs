@@ -1,5 +1,5 @@
 //! docs/configuration.md must mention every Service and Revision field (each in its own section), every Helm value
-//! and every operator and activator flag.
+//! and every operator, activator and node agent flag.
 
 use std::path::Path;
 
@@ -172,4 +172,11 @@ fn every_activator_flag_is_documented() {
     let flags = flags(runway_activator::config::Args::command());
     assert!(flags.len() > 10, "{flags:?}");
     assert_documented("activator flags", &flags);
+}
+
+#[test]
+fn every_node_agent_flag_is_documented() {
+    let flags = flags(runway_node::cli::Args::command());
+    assert!(flags.len() > 5, "{flags:?}");
+    assert_in_section("## Node agent flags (runway-node)", "node agent flags", &flags);
 }

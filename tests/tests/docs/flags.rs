@@ -29,6 +29,7 @@ type Flags = BTreeMap<String, Flag>;
 enum Program {
     Activator,
     Operator,
+    Node,
     Soak,
 }
 
@@ -36,6 +37,7 @@ fn flags_of(program: Program) -> Flags {
     match program {
         Program::Activator => clap_flags(runway_activator::config::Args::command()),
         Program::Operator => clap_flags(runway_operator::cli::Args::command()),
+        Program::Node => clap_flags(runway_node::cli::Args::command()),
         Program::Soak => soak_flags(),
     }
 }
@@ -122,7 +124,7 @@ const OTHER_TOOLS: [(&str, &str); 23] = [
 ];
 
 /// The flag tables, by document and heading, with their program.
-const FLAG_TABLES: [(&str, &str, Program); 4] = [
+const FLAG_TABLES: [(&str, &str, Program); 5] = [
     ("docs/activator.md", "## Ports", Program::Activator),
     ("docs/activator.md", "## Flags", Program::Activator),
     (
@@ -134,6 +136,11 @@ const FLAG_TABLES: [(&str, &str, Program); 4] = [
         "docs/configuration.md",
         "## Activator flags (runway-activator)",
         Program::Activator,
+    ),
+    (
+        "docs/configuration.md",
+        "## Node agent flags (runway-node)",
+        Program::Node,
     ),
 ];
 
@@ -210,7 +217,7 @@ fn flag_tables_list_real_flags_with_their_defaults_and_env() {
 
 #[test]
 fn every_flag_named_in_the_docs_exists() {
-    let all: Vec<(Program, Flags)> = [Program::Activator, Program::Operator, Program::Soak]
+    let all: Vec<(Program, Flags)> = [Program::Activator, Program::Operator, Program::Node, Program::Soak]
         .map(|p| (p, flags_of(p)))
         .into_iter()
         .collect();
@@ -235,6 +242,7 @@ fn every_flag_named_in_the_docs_exists() {
                 let named = match before.as_str() {
                     "activator" => Some(Program::Activator),
                     "operator" => Some(Program::Operator),
+                    "agent" => Some(Program::Node),
                     _ if doc.path == "docs/activator.md" => Some(Program::Activator),
                     _ => None,
                 };
@@ -342,6 +350,7 @@ fn command_lines(doc: &Doc) -> Vec<(usize, Program, String)> {
             let program = match program.rsplit('/').next().unwrap() {
                 "runway-activator" => Program::Activator,
                 "runway-operator" => Program::Operator,
+                "runway-node" => Program::Node,
                 "soak.sh" => Program::Soak,
                 _ => return None,
             };

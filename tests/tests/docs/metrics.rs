@@ -41,6 +41,11 @@ fn the_operators_metrics_table_is_its_registry() {
 }
 
 #[test]
+fn the_node_agents_metrics_table_is_its_registry() {
+    assert_documented("runway_node_", &node_registry());
+}
+
+#[test]
 fn build_info_is_documented() {
     let mut registry = prometheus_client::registry::Registry::default();
     runway_api::build::register(&mut registry, "activator");
@@ -65,6 +70,7 @@ fn every_metric_name_in_the_docs_exists() {
     for (name, metric) in activator_registry()
         .iter()
         .chain(&scan_registrations("operator/src/metrics.rs"))
+        .chain(&node_registry())
         .chain([(&"runway_build_info".to_owned(), &Metric::default())])
     {
         known.insert(name.clone());
@@ -82,7 +88,9 @@ fn every_metric_name_in_the_docs_exists() {
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .collect();
-                let is_metric = name.starts_with("runway_activator_") || name.starts_with("runway_operator_");
+                let is_metric = ["runway_activator_", "runway_operator_", "runway_node_"]
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix));
                 if is_metric && !known.contains(&name) {
                     unknown.push(format!("{}: {name}", doc.at(sentence.line)));
                 }
@@ -104,6 +112,13 @@ fn activator_registry() -> Registered {
     series.queue_wait.observe(0.1);
     series.cold_start_duration.observe(0.1);
     parse_exposition(&metrics.encode(), "runway_activator_")
+}
+
+/// The node agent's registry, with a series of its labelled metric.
+fn node_registry() -> Registered {
+    let metrics = runway_node::metrics::Metrics::default();
+    metrics.error(runway_node::metrics::Operation::Freeze);
+    parse_exposition(&metrics.encode(), "runway_node_")
 }
 
 fn encode(registry: &prometheus_client::registry::Registry) -> String {

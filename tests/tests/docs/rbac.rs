@@ -12,13 +12,14 @@ use crate::{repo, yaml};
 type Permission = (String, String, String);
 
 /// Where each component's RBAC table is: the document and the heading it sits under.
-const RBAC_TABLES: [(&str, &str, &str); 2] = [
+const RBAC_TABLES: [(&str, &str, &str); 3] = [
     ("docs/activator.md", "## Kubernetes access (RBAC)", "runway-activator"),
     (
         "docs/architecture.md",
         "### Kubernetes access (RBAC)",
         "runway-operator",
     ),
+    ("docs/warm-zero.md", "### Kubernetes access (RBAC)", "runway-node"),
 ];
 
 #[test]
@@ -29,6 +30,11 @@ fn the_activators_rbac_table_is_the_charts_rules() {
 #[test]
 fn the_operators_rbac_table_is_the_charts_rules() {
     assert_table_matches_chart("runway-operator");
+}
+
+#[test]
+fn the_node_agents_rbac_table_is_the_charts_rules() {
+    assert_table_matches_chart("runway-node");
 }
 
 /// A table shaped like an RBAC table elsewhere would be checked by no one.
