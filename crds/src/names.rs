@@ -84,9 +84,6 @@ pub const MANAGED_BY: &str = "runway";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// The API group of Runway's resources.
 pub const GROUP: &str = "serving.runway.dev";
-/// On a pod frozen by the node agent (issue 27): `{agent instance}/{sequence}`, written before the pod is frozen and
-/// removed after it is thawed, so that the operator counts frozen pods and the activator sees an agent's restart.
-pub const FROZEN_ANNOTATION: &str = "serving.runway.dev/frozen";
 /// Response header set when a request waited for its Service to scale up from zero.
 pub const COLD_START_HEADER: &str = "x-runway-cold-start";
 

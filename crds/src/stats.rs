@@ -59,6 +59,14 @@ pub struct ServiceLoad {
     /// Of those, responses with a 5xx status, the activator's own 502, 503 and 504 included.
     #[serde(default)]
     pub server_errors: u64,
+    /// Pods of the revision this activator cannot use though Kubernetes counts them ready: frozen pods whose thaw
+    /// failed (spec.scaling.idle Freeze). The autoscaler starts as many more.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unusable_pods: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl LoadReport {
@@ -95,6 +103,7 @@ mod tests {
                 in_flight: 0,
                 requests: 3,
                 server_errors: 1,
+                unusable_pods: 0,
             }],
         };
         let line = report.to_line();

@@ -93,6 +93,10 @@ impl FreezeState {
         matches!(self, FreezeState::Thawing | FreezeState::Freezing(AfterFreeze::Thaw))
     }
 
+    pub fn is_unusable(&self) -> bool {
+        matches!(self, FreezeState::Unusable { .. })
+    }
+
     pub fn is_frozen(&self) -> bool {
         matches!(self, FreezeState::Frozen { .. })
     }

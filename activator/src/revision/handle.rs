@@ -289,7 +289,7 @@ impl RevisionHandle {
                 receiver: Some(receiver),
                 revision: self.arc(),
             },
-            poke.then(|| self.service_load(sample)),
+            poke.then(|| self.service_load(sample, state.unusable_pods())),
         )
     }
 
@@ -420,7 +420,7 @@ impl RevisionHandle {
             state.warmth = Warmth::Cold(ColdStart::began(now, listed));
             self.metrics.cold_starts.inc();
             state.last_poke = Some(now);
-            Some(self.service_load(state.load.peek(now)))
+            Some(self.service_load(state.load.peek(now), state.unusable_pods()))
         } else {
             None
         };
@@ -465,8 +465,11 @@ impl RevisionHandle {
 
     /// The interval's load, ending the interval; `None` when the revision was idle.
     pub fn take_load(&self, now: Instant) -> Option<ServiceLoad> {
-        let sample = self.lock().load.take(now);
-        sample.is_active().then(|| self.service_load(sample))
+        let mut state = self.lock();
+        let sample = state.load.take(now);
+        let unusable = state.unusable_pods();
+        drop(state);
+        sample.is_active().then(|| self.service_load(sample, unusable))
     }
 
     /// Nothing left to serve or to wait for: the registry may forget the revision.
@@ -554,7 +557,7 @@ impl RevisionHandle {
         self.metrics.frozen_pods.set(i64::try_from(frozen).unwrap_or(i64::MAX));
     }
 
-    fn service_load(&self, sample: LoadSample) -> ServiceLoad {
+    fn service_load(&self, sample: LoadSample, unusable_pods: u32) -> ServiceLoad {
         ServiceLoad {
             namespace: self.id.key.namespace.clone(),
             name: self.id.service.clone(),
@@ -565,6 +568,7 @@ impl RevisionHandle {
             in_flight: sample.in_flight,
             requests: sample.requests,
             server_errors: sample.server_errors,
+            unusable_pods,
         }
     }
 }
@@ -669,6 +673,12 @@ impl RevisionState {
     /// pods freeze are all one activator's (see `recompute_slots`), so that exactly one decides.
     fn decides(&self, pod: &Pod) -> bool {
         matches!(self.idle(), Idle::Freeze { .. }) && !pod.slots.is_zero()
+    }
+
+    /// Pods whose thaw failed, which Kubernetes still counts ready.
+    fn unusable_pods(&self) -> u32 {
+        let unusable = self.pods.iter().filter(|pod| pod.freeze.is_unusable()).count();
+        u32::try_from(unusable).unwrap_or(u32::MAX)
     }
 
     fn end_freeze_timer(&mut self, id: u64) -> FreezePlan {

@@ -32,7 +32,13 @@ struct Inner {
     /// Bumped by every request that found another in flight; a request that sees it change while it runs was
     /// overlapped by a newcomer.
     overlaps: AtomicU64,
+    /// Counted by the background ticker every `TICK` while the process runs (`GET /ticks`): a frozen pod's stays
+    /// still.
+    ticks: AtomicU64,
 }
+
+/// The background ticker's period.
+pub const TICK: Duration = Duration::from_millis(10);
 
 impl App {
     pub fn new(pod_name: impl Into<String>, reject_overlap: bool) -> Self {
@@ -49,6 +55,7 @@ impl App {
                 warm_at: None,
                 in_flight: AtomicUsize::new(0),
                 overlaps: AtomicU64::new(0),
+                ticks: AtomicU64::new(0),
             }),
         }
     }
@@ -62,6 +69,25 @@ impl App {
                 ..inner
             }),
         }
+    }
+
+    /// Counts a tick every `TICK` for as long as the process runs. Ticks missed while it did not run (frozen) are
+    /// skipped, not made up, so the count measures running time.
+    pub fn start_ticker(&self) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TICK);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                interval.tick().await;
+                inner.ticks.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// The ticker's count so far.
+    pub fn ticks(&self) -> u64 {
+        self.inner.ticks.load(Ordering::Relaxed)
     }
 
     /// How many tracked requests (`/` and `/sleep`) are being handled right now.
@@ -83,6 +109,7 @@ impl App {
         match (req.method(), req.uri().path()) {
             // Probes stay out of the overlap accounting: the kubelet sends them besides any traffic.
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
+            (&Method::GET, "/ticks") => text(StatusCode::OK, format!("{}\n", self.ticks())),
             (&Method::GET, "/") => self.tracked(Duration::ZERO).await,
             (&Method::GET, "/sleep") => match sleep_millis(req.uri().query()) {
                 Ok(ms) => self.tracked(ms).await,
@@ -90,7 +117,7 @@ impl App {
             },
             // Not tracked: a socket lives for as long as its client wants, which is no overlap of requests.
             (&Method::GET, "/ws") => websocket::accept(req),
-            (_, "/" | "/sleep" | "/healthz" | "/ws") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into()),
+            (_, "/" | "/sleep" | "/healthz" | "/ticks" | "/ws") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into()),
             _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
         }
     }
@@ -201,6 +228,17 @@ mod tests {
         assert_eq!(get(&app, "/nope").await.0, StatusCode::NOT_FOUND);
         let post = app.handle(Request::post("/").body(()).unwrap()).await;
         assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_ticker_counts_while_the_process_runs() {
+        let app = App::new("p", false);
+        assert_eq!(get(&app, "/ticks").await, (StatusCode::OK, "0\n".into()));
+        app.start_ticker();
+        tokio::time::sleep(TICK * 10).await;
+        let ticks = app.ticks();
+        assert!((10..=11).contains(&ticks), "{ticks} ticks in ten periods");
+        assert_eq!(get(&app, "/ticks").await.1, format!("{ticks}\n"));
     }
 
     #[tokio::test]

@@ -48,6 +48,7 @@ async fn run_server() -> anyhow::Result<ExitCode> {
         .fail_status
         .and_then(|code| hyper::StatusCode::from_u16(code).ok());
     let app = App::failing_with(config.pod_name, config.reject_overlap, fail_status).warming_for(config.warmup);
+    app.start_ticker();
     let mut sigterm = signal(SignalKind::terminate())?;
     let stop = async move {
         tokio::select! {

@@ -21,6 +21,8 @@ pub(crate) struct Totals {
     pub(crate) rps: f64,
     /// Requests queued or in flight right now.
     pub(crate) held: u32,
+    /// Ready pods an activator cannot use (a failed thaw), the most any activator reports.
+    pub(crate) unusable_pods: u32,
 }
 
 /// Responses of one revision, summed over the activators.
@@ -123,6 +125,9 @@ impl Board {
                 t.concurrency += load.concurrency;
                 t.rps += load.rps;
                 t.held += load.queued + load.in_flight;
+                // Only the activator holding a pod's slots thaws it: the reports do not overlap, but a pod that
+                // changes hands may be in two.
+                t.unusable_pods = t.unusable_pods.max(load.unusable_pods);
             }
         }
         let complete = self
@@ -181,6 +186,7 @@ mod tests {
             in_flight,
             requests: 0,
             server_errors: 0,
+            unusable_pods: 0,
         }
     }
 
@@ -260,7 +266,8 @@ mod tests {
             Totals {
                 concurrency: 5.0,
                 rps: 15.0,
-                held: 6
+                held: 6,
+                unusable_pods: 0,
             }
         );
         assert_eq!(

@@ -33,6 +33,8 @@ pub(crate) struct Observation {
     pub(crate) failing: bool,
     /// Pods a rollout asks to keep at least (`Board::set_floor`), 0 for none.
     pub(crate) floor: i32,
+    /// Ready pods the activators cannot use (frozen pods whose thaw failed): started again on top of the count.
+    pub(crate) unusable_pods: i32,
 }
 
 /// Per-revision memory between ticks.
@@ -212,6 +214,13 @@ pub(crate) fn decide(policy: &Policy, history: &mut History, obs: Observation) -
         reason = Reason::Rollout;
     }
 
+    // Pods that count as ready but cannot serve (a failed thaw) are replaced as a stopped pod would be: a request that
+    // waits for them gets a pod start.
+    if desired > 0 && obs.unusable_pods > 0 {
+        desired = desired.saturating_add(obs.unusable_pods);
+        reason = Reason::Load;
+    }
+
     // Pods known to be failing with none ready: more of them would fail the same way.
     if obs.failing && obs.ready_pods == 0 && obs.current_scale > 0 {
         desired = desired.min(obs.current_scale);
@@ -296,6 +305,7 @@ mod tests {
             container_concurrency: 0,
             timeout_seconds: 300,
             progress_deadline_seconds: 120,
+            freeze: None,
         };
         Policy::new(&scaling, &revision, routed, &Defaults::default())
     }
@@ -346,6 +356,7 @@ mod tests {
                     unready_for: None,
                     failing: false,
                     floor: 0,
+                    unusable_pods: 0,
                 };
                 scale = decide(policy, history, obs).desired;
                 scale
@@ -419,6 +430,23 @@ mod tests {
         assert_eq!(got[16], 0, "idle since start: zero after window + grace {got:?}");
         // A request held at zero activates at once; then it keeps a pod for window + grace.
         assert_eq!(&got[25..], &[1, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn a_pod_whose_thaw_failed_is_replaced_while_requests_wait() {
+        let p = policy(|_| {});
+        let mut history = History::new(Duration::ZERO);
+        let obs = Observation {
+            now: Duration::from_secs(30),
+            concurrency: 1.0,
+            held: 1,
+            reports_complete: true,
+            ready_pods: 1,
+            current_scale: 1,
+            unusable_pods: 1,
+            ..Observation::default()
+        };
+        assert_eq!(decide(&p, &mut history, obs).desired, 2);
     }
 
     #[test]
@@ -584,6 +612,7 @@ mod tests {
                     unready_for: (*scale > 0).then(|| now - *started),
                     failing: true,
                     floor: 0,
+                    unusable_pods: 0,
                 };
                 let decision = decide(policy, history, obs);
                 if *scale == 0 && decision.desired > 0 {

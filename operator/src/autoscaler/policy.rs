@@ -145,12 +145,31 @@ mod tests {
             container_concurrency: cc,
             timeout_seconds: 300,
             progress_deadline_seconds: 120,
+            freeze: None,
         }
     }
 
     /// The policy of a routed revision with concurrency `cc`.
     fn resolve(cc: i32, scaling: Scaling, defaults: &Defaults) -> Policy {
         Policy::new(&scaling, &revision(cc), true, defaults)
+    }
+
+    #[test]
+    fn idle_pods_of_a_freezing_revision_stay_for_the_frozen_retention() {
+        let freezing = RevisionSpec {
+            freeze: Some(runway_api::Freeze { after_millis: 1000 }),
+            ..revision(0)
+        };
+        let retained = |scaling: Scaling| Policy::new(&scaling, &freezing, true, &Defaults::default()).scale_down_delay;
+        assert_eq!(retained(Scaling::default()), Duration::from_secs(900));
+        let short = Scaling {
+            frozen_retention_seconds: Some(20),
+            scale_down_delay_seconds: Some(60),
+            ..Scaling::default()
+        };
+        assert_eq!(retained(short.clone()), Duration::from_secs(60), "the longer of the two");
+        // A revision that stops its idle pods keeps the plain delay.
+        assert_eq!(resolve(0, short, &Defaults::default()).scale_down_delay, Duration::from_secs(60));
     }
 
     #[test]

@@ -323,6 +323,7 @@ fn observe(
         unready_for: pods.unready_for,
         failing: is_failing(&target.revision),
         floor,
+        unusable_pods: i32::try_from(load.unusable_pods).unwrap_or(i32::MAX),
     }
 }
 
@@ -391,6 +392,7 @@ mod tests {
             container_concurrency: 10,
             timeout_seconds: 300,
             progress_deadline_seconds: 120,
+            freeze: None,
         }
     }
 

@@ -1328,6 +1328,7 @@ async fn a_rollout_whose_new_revision_answers_5xx_is_rolled_back_with_the_figure
         in_flight: 0,
         requests,
         server_errors,
+        unusable_pods: 0,
     };
     let report = runway_api::stats::LoadReport {
         activator: "a".into(),

@@ -561,6 +561,17 @@ mod tests {
     }
 
     #[test]
+    fn pods_of_a_freezing_revision_have_no_readiness_probe_for_the_kubelet_to_fail() {
+        let mut svc = service(vec![container("app", Some((9000, "http")))]);
+        svc.spec.scaling.idle = Some(runway_api::IdleAction::Freeze);
+        let d = deploy(&svc, None);
+        assert!(pod(&d).containers[0].readiness_probe.is_none());
+        // Stop keeps the default probe.
+        svc.spec.scaling.idle = Some(runway_api::IdleAction::Stop);
+        assert!(pod(&deploy(&svc, None)).containers[0].readiness_probe.is_some());
+    }
+
+    #[test]
     fn only_the_serving_container_gets_defaults() {
         let d = deploy(
             &service(vec![container("sidecar", None), container("app", Some((9000, "http")))]),

@@ -210,6 +210,7 @@ mod tests {
                 replicas: 2,
                 ready: 2,
                 desired: 2,
+                frozen: 0,
             },
         }
     }
