@@ -24,7 +24,7 @@ pub struct ReplicaStatus {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub frozen_replicas: i32,
 
-    /// readyReplicas/desiredReplicas, for `kubectl get`.
+    /// readyReplicas/desiredReplicas, and how many of them are frozen, for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_summary: Option<String>,
 }
@@ -41,10 +41,18 @@ impl ReplicaStatus {
         }
     }
 
-    /// The counts, with `frozen` of the ready pods frozen.
+    /// The counts, with `frozen` of the ready pods frozen: the summary says so, e.g. `2/2 (1 frozen)`.
     pub fn with_frozen(self, frozen: i32) -> Self {
+        let summary = match frozen {
+            0 => self.replica_summary,
+            n => Some(format!(
+                "{}/{} ({n} frozen)",
+                self.ready_replicas, self.desired_replicas
+            )),
+        };
         ReplicaStatus {
             frozen_replicas: frozen,
+            replica_summary: summary,
             ..self
         }
     }
@@ -65,6 +73,11 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&counts).unwrap(),
             serde_json::json!({"replicas": 3, "readyReplicas": 2, "desiredReplicas": 4, "replicaSummary": "2/4"})
+        );
+        let frozen = ReplicaStatus::counted(2, 2, 2).with_frozen(1);
+        assert_eq!(
+            (frozen.frozen_replicas, frozen.replica_summary.as_deref()),
+            (1, Some("2/2 (1 frozen)"))
         );
     }
 }

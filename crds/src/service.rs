@@ -33,8 +33,7 @@ pub const MAX_NAME_LENGTH: usize = 52;
     printcolumn(name = "Latest Ready", type_ = "string", description = "the newest revision that became ready", json_path = ".status.latestReadyRevisionName"),
     printcolumn(name = "Traffic", type_ = "string", description = "revisions and their share of requests", json_path = ".status.trafficSummary"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Replicas", type_ = "string", description = "ready/desired pods", json_path = ".status.replicaSummary"),
-    printcolumn(name = "Frozen", type_ = "integer", description = "pods frozen while idle (spec.scaling.idle Freeze)", json_path = ".status.frozenReplicas"),
+    printcolumn(name = "Replicas", type_ = "string", description = "ready/desired pods, and how many are frozen", json_path = ".status.replicaSummary"),
     printcolumn(name = "Reason", type_ = "string", description = "why the Service is not ready, e.g. ContainerExits", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = kube::core::Rule::new("self.metadata.name.size() <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")

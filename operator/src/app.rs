@@ -113,7 +113,8 @@ async fn lead(
         pod_security: args.workloads.workload_pod_security,
     };
     // One watch of Runway's pods fills the cache that the reconciler and the autoscaler diagnose, and reconciles a
-    // Service when something diagnosing reads of one of its pods changes (a restart, a waiting reason, readiness).
+    // Service when something diagnosing reads of one of its pods changes (a restart, a waiting reason, readiness), or
+    // when one is frozen or thawed (the status counts frozen pods).
     let (pods, pod_writer) = reflector::store();
     let pod_changes = watcher(Api::<Pod>::all(client.clone()), managed.clone())
         .default_backoff()

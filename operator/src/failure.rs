@@ -369,18 +369,21 @@ pub(crate) fn revision_of(pod: &Pod) -> Option<RevisionKey> {
     ))
 }
 
-/// Keeps only what diagnosing needs of a watched pod (metadata and status), to keep the operator's cache small.
+/// Keeps only what diagnosing needs of a watched pod (metadata and status) and the node agent's frozen mark, which
+/// the status counts, to keep the operator's cache small.
 pub(crate) fn trim(pod: &mut Pod) {
     pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
+    let mark = runway_api::pods::frozen_mark(pod).map(str::to_owned);
+    pod.metadata.annotations = mark.map(|mark| [(runway_api::names::FROZEN_ANNOTATION.to_owned(), mark)].into());
     pod.spec = None;
 }
 
-/// A hash of what diagnosing reads from a pod: a pod event that leaves it unchanged (a probe time, an IP) does not
-/// start a reconcile.
+/// A hash of what diagnosing and the status read from a pod: a pod event that leaves it unchanged (a probe time, an
+/// IP) does not start a reconcile; a freeze or a thaw does.
 pub(crate) fn fingerprint(pod: &Pod) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
     pod.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    runway_api::pods::frozen_mark(pod).is_some().hash(&mut hasher);
     let Some(status) = pod.status.as_ref() else {
         return Some(hasher.finish());
     };
@@ -814,6 +817,21 @@ mod tests {
         let mut restarted = p.clone();
         restarted.status.as_mut().unwrap().container_statuses.as_mut().unwrap()[0].restart_count = 3;
         assert_ne!(fingerprint(&p), fingerprint(&restarted));
+        // A freeze: the status counts frozen pods, so the mark is kept through the trim and changes the fingerprint.
+        let mut frozen = p.clone();
+        frozen.metadata.annotations = Some(
+            [
+                (
+                    runway_api::names::FROZEN_ANNOTATION.to_owned(),
+                    "0123456789abcdef/1".to_owned(),
+                ),
+                ("other".to_owned(), "dropped".to_owned()),
+            ]
+            .into(),
+        );
+        trim(&mut frozen);
+        assert_eq!(frozen.metadata.annotations.as_ref().map(|a| a.len()), Some(1));
+        assert_ne!(fingerprint(&p), fingerprint(&frozen));
     }
 
     #[test]

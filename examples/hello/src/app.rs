@@ -117,7 +117,9 @@ impl App {
             },
             // Not tracked: a socket lives for as long as its client wants, which is no overlap of requests.
             (&Method::GET, "/ws") => websocket::accept(req),
-            (_, "/" | "/sleep" | "/healthz" | "/ticks" | "/ws") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into()),
+            (_, "/" | "/sleep" | "/healthz" | "/ticks" | "/ws") => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into())
+            }
             _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
         }
     }

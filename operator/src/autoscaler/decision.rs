@@ -82,7 +82,8 @@ pub(crate) enum Reason {
     Activation,
     /// Traffic stopped for the stable window plus the grace period.
     Idle,
-    /// Nothing was scaled down: not enough fresh data yet, pods still starting, or an activator's report is missing.
+    /// Nothing was scaled down: not enough fresh data yet, pods still starting, an activator's report is missing, or
+    /// idle pods are kept frozen for the frozen retention.
     Holding,
     /// No pod became ready within the progress deadline: stopped (down to minScale) until the next request.
     Failing,
@@ -187,8 +188,15 @@ pub(crate) fn decide(policy: &Policy, history: &mut History, obs: Observation) -
         desired = history.recent_desired.iter().map(|(_, d)| *d).max().unwrap_or(desired);
     }
 
+    // Idle pods of a revision whose pods freeze stay, frozen, until the revision has been idle for the retention
+    // (a pod that never served is kept as long as one that did); under load, the retention is a scale-down delay.
+    let idle_for = now.saturating_sub(history.last_active);
+    if !active && desired < obs.current_scale && policy.frozen_retention.is_some_and(|retention| idle_for < retention) {
+        desired = obs.current_scale;
+        reason = Reason::Holding;
+    }
+
     if desired == 0 {
-        let idle_for = now.saturating_sub(history.last_active);
         if obs.current_scale == 0 && active {
             desired = policy.activation_scale;
             reason = Reason::Activation;
@@ -430,6 +438,36 @@ mod tests {
         assert_eq!(got[16], 0, "idle since start: zero after window + grace {got:?}");
         // A request held at zero activates at once; then it keeps a pod for window + grace.
         assert_eq!(&got[25..], &[1, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn idle_pods_that_freeze_stay_for_the_retention_then_go() {
+        let p = policy(|s| s.frozen_retention_seconds = Some(30));
+        let p = Policy {
+            frozen_retention: Some(Duration::from_secs(30)),
+            ..p
+        };
+        let mut history = History::new(Duration::ZERO);
+        let idle = |now| Observation {
+            now: Duration::from_secs(now),
+            reports_complete: true,
+            ready_pods: 2,
+            current_scale: 2,
+            ..Observation::default()
+        };
+        // Never used: kept as long as a pod that served.
+        for second in 1..30 {
+            assert_eq!(decide(&p, &mut history, idle(second)).desired, 2, "second {second}");
+        }
+        // Then they go as with Stop (at most half of them per tick).
+        assert_eq!(decide(&p, &mut history, idle(31)).desired, 1);
+        let last = Observation {
+            ready_pods: 1,
+            current_scale: 1,
+            ..idle(32)
+        };
+        let decision = decide(&p, &mut history, last);
+        assert_eq!((decision.desired, decision.reason), (0, Reason::Idle));
     }
 
     #[test]

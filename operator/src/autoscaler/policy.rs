@@ -59,6 +59,8 @@ pub(crate) struct Policy {
     pub(crate) panic_threshold: f64,
     pub(crate) scale_to_zero_grace: Duration,
     pub(crate) scale_down_delay: Duration,
+    /// For a revision whose idle pods freeze: how long idle pods stay (frozen) before they are removed.
+    pub(crate) frozen_retention: Option<Duration>,
     pub(crate) max_scale_up_rate: f64,
     pub(crate) max_scale_down_rate: f64,
     /// Pods that have not become ready after starting this long are stopped (spec.progressDeadlineSeconds).
@@ -104,6 +106,7 @@ impl Policy {
                     .unwrap_or(defaults.scale_to_zero_grace_period_seconds),
             ),
             scale_down_delay: scale_down_delay(s, revision, defaults),
+            frozen_retention: revision.freeze.map(|_| secs(retention_seconds(s))),
             max_scale_up_rate: defaults.max_scale_up_rate,
             max_scale_down_rate: defaults.max_scale_down_rate,
             progress_deadline: secs(revision.progress_deadline_seconds),
@@ -121,13 +124,15 @@ impl Policy {
 /// stay (frozen) that long after the autoscaler would have removed them.
 fn scale_down_delay(s: &Scaling, revision: &RevisionSpec, defaults: &Defaults) -> Duration {
     let delay = secs(s.scale_down_delay_seconds.unwrap_or(defaults.scale_down_delay_seconds));
-    let retention = s
-        .frozen_retention_seconds
-        .unwrap_or(runway_api::service::DEFAULT_FROZEN_RETENTION_SECONDS);
     match revision.freeze {
-        Some(_) => delay.max(secs(retention)),
+        Some(_) => delay.max(secs(retention_seconds(s))),
         None => delay,
     }
+}
+
+fn retention_seconds(s: &Scaling) -> i32 {
+    s.frozen_retention_seconds
+        .unwrap_or(runway_api::service::DEFAULT_FROZEN_RETENTION_SECONDS)
 }
 
 fn secs(seconds: i32) -> Duration {
@@ -167,9 +172,16 @@ mod tests {
             scale_down_delay_seconds: Some(60),
             ..Scaling::default()
         };
-        assert_eq!(retained(short.clone()), Duration::from_secs(60), "the longer of the two");
+        assert_eq!(
+            retained(short.clone()),
+            Duration::from_secs(60),
+            "the longer of the two"
+        );
         // A revision that stops its idle pods keeps the plain delay.
-        assert_eq!(resolve(0, short, &Defaults::default()).scale_down_delay, Duration::from_secs(60));
+        assert_eq!(
+            resolve(0, short, &Defaults::default()).scale_down_delay,
+            Duration::from_secs(60)
+        );
     }
 
     #[test]
