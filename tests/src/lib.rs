@@ -15,9 +15,11 @@
 //! - [`http`]: a plain HTTP client for requests from the host, and requests from a pod.
 //! - [`domains`]: DomainMappings and the routes the operator makes for them.
 //! - [`otlp`]: a trace receiver that keeps the spans Runway exports, for tests to read back.
+//! - [`cgroups`]: a pod's cgroup on this machine: its CPU time, and whether it is frozen.
 #![forbid(unsafe_code)]
 
 pub mod answers;
+pub mod cgroups;
 pub mod chart;
 pub mod cluster;
 pub mod command;
