@@ -3,6 +3,8 @@
 //! the wire format in which activators report load to the autoscaler, and which build a binary is (`build`).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod build;
 pub mod cidr;
 pub mod conditions;

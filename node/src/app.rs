@@ -91,9 +91,9 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             started?;
             phase_tx.send_replace(Phase::Serving);
             info!("serving");
-            wait_for_signal().await;
+            runway_api::admin::shutdown_signal().await;
         }
-        () = wait_for_signal() => {}
+        () = runway_api::admin::shutdown_signal() => {}
     }
 
     phase_tx.send_replace(Phase::Stopping);
@@ -102,13 +102,4 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     agent.thaw_all(SHUTDOWN_THAW).await;
     info!("stopped");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    info!("shutting down");
 }

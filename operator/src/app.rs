@@ -52,7 +52,7 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let (shutdown_tx, shutdown) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        runway_api::admin::shutdown_signal().await;
         shutdown_tx.send_replace(true);
     });
 
@@ -255,13 +255,4 @@ fn tagged_neighbours(services: &[Arc<Service>], changed: &impl ResourceExt) -> V
         .filter(|s| s.spec.traffic.iter().flatten().any(|t| t.tag.is_some()))
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    info!("shutting down");
 }
