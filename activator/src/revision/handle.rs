@@ -260,13 +260,14 @@ impl RevisionHandle {
         let Ok((id, receiver)) = state.queue.push(origin, &mut state.load, now) else {
             return Admission::QueueFull;
         };
+        let routable = state.pods.iter().any(Pod::routable);
         let resumable = state.pods.iter().any(|pod| pod.resumable() && state.decides(pod));
-        let cold = !state.pods.iter().any(Pod::routable) && !resumable;
-        let reason = match (cold, resumable) {
-            (true, _) => WaitReason::ColdStart,
-            (false, true) if !state.pods.iter().any(Pod::routable) => WaitReason::Thaw,
-            (false, _) => WaitReason::Busy,
+        let reason = match (routable, resumable) {
+            (true, _) => WaitReason::Busy,
+            (false, true) => WaitReason::Thaw,
+            (false, false) => WaitReason::ColdStart,
         };
+        let cold = reason == WaitReason::ColdStart;
         let thaws = state.claim_thaws(&self.this);
         // A cold start lasts while requests wait with no routable pod: one whose requests all gave up is over, and
         // the next request begins another (else its duration would count the idle time between them).
@@ -553,8 +554,11 @@ impl RevisionHandle {
     fn publish_gauges(&self, state: &RevisionState) {
         self.metrics.queue_depth.set(i64::from(state.load.queued()));
         self.metrics.in_flight.set(i64::from(state.load.in_flight()));
-        let frozen = state.pods.iter().filter(|pod| pod.freeze.is_frozen()).count();
-        self.metrics.frozen_pods.set(i64::try_from(frozen).unwrap_or(i64::MAX));
+        // Only a revision whose idle pods freeze has frozen pods: the others' request path skips the count.
+        if matches!(state.idle(), Idle::Freeze { .. }) {
+            let frozen = state.pods.iter().filter(|pod| pod.freeze.is_frozen()).count();
+            self.metrics.frozen_pods.set(i64::try_from(frozen).unwrap_or(i64::MAX));
+        }
     }
 
     fn service_load(&self, sample: LoadSample, unusable_pods: u32) -> ServiceLoad {

@@ -639,21 +639,11 @@ fn finish(
     };
     remove_hop_by_hop(response.headers_mut());
     if let Some(queued) = waited.queued {
-        let timing = format!("runway-queue;dur={:.1}", queued.as_secs_f64() * 1000.0);
-        if let Ok(value) = HeaderValue::from_str(&timing) {
-            response
-                .headers_mut()
-                .append(header::HeaderName::from_static("server-timing"), value);
-        }
+        append_timing(response.headers_mut(), "runway-queue", queued);
     }
     if let Some(thaw) = waited.thaw {
         // The wait for a frozen pod, named apart so that a client tells a thaw from a queue.
-        let timing = format!("runway-thaw;dur={:.1}", thaw.as_secs_f64() * 1000.0);
-        if let Ok(value) = HeaderValue::from_str(&timing) {
-            response
-                .headers_mut()
-                .append(header::HeaderName::from_static("server-timing"), value);
-        }
+        append_timing(response.headers_mut(), "runway-thaw", thaw);
     }
     if waited.cold {
         response
@@ -670,6 +660,14 @@ fn finish(
         _ => lease,
     };
     response.map(|body| ResponseBody::proxied(body, lease, deadline))
+}
+
+/// Appends a `Server-Timing` entry `{name};dur={milliseconds}`.
+fn append_timing(headers: &mut http::HeaderMap, name: &str, took: Duration) {
+    let timing = format!("{name};dur={:.1}", took.as_secs_f64() * 1000.0);
+    if let Ok(value) = HeaderValue::from_str(&timing) {
+        headers.append(header::HeaderName::from_static("server-timing"), value);
+    }
 }
 
 /// Whether the backend reset the connection before answering: it closed with our request unread in its receive
