@@ -69,8 +69,8 @@ impl Layout {
         }
     }
 
-    /// Where pods' directories are searched from.
-    fn search_root(&self) -> &Path {
+    /// Where pods' directories are searched from: the freezer's hierarchy.
+    pub fn search_root(&self) -> &Path {
         match self {
             Layout::V1 { freezer } => freezer,
             Layout::V2 { root } => root,
@@ -202,7 +202,7 @@ impl PodUid {
 
     /// Whether `name` is this pod's pod-level directory: `pod<uid>` (cgroupfs driver) or `…-pod<uid with _ for
     /// ->.slice` (systemd driver, whatever the slices before it).
-    fn names_dir(&self, name: &str) -> bool {
+    pub fn names_dir(&self, name: &str) -> bool {
         if name.strip_prefix("pod") == Some(self.0.as_str()) {
             return true;
         }

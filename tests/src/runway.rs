@@ -193,7 +193,7 @@ pub fn hello_container(env: &[(&str, &str)]) -> Value {
 }
 
 /// Deep-merges `patch` into `base` (objects merge, anything else replaces).
-fn merge(base: &mut Value, patch: Value) {
+pub fn merge(base: &mut Value, patch: Value) {
     match (base, patch) {
         (Value::Object(base), Value::Object(patch)) => {
             for (key, value) in patch {

@@ -35,16 +35,7 @@ fn freezing(retention: u32, extra: Value) -> Value {
         "stableWindowSeconds": 6,
         "scaleToZeroGracePeriodSeconds": 0,
     }});
-    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
-        for (key, value) in extra {
-            match (spec.get_mut(&key), value) {
-                (Some(Value::Object(base)), Value::Object(more)) => base.extend(more),
-                (_, value) => {
-                    spec.insert(key, value);
-                }
-            }
-        }
-    }
+    runway::merge(&mut spec, extra);
     spec
 }
 
